@@ -1,0 +1,259 @@
+"""The Dual Two-Streamed (DTS) network and its teacher and student configurations.
+
+Inputs: LR-HSI ``x_h`` (B, bands, h, w) and HR-MSI ``x_m`` (B, msi_bands, s·h, s·w), s = ``scale``,
+both in the data's [-1, 1] range. Four streams, each a 3×3 conv + LeakyReLU(0.2) + a stack of CLRA blocks:
+
+====  =====================================  =================  ==========  =============
+name  input                                  resolution         official    paper figure
+====  =====================================  =================  ==========  =============
+Z_hm  [bilinear↑s(x_h), x_m]                 s·h × s·w          hmconv1/hmfeat  high spectral
+Z_mh  [x_h, bicubic↓s(x_m)], then nearest↑s   h × w              mhconv1/mhfeat  high spatial
+Z_h   x_h, then nearest↑s                    h × w              hconv1/hfeat    high spectral
+Z_m   x_m                                    s·h × s·w          mconv1/mfeat    high spatial
+====  =====================================  =================  ==========  =============
+
+The fuser (``--adaptive_fuse``) combines them into ``F`` (B, nf, s·h, s·w); the head maps
+``F`` → ``last(LeakyReLU(fuse(F)))`` (B, bands, s·h, s·w): 3×3 conv nf→bands, then 3×3 conv
+bands→bands without bias. There is no global skip and no output clamp: the output is in the
+[-1, 1] domain of the ground truth only as far as the network has learnt it.
+
+``forward`` returns ``(hrhsi, fused_feature)``; the fused feature is what feature distillation matches.
+Unlike the official code, no noise is added inside ``forward`` (decisions.md #9): the training
+step adds the AWGN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clra import check_groups, clra_stack
+from .fusion import FUSION_MODES, build_fusion
+
+COMPAT_MODES = (None, "official")
+
+TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
+PAPER_STUDENT_LAYERS = (1, 4, 4, 1)  # the paper's student, ``--student_layers 1441``
+
+
+def parse_student_layers(value: str | int | Sequence[int]) -> tuple[int, int, int, int]:
+    """Read ``--student_layers``: ``"1441"``, ``1441``, ``"1,4,4,1"`` or ``[1, 4, 4, 1]`` → ``(1, 4, 4, 1)``.
+
+    The four numbers are the CLRA blocks of the Z_hm, Z_mh, Z_h and Z_m streams. Single digits are
+    read as in the official script; use commas for 10 or more blocks.
+    """
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        parts = text.split(",") if "," in text else list(text)
+        try:
+            layers = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(
+                f"student_layers: expected four block counts such as '1441' or '1,4,4,1', got {value!r}"
+            ) from None
+    else:
+        layers = tuple(int(v) for v in value)
+    if len(layers) != 4 or any(n < 0 for n in layers):
+        raise ValueError(
+            f"student_layers: expected four non-negative block counts (Z_hm, Z_mh, Z_h, Z_m) "
+            f"such as '1441', got {value!r}"
+        )
+    return layers  # type: ignore[return-value]
+
+
+class DTS(nn.Module):
+    """Dual Two-Streamed network (official: FNN_Teacher / FNN_Student).
+
+    Args:
+        bands: LR-HSI and output bands C (official ``--bands``, 172 for AVIRIS).
+        msi_bands: HR-MSI bands M (``--msi_bands``, 4 or 6).
+        num_base_chs: stream width nf (``--num_base_chs``, 86).
+        num_agg_feat: dense growth width gc of the CLRA blocks (``--num_agg_feat``, 43).
+        adaptive_fuse: fuser 0–4 (see :mod:`models.fusion`).
+        groups: conv groups of the head's first conv (``--groups``, 1); must divide nf and bands.
+        scale: spatial ratio s between HR-MSI and LR-HSI (4).
+        layers: CLRA blocks of (Z_hm, Z_mh, Z_h, Z_m).
+        stream_groups: conv groups of the CLRA blocks of (Z_hm, Z_mh, Z_h, Z_m).
+        compat: ``None`` (corrected attention) or ``"official"`` (decisions.md #1).
+        run_hm_stack: ``False`` for the student, whose Z_hm stream is its input conv alone: the
+            Z_hm blocks are then not built (``layers[0]`` has no effect).
+    """
+
+    role = "dts"
+
+    def __init__(
+        self,
+        bands: int,
+        msi_bands: int,
+        num_base_chs: int,
+        num_agg_feat: int,
+        adaptive_fuse: int,
+        groups: int,
+        scale: int,
+        layers: Sequence[int],
+        stream_groups: Sequence[int],
+        compat: str | None = None,
+        run_hm_stack: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("bands", bands), ("msi_bands", msi_bands), ("num_base_chs", num_base_chs),
+                            ("num_agg_feat", num_agg_feat), ("scale", scale)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if adaptive_fuse not in FUSION_MODES:
+            raise ValueError(f"adaptive_fuse: expected one of {sorted(FUSION_MODES)}, got {adaptive_fuse!r}")
+        if compat not in COMPAT_MODES:
+            raise ValueError(f"compat: expected None or 'official', got {compat!r}")
+        if groups < 1 or num_base_chs % groups or bands % groups:
+            raise ValueError(
+                f"groups: the head conv (num_base_chs={num_base_chs} → bands={bands}) needs groups dividing "
+                f"both, got groups={groups}"
+            )
+        for stream, g in zip(("Z_hm", "Z_mh", "Z_h", "Z_m"), stream_groups, strict=True):
+            check_groups(num_base_chs, num_agg_feat, g, f"{stream} stream CLRA groups")
+
+        self.bands, self.msi_bands, self.scale = bands, msi_bands, scale
+        self.num_base_chs, self.num_agg_feat = num_base_chs, num_agg_feat
+        self.adaptive_fuse, self.groups, self.compat = adaptive_fuse, groups, compat
+        self.layers, self.stream_groups = tuple(layers), tuple(stream_groups)
+        self.run_hm_stack = run_hm_stack
+        nf, gc = num_base_chs, num_agg_feat
+        n_hm, n_mh, n_h, n_m = self.layers
+        g_hm, g_mh, g_h, g_m = self.stream_groups
+
+        # Construction follows the official order, so that under the same seed the official
+        # mode starts from the official initial weights (the official constructor builds all four
+        # fusers first and keeps one).
+        if compat == "official":
+            fusers = [build_fusion(mode, nf, compat) for mode in (1, 2, 3, 4)]
+            self.fuse_att = fusers[adaptive_fuse - 1] if adaptive_fuse else build_fusion(0, nf)
+        else:
+            self.fuse_att = build_fusion(adaptive_fuse, nf, compat)
+        self.hmconv1 = nn.Conv2d(bands + msi_bands, nf, 3, 1, 1)
+        self.hmfeat = clra_stack(n_hm if run_hm_stack else 0, nf, gc, g_hm)
+        if compat == "official" and not run_hm_stack:
+            # The official student builds a Z_hm stack that its forward never runs; building and
+            # dropping it here draws the same random numbers as the official constructor.
+            clra_stack(n_hm, nf, gc, g_hm)
+        self.mhconv1 = nn.Conv2d(bands + msi_bands, nf, 3, 1, 1)
+        self.mhfeat = clra_stack(n_mh, nf, gc, g_mh)
+        self.hconv1 = nn.Conv2d(bands, nf, 3, 1, 1)
+        self.hfeat = clra_stack(n_h, nf, gc, g_h)
+        self.mconv1 = nn.Conv2d(msi_bands, nf, 3, 1, 1)
+        self.mfeat = clra_stack(n_m, nf, gc, g_m)
+        self.fuse = nn.Conv2d(nf, bands, 3, 1, 1, groups=groups)
+        self.last = nn.Conv2d(bands, bands, 3, 1, 1, bias=False)
+        self.lrelu = nn.LeakyReLU(0.2)
+
+    def model_config(self) -> dict:
+        """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
+        return {
+            "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
+            "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
+            "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
+            "compat": self.compat,
+        }
+
+    def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
+        """Raise a ``ValueError`` naming the input unless the pair has the shapes this network takes."""
+        for name, x, ch, what in (("lrhsi", lrhsi, self.bands, "bands"), ("hrmsi", hrmsi, self.msi_bands, "msi_bands")):
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                found = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"{name}: expected a 4-D tensor (B, C, H, W), got {found}")
+            if x.shape[1] != ch:
+                raise ValueError(
+                    f"{name}: expected {ch} channels ({what}={ch}), got {x.shape[1]} (shape {tuple(x.shape)})"
+                )
+        if lrhsi.shape[0] != hrmsi.shape[0]:
+            raise ValueError(f"hrmsi: batch size {hrmsi.shape[0]} differs from the lrhsi batch size {lrhsi.shape[0]}")
+        expected = (self.scale * lrhsi.shape[-2], self.scale * lrhsi.shape[-1])
+        if tuple(hrmsi.shape[-2:]) != expected:
+            raise ValueError(
+                f"hrmsi: expected spatial size {expected} = scale ({self.scale}) × the lrhsi size "
+                f"{tuple(lrhsi.shape[-2:])}, got {tuple(hrmsi.shape[-2:])}"
+            )
+
+    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w)."""
+        self.check_inputs(lrhsi, hrmsi)
+        hr_size, lr_size = hrmsi.shape[-2:], lrhsi.shape[-2:]
+        lrhsi_up = F.interpolate(lrhsi, size=hr_size, mode="bilinear", align_corners=False)
+        hrmsi_down = F.interpolate(hrmsi, size=lr_size, mode="bicubic", align_corners=False)
+
+        z_hm = self.hmfeat(self.lrelu(self.hmconv1(torch.cat((lrhsi_up, hrmsi), 1))))
+        z_mh = self.mhfeat(self.lrelu(self.mhconv1(torch.cat((lrhsi, hrmsi_down), 1))))
+        z_m = self.mfeat(self.lrelu(self.mconv1(hrmsi)))
+        z_h = self.hfeat(self.lrelu(self.hconv1(lrhsi)))
+
+        up = F.interpolate(z_h, size=hr_size, mode="nearest"), F.interpolate(z_mh, size=hr_size, mode="nearest")
+        fused = self.fuse_att(up[0], z_m, up[1], z_hm)
+        return self.last(self.lrelu(self.fuse(fused))), fused
+
+    def extra_repr(self) -> str:
+        return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
+                f"layers={self.layers}, adaptive_fuse={self.adaptive_fuse}, scale={self.scale}, compat={self.compat}")
+
+
+class Teacher(DTS):
+    """The CSAKD teacher: CLRA blocks (6, 6, 4, 4), ungrouped (official: Teacher / FNN_Teacher).
+
+    26.81M parameters and 941.8 GMACs at the paper's shapes (172×64×64 + 4×256×256).
+    """
+
+    role = "teacher"
+
+    def __init__(
+        self,
+        bands: int = 172,
+        msi_bands: int = 4,
+        num_base_chs: int = 86,
+        num_agg_feat: int = 43,
+        adaptive_fuse: int = 3,
+        groups: int = 1,
+        scale: int = 4,
+        compat: str | None = None,
+    ) -> None:
+        super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
+                         layers=TEACHER_LAYERS, stream_groups=(1, 1, 1, 1), compat=compat)
+
+
+class Student(DTS):
+    """The CSAKD student (official: Student / FNN_Student).
+
+    ``student_layers`` = (a, b, c, d) CLRA blocks for (Z_hm, Z_mh, Z_h, Z_m). As in the official
+    forward, the Z_hm stream runs only its input conv, so ``a`` has no effect and no Z_hm blocks are
+    built (decisions.md #4; the paper's 7.44M parameters exclude them). The Z_h stream is grouped with
+    ``num_base_chs // 2`` groups (43 at paper size); Z_m uses ``groups`` when it divides ``bands``, else 1,
+    as official. The paper's student (1441): 7.45M parameters, 144.8 GMACs.
+    """
+
+    role = "student"
+
+    def __init__(
+        self,
+        bands: int = 172,
+        msi_bands: int = 4,
+        num_base_chs: int = 86,
+        num_agg_feat: int = 43,
+        adaptive_fuse: int = 3,
+        groups: int = 1,
+        scale: int = 4,
+        student_layers: str | int | Sequence[int] = PAPER_STUDENT_LAYERS,
+        compat: str | None = None,
+    ) -> None:
+        layers = parse_student_layers(student_layers)
+        if num_base_chs < 2:
+            raise ValueError(f"num_base_chs: the student's grouped Z_h stream needs at least 2, got {num_base_chs}")
+        g_m = groups if groups >= 1 and bands % groups == 0 else 1
+        super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
+                         layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
+                         run_hm_stack=False)
+        self.student_layers = layers
+
+    def model_config(self) -> dict:
+        return {**super().model_config(), "student_layers": list(self.student_layers)}
