@@ -1,0 +1,28 @@
+"""Losses of CSAKD (train_CSAKD.py): fidelity terms, distillation terms and the two joint objectives.
+
+All inputs are in the network's [-1, 1] domain, (B, C, H, W). See README "Losses" for the formulas.
+"""
+
+from losses.distillation import FeatureKDLoss, ResponseKDLoss
+from losses.fidelity import (
+    BAND_ENERGY_OFFSET,
+    BEBALoss,
+    ReconstructionLoss,
+    SAMLoss,
+    official_sam_loss,
+    spectral_cosine_loss,
+)
+from losses.joint import StudentLoss, TeacherLoss
+
+__all__ = [
+    "BAND_ENERGY_OFFSET",
+    "BEBALoss",
+    "FeatureKDLoss",
+    "ReconstructionLoss",
+    "ResponseKDLoss",
+    "SAMLoss",
+    "StudentLoss",
+    "TeacherLoss",
+    "official_sam_loss",
+    "spectral_cosine_loss",
+]

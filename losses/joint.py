@@ -1,0 +1,118 @@
+"""The teacher's and the student's training objectives of online co-training (train_CSAKD.py).
+
+Both return ``(total, parts)``: ``total`` is the 0-d tensor to back-propagate, ``parts`` maps each
+term's name to its detached, unweighted 0-d value (for logging; no host synchronisation here).
+``joint=False`` is the official ``--joint_loss 0``: the total is the reconstruction term alone for
+both networks; the other terms are still evaluated, without autograd, for logging (the official
+script logs them too).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from losses._checks import check_compat
+from losses.distillation import FeatureKDLoss, ResponseKDLoss
+from losses.fidelity import BEBALoss, ReconstructionLoss, SAMLoss
+
+
+def _check_weights(where: str, **weights: float) -> None:
+    for name, value in weights.items():
+        if not value >= 0:  # also rejects NaN
+            raise ValueError(f"{where}: {name} must be a non-negative number, got {value!r}")
+
+
+class TeacherLoss(nn.Module):
+    """L_T = L_rec(T, Y) + w_sam·L_SAM(T, Y) + w_beba·L_BEBA(T, Y) (official weights 0.1 and 0.1).
+
+    ``forward(teacher_out, target)`` with (B, C, H, W) tensors in the [-1, 1] domain returns
+    ``(total, {"rec", "sam", "beba"})``. ``compat`` selects the SAM and BEBA variants
+    (decisions.md #2, #3); ``joint=False`` → total = L_rec.
+    """
+
+    def __init__(
+        self, w_sam: float = 0.1, w_beba: float = 0.1, joint: bool = True, compat: str | None = None
+    ) -> None:
+        super().__init__()
+        check_compat(compat, "TeacherLoss")
+        _check_weights("TeacherLoss", w_sam=w_sam, w_beba=w_beba)
+        self.w_sam, self.w_beba, self.joint, self.compat = w_sam, w_beba, joint, compat
+        self.rec = ReconstructionLoss()
+        self.sam = SAMLoss(compat)
+        self.beba = BEBALoss(compat)
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rec = self.rec(pred, target)
+        with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
+            sam = self.sam(pred, target)
+            beba = self.beba(pred, target)
+        # Same summation order as the official script (bit-for-bit equal totals in float32).
+        total = rec + self.w_sam * sam + self.w_beba * beba if self.joint else rec
+        return total, {"rec": rec.detach(), "sam": sam.detach(), "beba": beba.detach()}
+
+    def extra_repr(self) -> str:
+        return f"w_sam={self.w_sam}, w_beba={self.w_beba}, joint={self.joint}, compat={self.compat!r}"
+
+
+class StudentLoss(nn.Module):
+    """L_S = L_rec(S, Y) + w_kd·SmoothL1(S, T̂) + w_feat·BCEWithLogits(F_S, sigmoid(F̂_T))
+    + w_beba·L_BEBA(S, Y) + w_sam·L_SAM(S, Y), with T̂, F̂_T the detached teacher tensors
+    (official weights all 0.1).
+
+    ``forward(student_out, student_feat, target, teacher_out, teacher_feat)``: outputs and target
+    (B, C, H, W) in the [-1, 1] domain, fused features (B, nf, H, W). The teacher tensors are detached
+    inside, so no gradient reaches the teacher. Returns ``(total, {"rec", "sam", "beba", "kd", "feat"})``.
+    ``joint=False`` → total = L_rec (official ``--joint_loss 0`` trains the student without
+    distillation).
+    """
+
+    def __init__(
+        self,
+        w_sam: float = 0.1,
+        w_beba: float = 0.1,
+        w_kd: float = 0.1,
+        w_feat: float = 0.1,
+        joint: bool = True,
+        compat: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_compat(compat, "StudentLoss")
+        _check_weights("StudentLoss", w_sam=w_sam, w_beba=w_beba, w_kd=w_kd, w_feat=w_feat)
+        self.w_sam, self.w_beba, self.w_kd, self.w_feat = w_sam, w_beba, w_kd, w_feat
+        self.joint, self.compat = joint, compat
+        self.rec = ReconstructionLoss()
+        self.sam = SAMLoss(compat)
+        self.beba = BEBALoss(compat)
+        self.kd = ResponseKDLoss()
+        self.feat = FeatureKDLoss()
+
+    def forward(
+        self,
+        student_out: torch.Tensor,
+        student_feat: torch.Tensor,
+        target: torch.Tensor,
+        teacher_out: torch.Tensor,
+        teacher_feat: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rec = self.rec(student_out, target)
+        with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
+            kd = self.kd(student_out, teacher_out)
+            feat = self.feat(student_feat, teacher_feat)
+            beba = self.beba(student_out, target)
+            sam = self.sam(student_out, target)
+        if self.joint:
+            # Same summation order as the official script.
+            total = rec + self.w_kd * kd + self.w_feat * feat + self.w_beba * beba + self.w_sam * sam
+        else:
+            total = rec
+        parts = {"rec": rec, "sam": sam, "beba": beba, "kd": kd, "feat": feat}
+        return total, {name: value.detach() for name, value in parts.items()}
+
+    def extra_repr(self) -> str:
+        return (
+            f"w_sam={self.w_sam}, w_beba={self.w_beba}, w_kd={self.w_kd}, w_feat={self.w_feat}, "
+            f"joint={self.joint}, compat={self.compat!r}"
+        )
