@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +231,17 @@ def test_bad_inputs(tiny_teacher: Teacher, lrhsi, hrmsi, message: str) -> None:
 def test_bad_construction(role: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message), torch.device("meta"):
         build_model(kwargs, role)
+
+
+def test_complexity_command_writes_json(tmp_path: Path) -> None:
+    """``test_CSAKD.py --test_mode 3`` needs no data or checkpoint, prints the table and writes JSON."""
+    out = tmp_path / "complexity.json"
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "test_CSAKD.py", "--test_mode", "3", "--msi_bands", "6", "--json", str(out)],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "teacher" in run.stdout and "941.97" in run.stdout and "144.98" in run.stdout
+    report = json.loads(out.read_text())
+    assert report["hrmsi_shape"] == [6, 256, 256] and report["lrhsi_shape"] == [172, 64, 64]
+    assert round(report["student"]["macs"] / 1e9, 2) == 144.98
+    assert set(report["teacher"]) == {"params", "params_all", "macs", "flops"}
