@@ -1,0 +1,105 @@
+"""``python -m data.check <root> --split <file>``: scan a dataset in the official layout, report every problem.
+
+Checks each entry of each split list: the three files exist (flat or per-entry folder), the keys
+``hrmsi<M>`` and ``lrhsi`` (and ``lrhsi1..3`` when ``--mis_pix``/``--mixed_align_opt`` need them, or when
+present) exist, shapes match ``--bands``, ``--msi_bands``, ``--scale`` and ``--image_size``, no NaN/Inf,
+the GT is not constant, LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
+All problems are printed (one line each); the exit code is 1 if there was any, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+
+import numpy as np
+
+from .aviris import LayoutSpec, array_problems, find_entry_files, load_entry, lr_key, msi_key, read_split
+from .options import DATA_DEFAULTS
+
+
+def _range_problems(name: str, what: str, a: np.ndarray, tol: float) -> list[str]:
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -tol or hi > 1 + tol:
+        return [f"{name}: {what} values span [{lo:.4g}, {hi:.4g}], expected [0, 1] (tolerance {tol})"]
+    return []
+
+
+def check_entry(root: str, entry: str, spec: LayoutSpec, levels_needed: tuple[int, ...], tol: float) -> list[str]:
+    """Every problem of one entry, as messages naming the file and what is wrong."""
+    problems: list[str] = []
+    loaded = load_entry(root, entry, spec, 0, problems=problems)
+    if loaded is not None:
+        _, msi, lr = loaded
+        paths, _ = find_entry_files(root, entry)
+        problems += _range_problems(paths["hrmsi"], msi_key(spec.msi_bands), msi, tol)
+        problems += _range_problems(paths["lrhsi"], "lrhsi", lr, tol)
+        try:
+            with np.load(paths["lrhsi"]) as z:
+                for k in (1, 2, 3):
+                    key = lr_key(k)
+                    if key not in z.files:
+                        if k in levels_needed:
+                            problems.append(f"{paths['lrhsi']}: key {key!r} missing (found {sorted(z.files)})")
+                        continue
+                    a = spec.cut_lr(z[key])
+                    found = array_problems(paths["lrhsi"], key, a, lr.shape)
+                    problems += found or _range_problems(paths["lrhsi"], key, a, tol)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            problems.append(f"{paths['lrhsi']}: unreadable .npz ({e})")
+    return problems
+
+
+def check_dataset(
+    root: str,
+    split_files: list[str],
+    spec: LayoutSpec,
+    levels_needed: tuple[int, ...] = (),
+    tol: float = 0.1,
+    progress: bool = True,
+) -> tuple[int, list[str]]:
+    """Scan all entries of ``split_files`` under ``root``. Returns (entries checked, problems)."""
+    problems, n = [], 0
+    for split in split_files:
+        try:
+            entries = read_split(split, flag="--split", root=root)
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(str(e))
+            continue
+        iterator = entries
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(entries, desc=split, unit="entry", file=sys.stderr)
+        for entry in iterator:
+            n += 1
+            problems += check_entry(root, entry, spec, levels_needed, tol)
+    return n, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = DATA_DEFAULTS
+    p = argparse.ArgumentParser(prog="python -m data.check", description=__doc__.split("\n\n")[0])
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--split", action="append", required=True, help="split list (repeatable)")
+    p.add_argument("--bands", type=int, default=d["bands"])
+    p.add_argument("--msi_bands", type=int, default=d["msi_bands"])
+    p.add_argument("--scale", type=int, default=d["scale"])
+    p.add_argument("--image_size", type=int, default=d["image_size"], help="HR size the reader cuts to (0 = any)")
+    p.add_argument("--mis_pix", type=int, default=d["mis_pix"], choices=(0, 1, 2, 3))
+    p.add_argument("--mixed_align_opt", type=int, default=d["mixed_align_opt"], choices=(0, 1))
+    p.add_argument("--tol", type=float, default=0.1, help="allowed excursion of [0, 1] inputs (noise)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    needed = (1, 2, 3) if args.mixed_align_opt else ((args.mis_pix,) if args.mis_pix else ())
+    spec = LayoutSpec(args.bands, args.msi_bands, args.scale, args.image_size)
+    n, problems = check_dataset(args.root, args.split, spec, needed, args.tol, progress=not args.quiet)
+    for msg in problems:
+        print(msg)
+    print(f"data.check: {n} entries checked, {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The three datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic scenes.
+
+All return the sample dict of ``data.sample.FusionDataset`` (CONTRACTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .aviris import LayoutSpec, load_entry, read_split
+from .degrade import Degradation, simulate_scene, simulated_tiles
+from .formats import read_cube
+from .options import DATA_DEFAULTS, degradation_from_cfg
+from .sample import LR_LEVELS, FusionDataset
+from .spectral import default_srf_name, resolve_srf, resolve_wavelengths
+from .synthetic import make_scene, scene_seed
+
+SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
+
+
+def msi_srf(cfg: dict, wavelengths: np.ndarray) -> tuple[np.ndarray, str]:
+    """The SRF (M, C) producing the ``msi_bands``-band HR-MSI: from ``cfg["srf"]`` (the entry with M bands)
+    or the built-in ``default_srf_name(msi_bands)``. Returns (R, description)."""
+    m = int(cfg["msi_bands"])
+    specs = cfg.get("srf") or [default_srf_name(m)]
+    specs = [specs] if isinstance(specs, str) else list(specs)
+    found = []
+    for spec in specs:
+        r, desc = resolve_srf(spec, wavelengths)
+        if r.shape[0] == m:
+            return r, desc
+        found.append(f"{desc} ({r.shape[0]} bands)")
+    raise ValueError(f"--srf {specs}: none has --msi_bands {m} bands (found {', '.join(found)})")
+
+
+def _levels(ds: FusionDataset) -> tuple[int, ...]:
+    return LR_LEVELS if ds.train and ds.mixed else (ds.mis_pix,)
+
+
+class AvirisDataset(FusionDataset):
+    """The official layout (csakd.md §1.2), or a dataset written by ``python -m data.prepare``.
+
+    Official: ``dataset_joint`` in dataset.py. Files are read at each access (no cache).
+    """
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        flag = SPLIT_FLAGS[split]
+        self.root = cfg["root"]
+        self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root)
+        self.spec = LayoutSpec(
+            int(cfg["bands"]), int(cfg["msi_bands"]), self.scale, int(cfg["image_size"] or 0)
+        )
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        entry = self.entries[index]
+        gt, msi, lr = load_entry(self.root, entry, self.spec, level)
+        return entry, gt, msi, lr
+
+
+class _SimulatedDataset(FusionDataset):
+    """Shared by the synthetic and cube datasets: images simulated in memory and cached."""
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        self.deg: Degradation = degradation_from_cfg(cfg)
+        self.msi_bands = int(cfg["msi_bands"])
+        self.bands = int(cfg["bands"])
+        self.seed = int(cfg["seed"])
+        self._cache: dict[int, tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]] = {}
+
+    def load(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        if index not in self._cache:
+            self._cache[index] = self.simulate(index)
+        name, gt, msi, lr = self._cache[index]
+        return name, gt, msi, lr[level]
+
+    def simulate(self, index: int) -> tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        raise NotImplementedError
+
+
+class SyntheticDataset(_SimulatedDataset):
+    """Built-in scenes (``data.synthetic``), no files: ``synthetic_scenes`` = (train, val, test) counts,
+    HR size ``image_size`` (square), ``bands`` bands at ``wavelengths``, HR-MSI through ``msi_srf``
+    and LR-HSI through the logged degradation; each split draws its scenes from its own seed stream."""
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        counts = list(cfg["synthetic_scenes"])
+        if len(counts) != 3 or min(counts) < 0:
+            raise ValueError(f"--synthetic_scenes must be three counts >= 0 (train val test), got {counts}")
+        self.n = int(counts[("train", "val", "test").index(split)])
+        if self.n == 0:
+            raise ValueError(f"--synthetic_scenes {counts}: the {split} split has no scenes")
+        self.size = int(cfg["image_size"])
+        if self.size <= 0 or self.size % self.scale:
+            raise ValueError(
+                f"--image_size {self.size} must be a positive multiple of the scale {self.scale} "
+                "for synthetic scenes"
+            )
+        self.wavelengths = resolve_wavelengths(cfg.get("wavelengths"), self.bands)
+        self.srf, self.srf_name = msi_srf(cfg, self.wavelengths)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def simulate(self, index: int) -> tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        seed = scene_seed(self.seed, self.split, index)
+        cube = make_scene(seed, self.size, self.wavelengths)
+        scene = simulate_scene(cube, [self.srf], self.deg, _levels(self), where=f"synthetic scene {index}")
+        ((_, _, _, gt, msi, lr),) = simulated_tiles(scene, self.deg, 0, 0, (seed,))
+        return f"synthetic/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
+
+
+class CubeDataset(_SimulatedDataset):
+    """The user's own HR-HSI cubes, simulated on the fly with the logged degradation.
+
+    The split file lists cube paths (files or CAVE folders), relative to ``root`` unless absolute.
+    Each cube is read once, simulated whole (so blurs see real neighbours, not tile borders) and
+    cut into non-overlapping ``image_size`` tiles (0 = one tile per cube); constant tiles are skipped.
+    Everything stays in memory: for large collections write the dataset once with ``data.prepare``
+    and read it with ``dataset: aviris``.
+    """
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        flag = SPLIT_FLAGS[split]
+        root = cfg["root"]
+        tile = int(cfg["image_size"] or 0)
+        self.items: list[tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]] = []
+        for ci, rel in enumerate(read_split(cfg[flag], flag="--" + flag, root=root)):
+            path = rel if os.path.isabs(rel) else os.path.join(root, rel)
+            cube = read_cube(
+                path, key=cfg.get("key"), layout=cfg.get("layout", "hwc"), wavelengths=cfg.get("wavelengths")
+            )
+            if cube.data.shape[-1] != self.bands:
+                raise ValueError(f"{path}: the cube has {cube.data.shape[-1]} bands, --bands is {self.bands}")
+            wl = cube.wavelengths if cube.wavelengths is not None else resolve_wavelengths(None, self.bands)
+            srf, _ = msi_srf(cfg, wl)
+            h, w = (s - s % self.scale for s in cube.data.shape[:2])
+            scene = simulate_scene(cube.data[:h, :w], [srf], self.deg, _levels(self), where=path)
+            stem = os.path.splitext(os.path.basename(os.path.normpath(rel)))[0]
+            for i, y, x, gt, msi, lr in simulated_tiles(scene, self.deg, tile, tile, (self.seed, ci)):
+                if gt is not None:
+                    self.items.append((f"{stem}_{i}_y{y}x{x}", gt, msi[self.msi_bands], lr))
+        if not self.items:
+            raise ValueError(f"--{flag} {cfg[flag]}: no usable {tile}×{tile} tile in the listed cubes")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def simulate(self, index: int) -> tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        return self.items[index]
+
+
+def build_dataset(cfg: dict, split: str) -> FusionDataset:
+    """The dataset named by ``cfg["dataset"]`` for ``split`` ("train" | "val" | "test").
+
+    ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` fills missing keys).
+    """
+    cfg = {**DATA_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k not in DATA_DEFAULTS}}
+    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset}
+    if cfg["dataset"] not in kinds:
+        raise ValueError(f"--dataset must be one of {sorted(kinds)}, got {cfg['dataset']!r}")
+    return kinds[cfg["dataset"]](cfg, split)

@@ -1,0 +1,158 @@
+"""From raw arrays to the sample dict: normalisation (csakd.md §1.3), crops and augmentation (§1.4).
+
+Every dataset of this package subclasses ``FusionDataset`` and only says how to load an image; the
+sample contract, crops, flips/rotations, misalignment choice and the RNG live here, once.
+
+Reproducible augmentation: each dataset owns a ``random.Random`` seeded from ``cfg["seed"]`` and the
+split (official: Python ``random`` seeded 1029). With DataLoader workers, pass
+``worker_init_fn=data.seed_worker`` and a seeded ``generator=torch.Generator().manual_seed(seed)``:
+each worker then reseeds its dataset copy from the worker seed torch derives from that generator,
+so the augmentation stream is a function of the seed (different per worker and per epoch), and
+identical between runs with the same seed and the same ``num_workers``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+LR_LEVELS = (0, 1, 2, 3)  # aligned + the three misaligned LR-HSIs of the official layout
+
+
+def normalise_gt(gt: np.ndarray, where: str = "GT") -> tuple[np.ndarray, float, float]:
+    """Per-image min–max to [−1, 1]: y = 2·(GT − minv)/(maxv − minv) − 1 over all bands and pixels.
+
+    Returns (y float32 same shape, maxv, minv) with maxv/minv in the GT's raw units (for raw-unit RMSE).
+    Official: the GT normalisation of ``dataset_joint.__getitem__`` in dataset.py.
+    """
+    maxv, minv = float(gt.max()), float(gt.min())
+    if not maxv > minv:
+        raise ValueError(f"{where}: GT is constant ({minv}), cannot be min-max normalised")
+    y = (gt.astype(np.float32) - np.float32(minv)) * np.float32(2.0 / (maxv - minv)) - np.float32(1.0)
+    return y, maxv, minv
+
+
+def to_signed(x: np.ndarray) -> np.ndarray:
+    """[0, 1] → [−1, 1] by x ↦ 2x − 1 (LR-HSI and HR-MSI, official: assumed pre-scaled to [0, 1])."""
+    return x.astype(np.float32) * np.float32(2.0) - np.float32(1.0)
+
+
+def crop_offsets(size: int, crop: int, scale: int, compat: str | None = None) -> list[int]:
+    """Allowed HR crop offsets along one axis: multiples of ``scale`` from 0 to ``size − crop``.
+
+    The last offset ``size − crop`` is included by default; ``compat="official"`` excludes it as the
+    official ``range(0, 256 − 128, 4)`` does (decisions.md #6). When that leaves no offset (crop =
+    size) the official grid falls back to [0] instead of failing.
+    """
+    if crop % scale:
+        raise ValueError(f"--crop_size {crop} must be divisible by the scale {scale} (LR crop = crop/scale)")
+    if crop > size:
+        raise ValueError(f"--crop_size {crop} is larger than the image ({size} pixels)")
+    stop = size - crop + (0 if compat == "official" else 1)
+    return list(range(0, stop, scale)) or [0]
+
+
+def augment(rng: random.Random, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Apply one random flip/rotation draw identically to every (H, W, C) array (official order):
+    p=0.5 flip along width; p=0.5 flip along height; p=0.5 rotate by 90°·k, k uniform in {1, 2, 3}."""
+    out = list(arrays)
+    if rng.random() < 0.5:
+        out = [a[:, ::-1] for a in out]
+    if rng.random() < 0.5:
+        out = [a[::-1] for a in out]
+    if rng.random() < 0.5:
+        k = rng.randint(1, 3)
+        out = [np.rot90(a, k, axes=(0, 1)) for a in out]
+    return out
+
+
+def normalise_compat(compat: str | None) -> str | None:
+    """``None`` (corrected defaults) or ``"official"``; the strings "", "none", "default" mean None."""
+    if compat in (None, "", "none", "None", "default"):
+        return None
+    if compat != "official":
+        raise ValueError(f"--compat must be 'official' or empty, got {compat!r}")
+    return "official"
+
+
+def _chw(a: np.ndarray) -> torch.Tensor:
+    # an explicit copy: flipped views of size-1 axes count as contiguous yet keep negative strides
+    return torch.from_numpy(np.array(a.transpose(2, 0, 1), dtype=np.float32, order="C", copy=True))
+
+
+class FusionDataset(Dataset):
+    """Base of all datasets: turns ``load(index, level)`` into the sample dict of CONTRACTS.md.
+
+    Sample: {"lrhsi": (C, h, w), "hrmsi": (M, H, W), "gt": (C, H, W) float32 tensors in [−1, 1],
+    "name": str, "maxv": float, "minv": float} with H = scale·h. Train split: one random crop of
+    ``crop_size`` (offsets from ``crop_offsets``) plus ``augment``; val/test: the full image.
+    LR-HSI variant: ``lrhsi{mis_pix}``; with ``mixed_align_opt`` = 1 a training sample draws one of
+    the four variants uniformly.
+    """
+
+    def __init__(self, cfg: dict, split: str):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        self.split = split
+        self.train = split == "train"
+        self.scale = int(cfg.get("scale", 4))
+        self.crop_size = int(cfg.get("crop_size", 128))
+        self.mis_pix = int(cfg.get("mis_pix", 0))
+        self.mixed = bool(int(cfg.get("mixed_align_opt", 0)))
+        self.compat = normalise_compat(cfg.get("compat"))
+        if self.mis_pix not in LR_LEVELS:
+            raise ValueError(f"--mis_pix must be one of {LR_LEVELS}, got {self.mis_pix}")
+        self.reseed(int(cfg.get("seed", 1029)) * 10 + ("train", "val", "test").index(split))
+
+    def reseed(self, seed: int) -> None:
+        """Restart the augmentation RNG (called by ``seed_worker`` in each DataLoader worker)."""
+        self.rng = random.Random(seed)
+
+    def load(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        """(name, GT (H, W, C) raw units, HR-MSI (H, W, M) in [0, 1], LR-HSI of level ``level`` (H/r, W/r, C))
+        as numpy arrays."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
+        name, gt, msi, lr = self.load(index, level)
+        y, maxv, minv = normalise_gt(gt, where=name)
+        msi, lr = to_signed(msi), to_signed(lr)
+        if self.train:
+            y, msi, lr = self._crop(y, msi, lr, name)
+            y, msi, lr = augment(self.rng, y, msi, lr)
+        return {
+            "lrhsi": _chw(lr),
+            "hrmsi": _chw(msi),
+            "gt": _chw(y),
+            "name": name,
+            "maxv": maxv,
+            "minv": minv,
+        }
+
+    def _crop(self, y: np.ndarray, msi: np.ndarray, lr: np.ndarray, name: str) -> list[np.ndarray]:
+        c, s = self.crop_size, self.scale
+        try:
+            y0 = self.rng.choice(crop_offsets(y.shape[0], c, s, self.compat))
+            x0 = self.rng.choice(crop_offsets(y.shape[1], c, s, self.compat))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        hr = (slice(y0, y0 + c), slice(x0, x0 + c))
+        lr_win = (slice(y0 // s, (y0 + c) // s), slice(x0 // s, (x0 + c) // s))
+        return [y[hr], msi[hr], lr[lr_win]]
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoader: reseed the worker's dataset copy from the worker seed, which
+    torch derives from the DataLoader's ``generator`` (torch itself seeds ``random``/numpy in workers)."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return
+    ds = info.dataset
+    while not hasattr(ds, "reseed") and hasattr(ds, "dataset"):  # Subset and similar wrappers
+        ds = ds.dataset
+    if hasattr(ds, "reseed"):
+        ds.reseed(info.seed)
