@@ -1,32 +1,41 @@
-"""Evaluate CSAKD networks.
+"""Evaluate a CSAKD network, or count the networks' complexity.
 
-``--test_mode 3`` prints parameters and operations of the teacher and the student at the
-configured shapes (no dataset or checkpoint needed)::
-
+    python test_CSAKD.py --config configs/quickstart.yaml --test_mode 2 --results results/quickstart
+    python test_CSAKD.py --test_mode 1 --checkpoint teacher_checkpoint/KD_QRCODE_band4/best.pth --compat official \\
+        --root ../../Fusion_data --test_file ./data/test.txt
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
+
+``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
+at the configured shapes (no dataset or checkpoint needed). The checkpoint is ``--checkpoint`` (this
+project's weight file or an official ``.pth``), by default ``<checkpoint_dir>/<prefix>/<role>/best.pth``.
+Prints a per-image metrics table and the mean next to the bicubic baseline; ``--results DIR`` writes
+``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
+import io
+import os
 import sys
 
 import torch
 
+from engine.evaluate import evaluate, format_table
+from engine.loaders import build_loader
+from engine.train import resolve_device, weight_path
 from models import build_model
+from utils.checkpoint import load_weights, read_checkpoint
 from utils.complexity import complexity
-from utils.config import add_model_args, resolve_model_config
-from utils.fileio import atomic_write_json
+from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+from utils.fileio import atomic_write_json, atomic_write_text
+from utils.inference import prepare
+
+ROLES = {1: "teacher", 2: "student"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test_mode", type=int, choices=(3,), default=3,
-                        help="3: complexity of teacher and student")
-    parser.add_argument("--image_size", type=int, default=256, help="HR side (the LR-HSI side is image_size/scale)")
-    parser.add_argument("--json", type=str, default=None, help="also write the figures to this JSON file")
-    add_model_args(parser)
-    return parser
+def build_parser():
+    return build_test_parser()
 
 
 def complexity_report(cfg: dict) -> dict:
@@ -55,17 +64,75 @@ def format_complexity(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = resolve_model_config(vars(build_parser().parse_args(argv)))
-    try:
+def load_network(cfg: dict, role: str, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """The ``role`` network with its checkpoint loaded. This project's files rebuild the network they were
+    saved from (their constructor arguments travel with the weights); official files are loaded into the
+    network the flags describe, and any key or shape mismatch is listed."""
+    path = cfg.get("checkpoint") or weight_path(cfg, role, "best")
+    ckpt = read_checkpoint(path)
+    if isinstance(ckpt.get("model"), dict) and ckpt["model"]:
+        saved = ckpt["model"]
+        if saved.get("role") not in (None, role):
+            raise ValueError(f"checkpoint {path}: holds a {saved['role']} network, but --test_mode "
+                             f"{'1' if role == 'teacher' else '2'} tests the {role}")
+        model = build_model({**cfg, **{k: v for k, v in saved.items() if k != "role"}}, role)
+    else:
+        model = build_model(cfg, role)
+    info = load_weights(model, path)
+    for key in ("bands", "msi_bands", "scale"):
+        if getattr(model, key) != cfg[key]:
+            raise ValueError(f"checkpoint {path}: the network takes {key}={getattr(model, key)}, but --{key} is "
+                             f"{cfg[key]} (the data would not fit it)")
+    return prepare(model.to(device)), f"{path} ({info['source']})"
+
+
+def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) -> None:
+    """``per_image.csv`` and ``summary.json`` (atomically) in ``folder``."""
+    rows = result["rows"]
+    columns = list(rows[0])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(os.path.join(folder, "per_image.csv"), buf.getvalue())
+    summary = {"model": role, "checkpoint": source, "split": cfg["split"], "images": result["images"],
+               "metrics": result["metrics"], "baselines": result["baselines"], "time_ms": result["time_ms"],
+               "peak_memory_mb": result["peak_memory_mb"], "peak_memory_kind": result["peak_memory_kind"],
+               "config": {k: v for k, v in cfg.items()}}
+    atomic_write_json(os.path.join(folder, "summary.json"), summary)
+
+
+def run(cfg: dict) -> int:
+    if cfg["test_mode"] == 3:
         report = complexity_report(cfg)
-    except ValueError as exc:
+        print(format_complexity(report))
+        if cfg["json"]:
+            atomic_write_json(cfg["json"], report)
+        return 0
+    role = ROLES[cfg["test_mode"]]
+    device = resolve_device(cfg["device"])
+    torch.manual_seed(cfg["seed"])
+    model, source = load_network(cfg, role, device)
+    loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
+    pred_dir = os.path.join(cfg["results"], "pred") if cfg.get("results") else None
+    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    print(f"{role} from {source}, {result['images']} {cfg['split']} images")
+    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
+    print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
+          f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if cfg.get("results"):
+        write_results(cfg["results"], role, cfg, result, source)
+        print(f"results in {cfg['results']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
+        return run(cfg)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_complexity(report))
-    if cfg["json"]:
-        atomic_write_json(cfg["json"], report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,32 @@
-"""Command-line flags of the networks, shared by ``train_CSAKD.py`` and ``test_CSAKD.py``.
+"""Command-line flags and YAML configs of ``train_CSAKD.py`` and ``test_CSAKD.py`` (the one home for both).
 
-Flag names are the official ones. ``--compat official`` switches every documented deviation
-back to the official behaviour (decisions.md); for the networks that is the attention of fusion
-modes 2 and 3 and the default ``--adaptive_fuse`` (0 instead of 3).
+Flag names are the official ones (csakd.md §5.1, §6.2) plus this project's additions. A run's
+configuration is one plain dict keyed by the flag names (``dest``), resolved in one way only::
+
+    defaults (the flag definitions)  ←  YAML file (--config FILE)  ←  command line
+
+YAML keys are the flag names (``batch_size: 8``, ``student_layers: "1441"``); a key that no flag of
+either script defines is an error naming the closest valid key. Keys that only the other script uses
+(``results`` in a training run, ``epochs`` in a test run) are accepted and ignored, so one YAML file
+serves both scripts. The resolved dict is saved as YAML next to the checkpoints and inside every
+checkpoint; that file is itself a valid ``--config``.
+
+``--compat official`` switches every documented deviation back to the official behaviour
+(decisions.md); here that is the default ``--adaptive_fuse`` (0 instead of 3) and the validation
+subset (every 5th batch instead of the whole set).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+from collections.abc import Sequence
+from typing import Any
 
-from models import PAPER_STUDENT_LAYERS
+import yaml
+
+from models import PAPER_STUDENT_LAYERS, parse_student_layers
 
 MODEL_DEFAULTS = {
     "bands": 172,
@@ -24,14 +41,46 @@ MODEL_DEFAULTS = {
     "compat": None,
 }
 
+KD_MODES = ("online", "offline", "none")
+AMP_MODES = ("off", "bf16", "fp16")
+VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
+TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
+OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (decisions.md #7)
+
+
+class ConfigError(ValueError):
+    """A configuration problem: names the flag or YAML key, what was found and what was expected."""
+
 
 def parse_compat(value: str | None) -> str | None:
     """``--compat``: ``official`` → ``"official"``; ``none``/``fixed``/empty → ``None``."""
-    if value is None or str(value).lower() in ("", "none", "null", "fixed", "corrected"):
+    if value is None or str(value).lower() in ("", "none", "null", "fixed", "corrected", "default"):
         return None
     if str(value).lower() == "official":
         return "official"
     raise argparse.ArgumentTypeError(f"--compat: expected 'official' or 'none', got {value!r}")
+
+
+def _str2bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _metric_list(value: str | Sequence[str]) -> list[str]:
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    unknown = [n for n in names if n not in TEST_METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown}; choose from {','.join(TEST_METRICS)}")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Flag groups
 
 
 def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) -> argparse.ArgumentParser:
@@ -66,3 +115,271 @@ def resolve_model_config(cfg: dict) -> dict:
     if cfg.get("adaptive_fuse") is None:
         cfg["adaptive_fuse"] = 0 if cfg.get("compat") == "official" else 3
     return cfg
+
+
+def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> None:
+    """Flags shared by both scripts: config file, seed, device, run naming, loader workers."""
+    g = parser.add_argument_group("run")
+    g.add_argument("--config", type=str, default=None, metavar="FILE.yaml",
+                   help="YAML file whose keys are flag names; the command line overrides it")
+    g.add_argument("--seed", "--SEED", dest="seed", type=int, default=1029,
+                   help="seed of every random stream (official --SEED 1029)")
+    g.add_argument("--device", type=str, default="auto",
+                   help=f"auto | cpu | cuda | cuda:N (official default {official_device})")
+    g.add_argument("--prefix", type=str, default="KD_4bn_Band4",
+                   help="run name: checkpoints in <checkpoint_dir>/<prefix>/, TensorBoard in <log_dir>/<prefix>")
+    g.add_argument("--checkpoint_dir", type=str, default="checkpoints", help="parent folder of the run folders")
+    g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes (0 = load in the main process)")
+    g.add_argument("--amp", choices=AMP_MODES, default="off",
+                   help="mixed precision: off | bf16 | fp16 (autocast; fp16 training uses a gradient scaler)")
+    g.add_argument("--compile", action="store_true", help="wrap the networks with torch.compile (off by default)")
+    g.add_argument("--network_mode", type=int, choices=(1,), default=1,
+                   help="official input mode; CSAKD has only mode 1 (LR-HSI + HR-MSI)")
+    g.add_argument("--DEBUG", dest="debug", type=_str2bool, nargs="?", const=True, default=False,
+                   help="accepted for compatibility; no effect")
+    g.add_argument("--gpus", type=int, default=1, help="accepted for compatibility; one device is used (--device)")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    # The data part owns its flags; add_model_args(shape_flags=False) leaves --bands/--msi_bands/--scale to it.
+    from data import add_data_args  # local import: utils must not import data at package import time
+
+    add_data_args(parser)
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Training flags: the official ones (csakd.md §5.1) with their official meaning and defaults, then
+    this project's additions."""
+    g = parser.add_argument_group("training (official flags)")
+    g.add_argument("--batch_size", type=int, default=4, help="training batch size (paper run: 8)")
+    g.add_argument("--epochs", type=int, default=600, help="training epochs (paper run: 800)")
+    g.add_argument("--lr", type=float, default=1e-4, help="initial learning rate of both networks")
+    g.add_argument("--lr_scheduler", choices=("cosine", "step"), default="cosine",
+                   help="teacher schedule: cosine to 1e-10 over the epochs, or StepLR(step_size, 0.92); "
+                        "the student always uses StepLR(step_size, 0.9)")
+    g.add_argument("--step_size", type=int, default=100, help="StepLR period in epochs")
+    g.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay of both networks")
+    g.add_argument("--snr", type=float, default=35.0,
+                   help="AWGN on the training LR-HSI in dB (independent draws for teacher and student); 0 = none")
+    g.add_argument("--eval_step", type=int, default=2, help="validate when epoch %% eval_step == 0 (epoch 0 included)")
+    g.add_argument("--joint_loss", type=int, choices=(0, 1), default=1,
+                   help="1: full losses; 0: reconstruction term only (no SAM/BEBA/distillation)")
+    g.add_argument("--resume_ind", type=int, default=0,
+                   help="official warm start: load both networks' last.pth from --resume_ckpt (or this run) "
+                        "and continue at this epoch with fresh optimisers (cosine over epochs − resume_ind)")
+    g.add_argument("--resume_ckpt", type=str, default="",
+                   help="run folder of the warm start (default: this run's); a state.pth here means --resume")
+    g.add_argument("--finetuning_step", type=int, default=300,
+                   help="accepted for compatibility; unused, as in the official training loop")
+    w = parser.add_argument_group("loss weights (official: 0.1 each)")
+    w.add_argument("--w_sam", type=float, default=0.1, help="SAM term (teacher and student)")
+    w.add_argument("--w_beba", type=float, default=0.1, help="band-energy (BEBA) term (teacher and student)")
+    w.add_argument("--w_kd", type=float, default=0.1, help="response distillation SmoothL1(S, T)")
+    w.add_argument("--w_feat", type=float, default=0.1, help="feature distillation BCE(σ(F_S), σ(F_T))")
+    n = parser.add_argument_group("training (this project)")
+    n.add_argument("--kd_mode", choices=KD_MODES, default="online",
+                   help="online: the paper's per-batch co-training; offline: frozen teacher from --teacher_ckpt; "
+                        "none: the student alone (baseline without distillation)")
+    n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
+                   help="continue exactly from a full training state (default <run>/state.pth)")
+    n.add_argument("--overwrite", action="store_true", help="start afresh even if the run folder holds a run")
+    n.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (bit-exact reruns and resumes on the same machine)")
+    n.add_argument("--grad_checkpoint", action="store_true", help="gradient checkpointing (less memory, slower)")
+    n.add_argument("--nan_patience", type=int, default=3,
+                   help="after this many non-finite steps in a row: restore the last good state, halve the lrs")
+    n.add_argument("--val_batch_size", type=int, default=None, help="validation batch size (default --batch_size)")
+    n.add_argument("--val_metrics", type=_metric_list, default=list(VAL_METRICS), help="comma-separated")
+    n.add_argument("--log_dir", type=str, default="runs", help="TensorBoard parent folder (run in <log_dir>/<prefix>)")
+    n.add_argument("--tb_scenes", type=int, default=2, help="validation scenes drawn to TensorBoard (0 = none)")
+    n.add_argument("--rgb_bands", type=int, nargs=3, default=None, metavar=("R", "G", "B"),
+                   help="band indices of the false-colour composites (default: nearest to 640/550/460 nm)")
+    n.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
+    return parser
+
+
+def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags of ``test_CSAKD.py``: the official ones (csakd.md §6.2) and this project's additions."""
+    g = parser.add_argument_group("test")
+    g.add_argument("--test_mode", type=int, choices=(1, 2, 3), default=2,
+                   help="1: teacher, 2: student, 3: complexity of both (no data or checkpoint)")
+    g.add_argument("--checkpoint", type=str, default=None,
+                   help="weights (this project's or an official .pth); default <run>/<teacher|student>/best.pth")
+    g.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate")
+    g.add_argument("--batch_size", type=int, default=1, help="test batch size (official 1)")
+    g.add_argument("--results", type=str, default=None, metavar="DIR",
+                   help="write per_image.csv, summary.json and the predictions (.mat) here")
+    g.add_argument("--raw_units", action="store_true", help="save predictions de-normalised to the GT's raw units")
+    g.add_argument("--metrics", type=_metric_list, default=list(TEST_METRICS), help="comma-separated")
+    g.add_argument("--tile", type=int, default=0, help="tiled inference: LR-HSI tile side in LR pixels (0 = off)")
+    g.add_argument("--tile_overlap", type=int, default=4, help="overlap of neighbouring tiles in LR pixels")
+    g.add_argument("--warmup", type=int, default=2, help="untimed forwards before timing")
+    g.add_argument("--snr", type=float, default=0.0, help="AWGN on the test LR-HSI in dB (0 = none, official)")
+    g.add_argument("--json", type=str, default=None, help="--test_mode 3: also write the figures to this JSON file")
+    g.add_argument("--resume_ind", type=int, default=999,
+                   help="accepted for compatibility (official: >0 loads the checkpoint); the weights are always loaded")
+    for name, kind in (("lr", float), ("step_size", int), ("eval_step", int), ("finetuning_step", int),
+                       ("weight_decay", float), ("joint_loss", int)):
+        g.add_argument(f"--{name}", type=kind, default=None, help=argparse.SUPPRESS)  # official leftovers, unused
+    return parser
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Co-train the CSAKD teacher and student (online distillation).")
+    _add_common_args(parser, official_device="cuda:0")
+    add_train_args(parser)
+    add_model_args(parser, shape_flags=False)
+    _add_data_flags(parser)
+    return parser
+
+
+def build_test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Evaluate a CSAKD teacher or student, or count its complexity.")
+    _add_common_args(parser, official_device="cuda:0")
+    parser.set_defaults(prefix="KD_4bn_Band4", workers=0)
+    add_test_args(parser)
+    # In a shared YAML these keys are training settings (35 dB training noise, the training batch); the
+    # test script's flags of the same name (test-time noise, test batch) are set on the command line only.
+    parser.yaml_ignored = ("snr", "batch_size")
+    add_model_args(parser, shape_flags=False)
+    _add_data_flags(parser)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# YAML and resolution
+
+
+def _names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every accepted YAML key (dest and long option names without dashes) → its action."""
+    out = {}
+    for action in parser._actions:
+        if action.dest in ("help", "config"):
+            continue
+        out[action.dest] = action
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                out[opt[2:]] = action
+    return out
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """Read a YAML config: a mapping of flag names to values."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config {path}: no such file")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of flag names to values, found {type(data).__name__}")
+    return data
+
+
+def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
+    """Apply a flag's type and choices to a YAML value, as argparse does to a command-line string."""
+    def one(v: Any) -> Any:
+        if action.type is not None and (isinstance(v, str) or action.type is _metric_list):
+            try:
+                v = action.type(v)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                raise ConfigError(f"{source}: key {key!r}: {exc}") from None
+        if action.choices is not None and v not in action.choices:
+            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected one of {list(action.choices)}")
+        return v
+
+    if value is None:
+        return None
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: key {key!r} is a switch; expected true or false, got {value!r}")
+        return value
+    if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
+        values = value if isinstance(value, list) else [value]
+        if isinstance(action.nargs, int) and len(values) != action.nargs:
+            raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {values}")
+        return [one(v) for v in values]
+    if isinstance(value, list) and action.type is not _metric_list:
+        raise ConfigError(f"{source}: key {key!r} takes one value, got the list {value}")
+    return one(value)
+
+
+def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+                 other: argparse.ArgumentParser | None = None, base: dict | None = None) -> dict:
+    """Resolve defaults ← ``base`` ← ``--config`` YAML ← command line into one flag dict.
+
+    ``other`` is the sibling script's parser: YAML keys only it defines are accepted and dropped.
+    ``base`` (a saved run config, for ``--resume``) replaces the flag defaults for the keys it has.
+    Raises ConfigError naming every unknown YAML key with the closest valid one.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    mine = _names(parser)
+    theirs = _names(other) if other is not None else {}
+    for key in getattr(parser, "yaml_ignored", ()):  # same name, different meaning in this script
+        theirs[key] = mine.pop(key)
+    overrides = {k: v for k, v in (base or {}).items() if k in mine and k != "config"}
+    if known.config:
+        file_cfg = load_config_file(known.config)
+        unknown = [k for k in file_cfg if k not in mine and k not in theirs]
+        if unknown:
+            valid = sorted(set(mine) | set(theirs))
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(str(k), valid, n=1, cutoff=0.5)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"--config {known.config}: unknown key(s) {', '.join(hints)}; "
+                              f"keys are flag names, see --help")
+        for key, value in file_cfg.items():
+            if key in mine:
+                action = mine[key]
+                overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
+    parser.set_defaults(**overrides)
+    cfg = vars(parser.parse_args(argv))
+    cfg["config"] = known.config
+    return cfg
+
+
+def resolve_config(cfg: dict) -> dict:
+    """Normalise a parsed flag dict in place (compat-dependent defaults, canonical forms) and check it."""
+    resolve_model_config(cfg)
+    try:
+        layers = parse_student_layers(cfg["student_layers"])
+    except ValueError as exc:
+        raise ConfigError(f"--{exc}") from None
+    cfg["student_layers"] = ("".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers)))
+    for key in ("batch_size", "epochs", "eval_step", "step_size", "nan_patience", "val_batch_size"):
+        if key in cfg and cfg[key] is not None and cfg[key] < 1:
+            raise ConfigError(f"--{key}: expected a positive number, got {cfg[key]}")
+    for key in ("snr", "lr", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers", "tile", "tile_overlap",
+                "warmup"):
+        if key in cfg and cfg[key] is not None and not cfg[key] >= 0:
+            raise ConfigError(f"--{key}: expected a number >= 0, got {cfg[key]}")
+    if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
+        raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
+    if cfg.get("resume_ind", 0) and "epochs" in cfg and cfg["resume_ind"] >= cfg["epochs"]:
+        raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
+    if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):
+        raise ConfigError(f"--tile {cfg['tile']} must exceed twice --tile_overlap {cfg['tile_overlap']}")
+    return cfg
+
+
+def run_dir(cfg: dict) -> str:
+    """The run folder ``<checkpoint_dir>/<prefix>``."""
+    return os.path.join(cfg["checkpoint_dir"], cfg["prefix"])
+
+
+def config_to_yaml(cfg: dict) -> str:
+    """The flag dict as YAML (plain types), loadable again with ``--config``; the run-control flags
+    (``config``, ``resume``, ``overwrite``) are left out so that the file describes the run, not one command."""
+    plain = {}
+    for key, value in cfg.items():
+        if key in ("config", "resume", "overwrite"):
+            continue
+        plain[key] = list(value) if isinstance(value, tuple) else value
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)

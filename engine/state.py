@@ -1,0 +1,84 @@
+"""The full training state of a run (one file, ``<run>/state.pth``) and the random-number states in it.
+
+``state.pth`` is what ``--resume`` continues from (the per-network weight files under ``teacher/`` and
+``student/`` are for evaluation and deployment). It holds::
+
+    {"format": "csakd-train-state", "format_version": 1,
+     "epoch": last completed epoch (-1 before the first), "iteration": optimiser steps so far,
+     "networks": {"teacher": state_dict, "student": state_dict},       # only the trained ones
+     "optimizers": {...}, "schedulers": {...}, "scalers": {...},        # same keys
+     "best": {"teacher": {"sam": .., "epoch": ..}, "student": {...}},    # lowest mean val SAM so far
+     "counters": {"nonfinite_steps": {...}, "nan_restores": int},
+     "rng": {"python": .., "numpy": .., "torch": .., "cuda": [..]},
+     "config": resolved flag dict}
+
+It is written atomically (temporary file + rename): a process killed at any moment leaves either the
+previous state or the new one, both loadable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.fileio import atomic_torch_save
+
+STATE_FORMAT = "csakd-train-state"
+STATE_FORMAT_VERSION = 1
+STATE_FILE = "state.pth"
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of Python's ``random``, NumPy's global RNG, torch's CPU RNG and every CUDA device's RNG."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what must be captured
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the states captured by :func:`rng_state` (CUDA states only where CUDA is available)."""
+    random.setstate(_as_python_state(state["python"]))
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(obj: Any) -> tuple:
+    # torch.save keeps tuples, but be lenient with states that went through lists (e.g. JSON)
+    version, internal, gauss = obj
+    return version, tuple(internal), gauss
+
+
+def save_training_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Write ``state`` (the keys of the module docstring; format tags are added) atomically to ``path``."""
+    atomic_torch_save({"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, **state}, path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``state.pth``; a missing, truncated or foreign file raises one clear error naming it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"training state {path}: no such file (nothing to resume; start without --resume)")
+    try:
+        # The RNG states hold NumPy arrays and Python tuples, which the weights-only unpickler refuses;
+        # this file is written by this program, so a full load is appropriate here.
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for truncated files
+        raise ValueError(f"training state {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"training state {path}: not a CSAKD training state (format {found!r}, "
+                         f"expected {STATE_FORMAT!r}); network weight files resume with --resume_ind/--resume_ckpt")
+    if obj.get("format_version", 0) > STATE_FORMAT_VERSION:
+        raise ValueError(f"training state {path}: format version {obj['format_version']} is newer than this code "
+                         f"({STATE_FORMAT_VERSION})")
+    return obj

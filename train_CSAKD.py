@@ -1,0 +1,45 @@
+"""Co-train the CSAKD teacher and student (online knowledge distillation), or train with a frozen teacher
+(``--kd_mode offline``) or the student alone (``--kd_mode none``).
+
+    python train_CSAKD.py --config configs/quickstart.yaml            # synthetic data, CPU, minutes
+    python train_CSAKD.py --config configs/aviris_band4.yaml          # the paper's run
+    python train_CSAKD.py --config configs/quickstart.yaml --resume   # continue exactly where it stopped
+
+Flags: official names and meanings (``--help``); a YAML file holds the same names, the command line
+overrides it. Checkpoints: ``<checkpoint_dir>/<prefix>/{teacher,student}/{best,last}.pth``, ``state.pth``,
+``config.yaml``; TensorBoard: ``<log_dir>/<prefix>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from engine.state import load_training_state
+from engine.train import find_resume_state, train
+from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+
+
+def load_config(argv: list[str] | None = None) -> dict:
+    """Defaults ← (the resumed run's saved config) ← YAML ← command line, resolved and checked."""
+    cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser()))
+    state = find_resume_state(cfg)
+    if state is not None:  # a resumed run keeps its own settings unless the command line changes them
+        saved = load_training_state(state)["config"]
+        cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser(), base=saved))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        summary = train(load_config(argv))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    best = ", ".join(f"{r} SAM {b['sam']:.4f} (epoch {b['epoch']})" for r, b in summary["best"].items())
+    print(f"finished: epoch {summary['epoch']}, iteration {summary['iteration']}; best {best}; "
+          f"checkpoints in {summary['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
