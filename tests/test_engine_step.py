@@ -94,6 +94,37 @@ def test_online_step_matches_manual_order() -> None:
             torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
 
 
+def test_grad_checkpoint_step_gives_the_same_weights() -> None:
+    """``--grad_checkpoint`` recomputes activations in the backward pass; the step's result is unchanged."""
+    results = []
+    for enabled in (False, True):
+        teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
+        teacher.set_grad_checkpoint(enabled)
+        student.set_grad_checkpoint(enabled)
+        co_train_step(teacher, student, tiny_batch(), opts["teacher"], opts["student"], t_loss, s_loss, cfg,
+                      noise=torch.Generator().manual_seed(5))
+        results.append([v.clone() for net in (teacher, student) for v in net.state_dict().values()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_step_trains_both_networks(amp: str) -> None:
+    """``--amp``: the step runs in reduced precision (fp16 with gradient scaling), keeps fp32 weights and
+    updates both networks with finite values."""
+    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
+    cfg["amp"] = amp
+    before = [v.clone() for net in (teacher, student) for v in net.parameters()]
+    scalers = {r: torch.amp.GradScaler("cpu") for r in ("teacher", "student")} if amp == "fp16" else None
+    stats = co_train_step(teacher, student, tiny_batch(), opts["teacher"], opts["student"], t_loss, s_loss, cfg,
+                          noise=torch.Generator().manual_seed(5), scalers=scalers)
+    assert math.isfinite(stats["teacher/loss"]) and math.isfinite(stats["student/loss"])
+    after = [v for net in (teacher, student) for v in net.parameters()]
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert changed > len(after) // 2
+
+
 @pytest.mark.parametrize("kd_mode", ["offline", "none"])
 def test_other_kd_modes_train_only_the_student(kd_mode: str) -> None:
     teacher, student, opts, t_loss, s_loss, cfg = tiny_setup(kd_mode)
