@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from models import Student, Teacher
 from utils.checkpoint import load_weights, read_checkpoint, save_weights
+from utils.fileio import atomic_write_text
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_outputs"
 SMALL = dict(bands=31, msi_bands=3, num_base_chs=8, num_agg_feat=4, scale=4)
@@ -99,3 +101,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
     truncated.write_bytes(truncated.read_bytes()[:1000])
     with pytest.raises(ValueError, match=r"truncated\.pth: cannot be read"):
         load_weights(model, truncated)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
+    """Outputs are written through a private temporary file but end up as readable as a plain open() makes
+    them (checkpoints on a shared server must stay readable by the group)."""
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == os.stat(tmp_path / "b.txt").st_mode & 0o777

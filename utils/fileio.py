@@ -19,6 +19,17 @@ from typing import IO, Any
 import torch
 
 
+def _umask_mode() -> int:
+    """The permission bits a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# mkstemp creates private (0600) files; the renamed file should be as readable as any other output.
+_FILE_MODE = _umask_mode()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
@@ -29,6 +40,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
