@@ -1,4 +1,4 @@
-"""The official CSAKD dataset layout (AVIRIS, csakd.md §1.2): split lists, file naming, reading, writing.
+"""The official CSAKD dataset layout (AVIRIS, docs/csakd.md §1.2): split lists, file naming, reading, writing.
 
 A split file lists one entry per line (e.g. ``train/Hama9_15``). Entry ``e`` under ``root`` is three files,
 named by concatenating a suffix to the entry **without a separator** (official: ``dataset_joint`` in

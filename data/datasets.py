@@ -40,7 +40,7 @@ def _levels(ds: FusionDataset) -> tuple[int, ...]:
 
 
 class AvirisDataset(FusionDataset):
-    """The official layout (csakd.md §1.2), or a dataset written by ``python -m data.prepare``.
+    """The official layout (docs/csakd.md §1.2), or a dataset written by ``python -m data.prepare``.
 
     Official: ``dataset_joint`` in dataset.py. Files are read at each access (no cache).
     """

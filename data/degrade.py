@@ -16,7 +16,7 @@ LR-HSI = decimate(blur(shift(X))) (+ noise); HR-MSI = X·Rᵀ (+ noise), X (H, W
   ``lrhsi{k}`` is simulated from the reference translated by ``k·misreg`` HR pixels (dy, dx) before
   blurring, i.e. a sub-pixel LR shift for |k·misreg| < ratio. Integer shifts are exact.
 
-The official CSAKD degradation is unknown (csakd.md §1.5); the defaults below are documented choices.
+The official CSAKD degradation is unknown (docs/csakd.md §1.5); the defaults below are documented choices.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def finish_pair(
 ) -> tuple[dict, dict]:
     """Map one image's simulated inputs to [0, 1] with the GT's own min/max, then add noise.
 
-    This is the scaling the reader undoes (csakd.md §1.3: the GT is min-max normalised per image and
+    This is the scaling the reader undoes (docs/csakd.md §1.3: the GT is min-max normalised per image and
     the inputs are read as [0, 1] data), so after reading, LR-HSI = degradation of the target exactly.
     Noise is drawn per image at ``deg.snr_msi`` / ``deg.snr_hsi`` after scaling (values may then
     leave [0, 1] slightly; they are not clipped, so the SNR stays what was asked).

@@ -1,4 +1,4 @@
-"""From raw arrays to the sample dict: normalisation (csakd.md §1.3), crops and augmentation (§1.4).
+"""From raw arrays to the sample dict: normalisation (docs/csakd.md §1.3), crops and augmentation (§1.4).
 
 Every dataset of this package subclasses ``FusionDataset`` and only says how to load an image; the
 sample contract, crops, flips/rotations, misalignment choice and the RNG live here, once.
@@ -44,7 +44,7 @@ def crop_offsets(size: int, crop: int, scale: int, compat: str | None = None) ->
     """Allowed HR crop offsets along one axis: multiples of ``scale`` from 0 to ``size − crop``.
 
     The last offset ``size − crop`` is included by default; ``compat="official"`` excludes it as the
-    official ``range(0, 256 − 128, 4)`` does (decisions.md #6). When that leaves no offset (crop =
+    official ``range(0, 256 − 128, 4)`` does (docs/decisions.md #6). When that leaves no offset (crop =
     size) the official grid falls back to [0] instead of failing.
     """
     if crop % scale:

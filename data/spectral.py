@@ -11,7 +11,7 @@ Built-in SRFs (``builtin_srf``):
 - ``"msN"`` (``"ms4"``, ``"ms6"``, any N ≥ 1): N Gaussian bands that tile the HSI's own wavelength
   range evenly: band k is centred at ``lo + (k + 0.5)·(hi − lo)/N`` with FWHM ``(hi − lo)/N``. Being
   defined relative to the range, they apply to any wavelength list (AVIRIS 400–2500 nm, CAVE
-  400–700 nm, ...). The official CSAKD 4-/6-band sensors are unknown (csakd.md §1.5), so these are a
+  400–700 nm, ...). The official CSAKD 4-/6-band sensors are unknown (docs/csakd.md §1.5), so these are a
   documented stand-in, not a reconstruction.
 
 A user's own SRF is a CSV table (``load_srf_csv``): first column wavelength in nm, one column per
@@ -29,7 +29,7 @@ import numpy as np
 
 # AVIRIS: 224 channels over 400–2500 nm (~9.4 nm spacing). The 172-band list drops the 1-based bands
 # 1–10, 104–116, 152–170 and 215–224 (noisy blue end, the 1400 nm and 1900 nm water-absorption
-# windows, the noisy SWIR end), the removal used by the lab's data preparation (csakd.md §1.5).
+# windows, the noisy SWIR end), the removal used by the lab's data preparation (docs/csakd.md §1.5).
 _AVIRIS_REMOVED_1BASED = (*range(1, 11), *range(104, 117), *range(152, 171), *range(215, 225))
 
 

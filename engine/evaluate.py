@@ -63,7 +63,7 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
 
     Args:
         models: {"teacher": .., "student": ..} (any subset).
-        every: score only every ``every``-th batch (official: 5; decisions.md #7).
+        every: score only every ``every``-th batch (official: 5; docs/decisions.md #7).
         keep_scenes: also return the first ``keep_scenes`` scored images for the figures.
 
     Returns:

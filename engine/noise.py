@@ -1,4 +1,4 @@
-"""Additive white Gaussian noise on the LR-HSI, as the official training adds it (decisions.md #9).
+"""Additive white Gaussian noise on the LR-HSI, as the official training adds it (docs/decisions.md #9).
 
 Official: the ``awgn`` inside the networks' forward of models/KQD.py. Here it is a separate step, so that
 ``forward`` stays deterministic and validation/test never see noise unless asked for.

@@ -4,7 +4,7 @@ checkpoints, exact resume and recovery from non-finite losses.
 Read top to bottom: :func:`co_train_step` is one optimisation step of both networks on one batch;
 :func:`train` builds everything from a resolved config dict (``utils.config``) and runs the epochs.
 
-Per batch (csakd.md §5.2, ``--kd_mode online``): teacher zero_grad → forward on the LR-HSI with its own
+Per batch (docs/csakd.md §5.2, ``--kd_mode online``): teacher zero_grad → forward on the LR-HSI with its own
 AWGN draw → L_T → backward → AdamW step; then student zero_grad → forward with an independent AWGN draw →
 L_S with the teacher's output and fused feature **detached** (computed before the teacher's step) →
 backward → AdamW step. No ``retain_graph``: the student's graph never reaches into the teacher's.
@@ -119,7 +119,7 @@ def build_losses(cfg: dict) -> tuple[nn.Module | None, nn.Module]:
 def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, first_epoch: int = 0
                      ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, LRScheduler]]:
     """AdamW for each trained network; teacher: cosine to 1e-10 over ``epochs − first_epoch`` (or StepLR
-    γ 0.92), student: StepLR(step_size, γ 0.9). Stepped once per epoch (csakd.md §5.3)."""
+    γ 0.92), student: StepLR(step_size, γ 0.9). Stepped once per epoch (docs/csakd.md §5.3)."""
     opts, scheds = {}, {}
     if teacher is not None:
         opts["teacher"] = AdamW(teacher.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -165,7 +165,7 @@ def co_train_step(
     noise: torch.Generator | None = None,
     scalers: dict[str, torch.amp.GradScaler] | None = None,
 ) -> dict[str, float]:
-    """One co-training step on one batch: teacher step, then student step (csakd.md §5.2).
+    """One co-training step on one batch: teacher step, then student step (docs/csakd.md §5.2).
 
     Args:
         teacher, student: the networks, on the same device (``teacher`` None for ``kd_mode`` "none").
@@ -258,7 +258,7 @@ def find_resume_state(cfg: dict) -> str | None:
 def _warm_start(cfg: dict, nets: dict[str, nn.Module]) -> None:
     """``--resume_ind N``: load every network's ``last.pth`` from ``--resume_ckpt`` (a run folder) or this run.
 
-    Fixes the official resume (csakd.md §5.5): both networks come from the same folder and the same
+    Fixes the official resume (docs/csakd.md §5.5): both networks come from the same folder and the same
     file (``last.pth``), and a given path never leaves one of them undefined.
     """
     folder = cfg.get("resume_ckpt") or run_dir(cfg)

@@ -7,9 +7,9 @@ values in the network's [-1, 1] domain, and return a 0-d tensor (mean over the b
   magnitude, where smooth-L1 is ½·d², so in practice this is **half the mean squared error** (the
   official script calls it ``L1Loss``).
 - :class:`SAMLoss`: spectral-angle surrogate 1 − mean cosine between per-pixel spectra
-  (decisions.md #2; ``compat="official"`` keeps the official non-spectral reshape).
+  (docs/decisions.md #2; ``compat="official"`` keeps the official non-spectral reshape).
 - :class:`BEBALoss`: band-energy-balance-aware loss, a per-band squared error weighted by the inverse
-  band energy of the target (decisions.md #3; ``compat="official"`` keeps the official −½ offset).
+  band energy of the target (docs/decisions.md #3; ``compat="official"`` keeps the official −½ offset).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SAMLoss(nn.Module):
     """Spectral-angle loss L_SAM (official: ``SAMLoss`` in trainOps.py, used by train_CSAKD.py).
 
     Default: :func:`spectral_cosine_loss`, 1 − mean cosine between per-pixel spectra, zero-norm
-    pixels masked (decisions.md #2). ``compat="official"``: :func:`official_sam_loss`, the official
+    pixels masked (docs/decisions.md #2). ``compat="official"``: :func:`official_sam_loss`, the official
     reshape behaviour, which is not a spectral quantity. No arccos in either: the loss is a
     surrogate of the angle, in [0, 2], unitless.
     """
@@ -117,7 +117,7 @@ class BEBALoss(nn.Module):
     Low-energy bands get larger weights (at most 1/0.1 = 10), so every band contributes comparably.
     Both forms have exactly the same gradient, [(x−y) + sign(x−y)·1(|x−y| > 1)] / (e_bc·B·C·H·W);
     the official constant only shifts the value, which is then negative (−½·mean(1/e_bc) at
-    pred = target). The default is 0 at pred = target and never negative (decisions.md #3).
+    pred = target). The default is 0 at pred = target and never negative (docs/decisions.md #3).
     Note that for d > 1 the element term keeps growing quadratically (½d² + d − 1): it is the official
     form minus its constant, not a true smooth-L1, so that the gradient stays identical.
     """

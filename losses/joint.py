@@ -28,7 +28,7 @@ class TeacherLoss(nn.Module):
 
     ``forward(teacher_out, target)`` with (B, C, H, W) tensors in the [-1, 1] domain returns
     ``(total, {"rec", "sam", "beba"})``. ``compat`` selects the SAM and BEBA variants
-    (decisions.md #2, #3); ``joint=False`` → total = L_rec.
+    (docs/decisions.md #2, #3); ``joint=False`` → total = L_rec.
     """
 
     def __init__(

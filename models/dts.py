@@ -18,7 +18,7 @@ bands→bands without bias. There is no global skip and no output clamp: the out
 [-1, 1] domain of the ground truth only as far as the network has learnt it.
 
 ``forward`` returns ``(hrhsi, fused_feature)``; the fused feature is what feature distillation matches.
-Unlike the official code, no noise is added inside ``forward`` (decisions.md #9): the training
+Unlike the official code, no noise is added inside ``forward`` (docs/decisions.md #9): the training
 step adds the AWGN.
 """
 
@@ -79,7 +79,7 @@ class DTS(nn.Module):
         scale: spatial ratio s between HR-MSI and LR-HSI (4).
         layers: CLRA blocks of (Z_hm, Z_mh, Z_h, Z_m).
         stream_groups: conv groups of the CLRA blocks of (Z_hm, Z_mh, Z_h, Z_m).
-        compat: ``None`` (corrected attention) or ``"official"`` (decisions.md #1).
+        compat: ``None`` (corrected attention) or ``"official"`` (docs/decisions.md #1).
         run_hm_stack: ``False`` for the student, whose Z_hm stream is its input conv alone: the
             Z_hm blocks are then not built (``layers[0]`` has no effect).
     """
@@ -238,7 +238,7 @@ class Student(DTS):
 
     ``student_layers`` = (a, b, c, d) CLRA blocks for (Z_hm, Z_mh, Z_h, Z_m). As in the official
     forward, the Z_hm stream runs only its input conv, so ``a`` has no effect and no Z_hm blocks are
-    built (decisions.md #4; the paper's 7.44M parameters exclude them). The Z_h stream is grouped with
+    built (docs/decisions.md #4; the paper's 7.44M parameters exclude them). The Z_h stream is grouped with
     ``num_base_chs // 2`` groups (43 at paper size); Z_m uses ``groups`` when it divides ``bands``, else 1,
     as official. The paper's student (1441): 7.45M parameters, 144.8 GMACs.
     """

@@ -6,7 +6,7 @@ HR-MSI resolution, and returns the fused feature (B, nf, H, W):
 - ``s1`` = Z_h upsampled (LR-HSI only), ``s2`` = Z_m (HR-MSI only),
 - ``s3`` = Z_mh upsampled (LR-HSI with the downsampled HR-MSI), ``s4`` = Z_hm (upsampled LR-HSI with HR-MSI).
 
-Attention (modes 2 and 3) comes in two forms, chosen by ``compat`` (decisions.md #1):
+Attention (modes 2 and 3) comes in two forms, chosen by ``compat`` (docs/decisions.md #1):
 
 - ``None`` (default, corrected): per-head channel cross-attention. q = W_q s1, k = W_k s2, v = W_v s3
   are split into ``heads`` heads of d channels; q and k are L2-normalised along the spatial

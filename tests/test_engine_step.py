@@ -73,7 +73,7 @@ def test_student_gradients_never_reach_the_teacher() -> None:
 
 def test_online_step_matches_manual_order() -> None:
     """Teacher step then student step, with the teacher output computed before the teacher's update and
-    two independent noise draws in that order (csakd.md §5.2)."""
+    two independent noise draws in that order (docs/csakd.md §5.2)."""
     teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
     t_ref, s_ref = Teacher(**TINY), Student(student_layers="1111", **TINY)
     t_ref.load_state_dict(teacher.state_dict())

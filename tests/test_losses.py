@@ -1,5 +1,5 @@
 """Tests of losses/: golden values, the official variants against independent restatements of the
-official formulas (train_CSAKD.py / trainOps.py), and the properties decisions.md #2-#3 rely on.
+official formulas (train_CSAKD.py / trainOps.py), and the properties docs/decisions.md #2-#3 rely on.
 
 Golden values (tests/fixtures/golden_losses.json) were produced once by :func:`compute_golden_values`
 on the seeded float64 inputs of :func:`golden_inputs`; regenerate them (only after an intended change of

@@ -50,7 +50,7 @@ def meta_model(role: str, **kwargs) -> torch.nn.Module:
         return build_model(kwargs, role)
 
 
-# Paper: teacher 26.8M / 941.77 GMACs, student 7.44M / 144.77 GMACs (csakd.md §2.5, §7.1).
+# Paper: teacher 26.8M / 941.77 GMACs, student 7.44M / 144.77 GMACs (docs/csakd.md §2.5, §7.1).
 @pytest.mark.parametrize("compat", [None, "official"])
 def test_paper_complexity(compat: str | None) -> None:
     teacher = complexity(meta_model("teacher", adaptive_fuse=3, compat=compat), PAPER_LR, PAPER_HR4)
@@ -67,7 +67,7 @@ def test_paper_complexity(compat: str | None) -> None:
 
 
 def test_official_complexity_is_exact() -> None:
-    """Official mode counts exactly what the official code measured (csakd.md §2.5)."""
+    """Official mode counts exactly what the official code measured (docs/csakd.md §2.5)."""
     teacher = complexity(meta_model("teacher", adaptive_fuse=3, compat="official"), PAPER_LR, PAPER_HR4)
     student = complexity(meta_model("student", adaptive_fuse=3, compat="official"), PAPER_LR, PAPER_HR4)
     assert teacher["params"] == 26_807_686

@@ -1,6 +1,6 @@
 """Network weights on disk: this project's checkpoints and the official CSAKD ``.pth`` files.
 
-This project's weight file (decisions.md #13) is a dict::
+This project's weight file (docs/decisions.md #13) is a dict::
 
     {"format": "csakd-weights", "format_version": 1, "role": "teacher" | "student",
      "model": {constructor arguments, see DTS.model_config}, "config": {the run's resolved config},

@@ -1,4 +1,4 @@
-"""The one switch between the corrected behaviour and the official code's (decisions.md).
+"""The one switch between the corrected behaviour and the official code's (docs/decisions.md).
 
 ``compat=None`` (default) fixes the official code's bugs; ``compat="official"`` keeps them, so that
 official checkpoints reproduce official outputs and the official training can be re-run.

@@ -1,6 +1,6 @@
 """Command-line flags and YAML configs of ``train_CSAKD.py`` and ``test_CSAKD.py`` (the one home for both).
 
-Flag names are the official ones (csakd.md §5.1, §6.2) plus this project's additions. A run's
+Flag names are the official ones (docs/csakd.md §5.1, §6.2) plus this project's additions. A run's
 configuration is one plain dict keyed by the flag names (``dest``), resolved in one way only::
 
     defaults (the flag definitions)  ←  YAML file (--config FILE)  ←  command line
@@ -12,7 +12,7 @@ serves both scripts. The resolved dict is saved as YAML next to the checkpoints 
 checkpoint; that file is itself a valid ``--config``.
 
 ``--compat official`` switches every documented deviation back to the official behaviour
-(decisions.md); here that is the default ``--adaptive_fuse`` (0 instead of 3) and the validation
+(docs/decisions.md); here that is the default ``--adaptive_fuse`` (0 instead of 3) and the validation
 subset (every 5th batch instead of the whole set).
 """
 
@@ -45,7 +45,7 @@ KD_MODES = ("online", "offline", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
 TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
-OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (decisions.md #7)
+OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
 class ConfigError(ValueError):
@@ -148,7 +148,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Training flags: the official ones (csakd.md §5.1) with their official meaning and defaults, then
+    """Training flags: the official ones (docs/csakd.md §5.1) with their official meaning and defaults, then
     this project's additions."""
     g = parser.add_argument_group("training (official flags)")
     g.add_argument("--batch_size", type=int, default=4, help="training batch size (paper run: 8)")
@@ -200,7 +200,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Flags of ``test_CSAKD.py``: the official ones (csakd.md §6.2) and this project's additions."""
+    """Flags of ``test_CSAKD.py``: the official ones (docs/csakd.md §6.2) and this project's additions."""
     g = parser.add_argument_group("test")
     g.add_argument("--test_mode", type=int, choices=(1, 2, 3), default=2,
                    help="1: teacher, 2: student, 3: complexity of both (no data or checkpoint)")
