@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.compat import check_compat
+
 from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
-
-COMPAT_MODES = (None, "official")
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
 PAPER_STUDENT_LAYERS = (1, 4, 4, 1)  # the paper's student, ``--student_layers 1441``
@@ -107,8 +107,7 @@ class DTS(nn.Module):
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         if adaptive_fuse not in FUSION_MODES:
             raise ValueError(f"adaptive_fuse: expected one of {sorted(FUSION_MODES)}, got {adaptive_fuse!r}")
-        if compat not in COMPAT_MODES:
-            raise ValueError(f"compat: expected None or 'official', got {compat!r}")
+        check_compat(compat, type(self).__name__)
         if groups < 1 or num_base_chs % groups or bands % groups:
             raise ValueError(
                 f"groups: the head conv (num_base_chs={num_base_chs} → bands={bands}) needs groups dividing "

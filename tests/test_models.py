@@ -225,7 +225,7 @@ def test_bad_inputs(tiny_teacher: Teacher, lrhsi, hrmsi, message: str) -> None:
     ("student", dict(student_layers="14x1"), r"student_layers: expected four block counts"),
     ("student", dict(student_layers="141"), r"student_layers: expected four non-negative block counts"),
     ("teacher", dict(adaptive_fuse=5), r"adaptive_fuse: expected one of \[0, 1, 2, 3, 4\], got 5"),
-    ("teacher", dict(compat="fixed"), r"compat: expected None or 'official', got 'fixed'"),
+    ("teacher", dict(compat="fixed"), r"Teacher: compat must be None or 'official', got 'fixed'"),
     ("teacher", dict(bands=0), r"bands: expected a positive integer, got 0"),
 ])
 def test_bad_construction(role: str, kwargs: dict, message: str) -> None:
