@@ -88,22 +88,6 @@ def _blue_paint(wl: np.ndarray) -> np.ndarray:
     return 0.08 + 0.3 * _g(wl, 460, 40) + 0.35 * _s(wl, 760, 30) * (1 - 0.3 * _s(wl, 1700, 200))
 
 
-ENDMEMBERS = (
-    "vegetation",
-    "dry_vegetation",
-    "soil",
-    "wet_soil",
-    "clay_soil",
-    "water",
-    "kaolinite",
-    "hematite",
-    "calcite",
-    "asphalt",
-    "concrete",
-    "red_roof",
-    "metal_roof",
-    "blue_paint",
-)
 _NATURAL = (
     "vegetation",
     "dry_vegetation",
@@ -115,6 +99,8 @@ _NATURAL = (
     "hematite",
     "calcite",
 )
+_MAN_MADE = ("asphalt", "concrete", "red_roof", "metal_roof", "blue_paint")
+ENDMEMBERS = _NATURAL + _MAN_MADE
 
 
 def endmembers(wavelengths: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
