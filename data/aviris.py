@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 
 import numpy as np
+
+from utils.fileio import atomic_write
 
 SUFFIXES = {"gt": "GT.npz.npy", "hrmsi": "hrmsi.npz", "lrhsi": "lrhsi.npz"}
 
@@ -178,24 +178,6 @@ def load_entry(
 
 # ----------------------------------------------------------------------------------------------------------
 # writing (used by data.prepare): atomic, byte-reproducible
-
-
-def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` via ``write(file)`` into a temporary file of the same folder, then ``os.replace``.
-
-    A crash leaves either the old file or none, never a half-written one.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_npz(f: io.BufferedWriter, arrays: dict[str, np.ndarray]) -> None:

@@ -25,7 +25,9 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from .aviris import atomic_write, write_entry
+from utils.fileio import atomic_write
+
+from .aviris import write_entry
 from .degrade import simulate_scene, simulated_tiles
 from .formats import read_cube
 from .options import DATA_DEFAULTS, add_degradation_args, degradation_from_cfg

@@ -9,7 +9,7 @@ import pytest
 from data import build_dataset
 from data import check as check_cli
 from data import prepare as prepare_cli
-from data.aviris import atomic_write
+from utils.fileio import atomic_write
 
 SYNTH = ["--synthetic", "5", "--synthetic_size", "32", "--bands", "31", "--tile", "16", "--snr_hsi", "35",
          "--snr_msi", "40"]
