@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from utils.fileio import atomic_write
-from utils.metrics import evaluate_batch, mean_metrics
+from utils.metrics import evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
 
 from .noise import awgn
@@ -87,9 +87,9 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
                                              compat=cfg.get("compat"), metrics=cfg.get("val_metrics"))
             for j in range(min(len(gt), keep_scenes - len(scenes))):
-                scene = {"name": batch["name"][j], "gt": (gt[j] / 2 + 0.5).cpu(),
-                         "bicubic": (bicubic(lr[j:j + 1], scale)[0] / 2 + 0.5).cpu()}
-                scene.update({role: (p[j] / 2 + 0.5).cpu() for role, p in preds.items()})
+                scene = {"name": batch["name"][j], "gt": to_unit_range(gt[j]).cpu(),
+                         "bicubic": to_unit_range(bicubic(lr[j:j + 1], scale)[0]).cpu()}
+                scene.update({role: to_unit_range(p[j]).cpu() for role, p in preds.items()})
                 scenes.append(scene)
     finally:
         for role, m in models.items():
@@ -112,7 +112,7 @@ def save_prediction(path: str | os.PathLike, pred: torch.Tensor, maxv: float, mi
     (v/2 + 0.5, not clipped, as official), or with ``raw_units`` de-normalised with the GT's max/min
     (v·(maxv − minv) + minv, radiance for AVIRIS).
     """
-    img = (pred.detach().float().cpu().numpy() / 2 + 0.5).transpose(1, 2, 0)
+    img = to_unit_range(pred.detach().float().cpu()).numpy().transpose(1, 2, 0)
     if raw_units:
         img = img * (maxv - minv) + minv
     atomic_write(path, lambda f: savemat(f, {"pred": np.ascontiguousarray(img, dtype=np.float32)}))
