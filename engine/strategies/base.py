@@ -1,0 +1,74 @@
+"""The distillation-strategy interface: one object, chosen once by ``--kd_strategy``, that says what a
+teacher–student pair computes (torchdistill's rule: the wiring is decided at construction, never by
+string tests inside the training step).
+
+A strategy is an ``nn.Module`` so that its extra trainable parameters (a feature adapter, HKDSR's ACF
+network) are registered: the co-trainer adds ``strategy.parameters()`` to the student's optimiser and saves
+``strategy.state_dict()`` in the training state; they never enter the student's exported weights.
+
+The teacher's regime (``--kd_mode``: online = co-trained, offline = frozen from ``--teacher_ckpt``,
+none = absent) is the user's switch and is decided by the co-trainer; the strategy only defines the
+objectives. With ``kd_mode none`` the student objective is called with ``teacher=None`` and must then
+reduce to the student's fidelity terms.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from models.outputs import FusionOutput, check_needs
+
+Objective = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (total to back-propagate, {term: detached value})
+
+STRATEGIES: dict[str, type[DistillationStrategy]] = {}
+
+
+def register(cls: type[DistillationStrategy]) -> type[DistillationStrategy]:
+    """Class decorator: make ``cls`` selectable as ``--kd_strategy cls.name``."""
+    if cls.name in STRATEGIES:
+        raise ValueError(f"distillation strategy {cls.name!r} is registered twice")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+class DistillationStrategy(nn.Module):
+    """Base class of the strategies.
+
+    Class attributes:
+        name: the ``--kd_strategy`` value.
+        needs: the auxiliary outputs (``models.outputs.AUX_FIELDS``) both networks must return.
+
+    Subclasses implement :meth:`teacher_objective` and :meth:`student_objective`; they override
+    :meth:`forward_teacher` / :meth:`forward_student` only when a network takes other inputs (PSDNet's
+    privileged teacher takes the GT) and :meth:`set_epoch` when a weight follows a schedule.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        check_needs(cls.needs, f"{cls.__name__}.needs")
+
+    def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
+                        gt: torch.Tensor) -> FusionOutput:
+        """The teacher's forward pass: (B, C, h, w), (B, M, s·h, s·w), GT (B, C, s·h, s·w) in [-1, 1]."""
+        return teacher.forward_aux(lrhsi, hrmsi, self.needs)
+
+    def forward_student(self, student: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> FusionOutput:
+        """The student's forward pass; the student never sees the GT."""
+        return student.forward_aux(lrhsi, hrmsi, self.needs)
+
+    def teacher_objective(self, teacher: FusionOutput, gt: torch.Tensor) -> Objective:
+        """The online teacher's loss against the GT (B, C, H, W) in [-1, 1]."""
+        raise NotImplementedError
+
+    def student_objective(self, student: FusionOutput, teacher: FusionOutput | None, gt: torch.Tensor) -> Objective:
+        """The student's loss; ``teacher`` is already detached (or None without a teacher)."""
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the co-trainer before every epoch (0-based); for warm-up schedules."""
