@@ -23,7 +23,8 @@ import torch
 
 from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
-from engine.train import resolve_device, weight_path
+from engine.run_folder import weight_path
+from engine.runtime import resolve_device
 from models import build_model
 from utils.checkpoint import load_weights, read_checkpoint
 from utils.complexity import complexity

@@ -12,12 +12,13 @@ from losses.fidelity import (
     official_sam_loss,
     spectral_cosine_loss,
 )
-from losses.joint import StudentLoss, TeacherLoss
+from losses.joint import FidelityLoss, StudentLoss, TeacherLoss
 
 __all__ = [
     "BAND_ENERGY_OFFSET",
     "BEBALoss",
     "FeatureKDLoss",
+    "FidelityLoss",
     "ReconstructionLoss",
     "ResponseKDLoss",
     "SAMLoss",
