@@ -68,6 +68,7 @@ def _train(cfg: dict, dist: DistContext, device: torch.device, stop_after: int |
     setup_determinism(cfg, device)
     folder = RunFolder(cfg)
     resume_from, state = folder.resume_state()
+    dist.barrier()  # every process has checked the folder before the main one writes to it
     order = torch.Generator()  # the data order: the same on every process
     train_loader, val_loader = training_loaders(cfg, order, dist.rank, dist.world_size)
     cot = CoTrainer.build(cfg, device, dist)
