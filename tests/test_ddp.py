@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from test_engine_step import TINY, tiny_batch, tiny_cfg
 from test_train_run import TINY_YAML, assert_same_weights, weights
 
@@ -52,6 +51,7 @@ def _spawn(fn, *args, limit_s: float = 180.0) -> None:
 
 
 def _step_worker(rank: int, port: int, out: str) -> None:
+    """Rank ``rank``: one step on its half of a global batch of 4, then a step with a NaN on process 1 only."""
     from engine.cotrainer import CoTrainer
     from engine.runtime import init_distributed
     from models import Student, Teacher
@@ -76,7 +76,7 @@ def _step_worker(rank: int, port: int, out: str) -> None:
         dist.close()
 
 
-def test_ddp_step_equals_single_process_step_and_nonfinite_skips_everywhere(tmp_path: Path) -> None:
+def test_ddp_step_equals_single_process_step_and_nonfinite_skips_everywhere(ddp_runs: Path) -> None:
     """Two processes with 2 samples each step exactly like one process with the 4 samples (weights within
     1e-6). Every objective is a mean over the batch and the per-process batches are equal, so DDP's average
     of the per-process gradients is the global batch's gradient. The AWGN is off (--snr 0): its power is
@@ -87,12 +87,11 @@ def test_ddp_step_equals_single_process_step_and_nonfinite_skips_everywhere(tmp_
     from engine.cotrainer import CoTrainer
     from models import Student, Teacher
 
-    _spawn(_step_worker, str(tmp_path))
     torch.manual_seed(0)
     teacher, student = Teacher(**TINY), Student(student_layers="1111", **TINY)
     single = CoTrainer(tiny_cfg(snr=0.0), student, teacher)
     single.step(tiny_batch(b=2 * WORLD))
-    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    results = [torch.load(ddp_runs / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     for res in results:
         assert res["first"]["teacher/skipped"] == 0.0 and res["first"]["student/skipped"] == 0.0
         for role, net in single.trained.items():
@@ -118,13 +117,15 @@ def _run_args(tmp_path: Path, prefix: str, *extra: str) -> list[str]:
     return ["--config", str(cfg), "--epochs", "2", "--prefix", prefix, *extra]
 
 
-def _run_worker(rank: int, port: int, port2: int, tmp: str) -> None:
-    """An uninterrupted 2-epoch run, then the same run killed (os._exit) in the middle of epoch 1."""
+def _run_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
+    """The step worker, an uninterrupted 2-epoch run, then the same run killed (os._exit) in the middle of
+    epoch 1; each with a fresh rendezvous port (a finished group's store may still be closing)."""
     import train_CSAKD
     from engine.cotrainer import CoTrainer
     from engine.train import train
 
-    _join(rank, port)
+    _step_worker(rank, port, tmp)
+    os.environ["MASTER_PORT"] = str(ports[0])
     summary = train(train_CSAKD.load_config(_run_args(Path(tmp), "full")))
     torch.save(summary, os.path.join(tmp, f"summary{rank}.pt"))
     real, calls = CoTrainer.step, {"n": 0}
@@ -136,7 +137,7 @@ def _run_worker(rank: int, port: int, port2: int, tmp: str) -> None:
         return real(self, batch, noise)
 
     CoTrainer.step = killed
-    os.environ["MASTER_PORT"] = str(port2)  # a fresh rendezvous: the first run's store may still be closing
+    os.environ["MASTER_PORT"] = str(ports[1])
     train(train_CSAKD.load_config(_run_args(Path(tmp), "cut")))
 
 
@@ -151,7 +152,7 @@ def _resume_worker(rank: int, port: int, tmp: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ddp")
-    _spawn(_run_worker, _free_port(), str(tmp))
+    _spawn(_run_worker, [_free_port(), _free_port()], str(tmp))
     _spawn(_resume_worker, str(tmp))
     return tmp
 
