@@ -7,30 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from test_train_run import TINY_YAML as TRAIN_TINY_YAML
 
 import benchmarks.kd as kd
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_YAML = """\
-dataset: synthetic
-bands: 8
-msi_bands: 2
-image_size: 16
-crop_size: 8
-synthetic_scenes: [4, 2, 2]
-num_base_chs: 8
-num_agg_feat: 4
-student_layers: "1111"
-batch_size: 2
-epochs: 1
-eval_step: 1
-workers: 0
-device: cpu
-lr: 1.0e-3
-tb_scenes: 0
-deterministic: true
-"""
+# The training tests' tiny synthetic runs, one epoch each, no TensorBoard figures.
+TINY_YAML = TRAIN_TINY_YAML.replace("tb_scenes: 1", "tb_scenes: 0") + "epochs: 1\n"
 METRICS = "psnr,sam,ergas,rmse,ssim"  # UIQI needs ≥ 32×32 images
 
 
