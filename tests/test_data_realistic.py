@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,14 @@ def test_prepare_writes_realistic_scenes_split_by_scene(tmp_path, capsys):
     cfg = {"dataset": "aviris", "root": str(out), "train_file": "train.txt", "val_file": "val.txt",
            "test_file": "test.txt", "bands": 31, "msi_bands": 3, "image_size": 16, "crop_size": 8}
     assert build_dataset(cfg, "test")[0]["hrmsi"].shape == (3, 16, 16)
+
+
+def test_realistic_config_builds_its_data():
+    import train_CSAKD
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "realistic31_rgb.yaml"
+    cfg = train_CSAKD.load_config(["--config", str(config)])
+    ds = build_dataset(cfg, "val")
+    sample = ds[0]
+    assert len(ds) == 4 and sample["name"] == "realistic/val_0000"
+    assert sample["lrhsi"].shape == (31, 16, 16) and sample["hrmsi"].shape == (3, 64, 64)
