@@ -81,27 +81,38 @@ def fsm_loss(student: torch.Tensor, teacher: torch.Tensor, gt: torch.Tensor, *, 
       gradient, about twice the arithmetic.
     - ``sample_rows``: a **deviation** from HKDSR. Only a random subset of ``sample_rows`` of the N rows
       (student/teacher positions; every GT position is kept) enters the mean: an unbiased estimate of the
-      loss whose cost is B·sample_rows·N; draws from ``generator``.
+      loss whose cost is B·sample_rows·N; draws from ``generator`` (a CPU generator).
 
     Properties: 0 when S = T; symmetric in (S, T); unchanged when a constant is added to S or T (constants
     live only in LL); the teacher is detached and the GT is a constant, so gradients reach the student only.
 
     Args:
         student, teacher, gt: (B, C, H, W), same shape, H and W even; any value range ([-1, 1] here).
+            Computed in at least fp32, outside autocast.
     """
     check_pair(student, teacher, "fsm_loss", ("student", "teacher"))
     check_pair(student, gt, "fsm_loss", ("student", "gt"))
     for name, value in (("sample_rows", sample_rows), ("row_chunk", row_chunk)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"fsm_loss: {name} must be a positive integer or None, got {value!r}")
-    # The DWT is linear: the detail bands of S − T are the differences of the detail bands.
-    diff_bands = haar_dwt(student - teacher.detach())[1:]
-    gt_bands = haar_dwt(gt.detach())[1:]
-    batch, n = student.shape[0], student.shape[-2] * student.shape[-1] // 4
+    # Sums of C products over N² entries: kept in at least fp32 even under --amp (autocast would run bmm in
+    # bf16/fp16). The DWT is linear: the detail bands of S − T are the differences of the detail bands.
+    dtype = torch.promote_types(student.dtype, torch.float32)
+    with torch.autocast(student.device.type, enabled=False):
+        diff_bands = haar_dwt((student - teacher.detach()).to(dtype))[1:]
+        gt_bands = haar_dwt(gt.detach().to(dtype))[1:]
+        return _fsm_sum(diff_bands, gt_bands, sample_rows, row_chunk, generator)
+
+
+def _fsm_sum(diff_bands: Sequence[torch.Tensor], gt_bands: Sequence[torch.Tensor], sample_rows: int | None,
+             row_chunk: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Σ_k mean |D_k Y_kᵀ| for the detail bands D_k of S − T and Y_k of the GT (see :func:`fsm_loss`)."""
+    first = diff_bands[0]
+    batch, n = first.shape[0], first.shape[-2] * first.shape[-1]  # N = HW/4 positions per band
     rows = None
     if sample_rows is not None and sample_rows < n:
-        rows = torch.randperm(n, generator=generator, device="cpu")[:sample_rows].to(student.device)
-    total = student.new_zeros(())
+        rows = torch.randperm(n, generator=generator, device="cpu")[:sample_rows].to(first.device)
+    total = first.new_zeros(())
     for diff, gt_k in zip(diff_bands, gt_bands, strict=True):
         diff = diff.flatten(2).transpose(1, 2)  # (B, N, C)
         gt_t = gt_k.flatten(2)  # (B, C, N)

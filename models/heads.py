@@ -97,6 +97,11 @@ class IntermediateHeads(nn.Module):
         self.depths = tuple(int(d) for d in depths)
         self.heads = nn.ModuleList(nn.Conv2d(num_base_chs, bands, 3, 1, 1) for _ in self.depths)
 
+    def config(self) -> dict:
+        """The constructor arguments that rebuild these heads (plain types, for a checkpoint)."""
+        conv = self.heads[0]
+        return {"num_base_chs": conv.in_channels, "bands": conv.out_channels, "depths": list(self.depths)}
+
     @classmethod
     def for_network(cls, dts: DTS, depths: Sequence[int] | None = None) -> IntermediateHeads:
         """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths`)."""

@@ -59,6 +59,7 @@ def test_heads_return_images_of_the_output_shape_with_gradients(role: str) -> No
     model = (Teacher if role == "teacher" else Student)(**SMALL)
     heads = IntermediateHeads.for_network(model)
     lr, hr, gt = inputs()
+    assert IntermediateHeads(**heads.config()).config() == heads.config()
     aux = forward_with_heads(model, heads, lr, hr)
     assert len(aux.inter_outs) == len(heads.depths) == 2
     assert all(y.shape == aux.out.shape == gt.shape for y in aux.inter_outs)

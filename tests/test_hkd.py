@@ -203,3 +203,11 @@ def test_hkd_terms_weight_the_outputs_as_the_authors() -> None:
     assert set(hkd_terms([s1], [t1], y)) == {"fsm"}
     with pytest.raises(ValueError, match="as many teacher outputs"):
         hkd_terms([s1, s2], [t1], y)
+
+
+def test_fsm_runs_in_full_precision_under_autocast() -> None:
+    s, t, y = (x.float() for x in images(9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = fsm_loss(s, t, y)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, fsm_loss(s, t, y))
