@@ -63,8 +63,9 @@ def _halves(x: torch.Tensor, dim: int, overlap: int) -> tuple[torch.Tensor, torc
 
 def _check_overlap(size: int, overlap: int, dim: int) -> None:
     if overlap < 2 or overlap % 2 or overlap > size:
-        raise ValueError(f"patch_overlap: expected an even overlap between 2 and the split size {size} "
-                         f"(dimension {dim}), got {overlap}")
+        axis = {-2: "height", -1: "width"}.get(dim, f"dimension {dim}")
+        raise ValueError(f"patch_overlap: expected an even overlap between 2 and the {axis} being split "
+                         f"({size}), got {overlap}")
 
 
 def _join(first: torch.Tensor, second: torch.Tensor, dim: int, size: int, overlap: int) -> torch.Tensor:
