@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 
 from tqdm import tqdm
 
@@ -332,13 +333,12 @@ def plot(report: dict, path: str) -> None:
             values = list(stat["per_seed"].values())
             ax.scatter([i] * len(values), values, s=14, color="0.4", zorder=3)
             ax.errorbar([i], [stat["mean"]], yerr=[stat["std"] or 0.0], fmt="o", color="C0", capsize=4, zorder=4)
-        ax.set_xticks(range(len(rows)), rows, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(rows)), [textwrap.fill(r, 28) for r in rows], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel({"psnr": "PSNR (dB) ↑", "sam": "SAM (°) ↓"}.get(m, m))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{os.path.basename(report['config'])}: test split, mean ± std over seeds", fontsize=9)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # long spec names: grow the canvas instead of squeezing axes
     plt.close(fig)
 
 
@@ -385,20 +385,27 @@ def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int]) -> list[tupl
     return runs
 
 
+def _finished_or_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> tuple[dict, bool]:
+    """(record, skipped): the finished record of (spec, seed), or a new one from training and testing it."""
+    record = finished_record(bench, spec, seed, cfg)
+    if record is not None:
+        return record, True
+    try:
+        return run_one(bench, spec, seed, cfg), False
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # finished runs stay; a re-run continues
+        raise SpecError(f"--strategies {spec.text!r}, seed {seed}: {exc}") from None
+
+
 def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str) -> dict:
     """Train and test every unfinished (spec, seed), then build the report."""
     todo = prepare_runs(bench, specs, seeds)
     records, skipped = [], 0
-    progress = tqdm(todo, desc="kd bench", unit="run", dynamic_ncols=True)
-    for spec, seed, cfg in progress:
-        progress.set_postfix_str(f"{run_name(spec, seed)} (skipped {skipped})")
-        record = finished_record(bench, spec, seed, cfg)
-        if record is None:
-            record = run_one(bench, spec, seed, cfg)
-        else:
-            skipped += 1
-        records.append(record)
-    progress.close()
+    with tqdm(todo, desc="kd bench", unit="run", dynamic_ncols=True) as progress:
+        for spec, seed, cfg in progress:
+            record, was_finished = _finished_or_run(bench, spec, seed, cfg)
+            records.append(record)
+            skipped += was_finished
+            progress.set_postfix_str(f"done {run_name(spec, seed)} (skipped {skipped})")
     return build_report(bench, records, command)
 
 

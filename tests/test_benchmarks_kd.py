@@ -18,11 +18,11 @@ TINY_YAML = TRAIN_TINY_YAML.replace("tb_scenes: 1", "tb_scenes: 0") + "epochs: 1
 METRICS = "psnr,sam,ergas,rmse,ssim"  # UIQI needs ≥ 32×32 images
 
 
-def bench_argv(tmp_path: Path, *specs: str) -> list[str]:
+def bench_argv(tmp_path: Path, *specs: str, seeds: tuple[str, ...] = ("1", "2")) -> list[str]:
     config = tmp_path / "tiny.yaml"
     if not config.exists():
         config.write_text(TINY_YAML)
-    return ["--config", str(config), "--strategies", *specs, "--seeds", "1", "2", "--json",
+    return ["--config", str(config), "--strategies", *specs, "--seeds", *seeds, "--json",
             str(tmp_path / "kd.json"), "--out", str(tmp_path / "bench"), "--metrics", METRICS]
 
 
@@ -73,6 +73,32 @@ def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path)
     assert kd.finished_record(kd.Bench(bench.config, bench.out, ("psnr",)), spec, 1, cfg) is None  # other metrics
     (tmp_path / "bench" / "results" / kd.run_name(spec, 1) / "student" / "summary.json").unlink()
     assert kd.finished_record(bench, spec, 1, cfg) is None  # test summary missing
+
+
+def test_offline_runs_test_the_frozen_teacher_and_failures_name_the_run(tmp_path, monkeypatch, capsys):
+    import train_CSAKD
+    from engine.train import train
+
+    config, ckpt_dir = bench_argv(tmp_path)[1], tmp_path / "teacher_run"
+    train(train_CSAKD.load_config(["--config", config, "--prefix", "t", "--checkpoint_dir", str(ckpt_dir),
+                                   "--log_dir", str(tmp_path / "runs"), "--no_progress"]))
+    teacher = ckpt_dir / "t" / "teacher" / "best.pth"
+    spec = f"csakd:kd_mode=offline,teacher_ckpt={teacher}"
+    assert kd.main(bench_argv(tmp_path, spec, seeds=("1",))) == 0
+    (record,) = json.loads((tmp_path / "kd.json").read_text())["runs"]
+    teacher_summary = json.loads((tmp_path / "bench" / "results" / record["run"] / "teacher" / "summary.json")
+                                 .read_text())
+    assert teacher_summary["checkpoint"].startswith(str(teacher)) and record["teacher"] == teacher_summary["metrics"]
+    assert list(record["best_epoch"]) == ["student"]  # the frozen teacher is not trained
+
+    def diverged(*args, **kwargs):
+        raise RuntimeError("training diverged")
+
+    monkeypatch.setattr(kd, "run_one", diverged)
+    capsys.readouterr()
+    assert kd.main(bench_argv(tmp_path, "none", seeds=("1",))) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the closed progress bar
+    assert last_line == "benchmarks.kd: error: --strategies 'none', seed 1: training diverged"
 
 
 def run(spec: str, seed: int, psnr: float, sam: float, teacher: bool = True) -> dict:
