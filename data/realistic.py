@@ -44,6 +44,8 @@ VALUE_RANGE = (0.0, 1.0)
 VISIBLE_RANGE_NM = (400.0, 700.0)  # covered by every reflectance set and both cameras (zero outside for Sigma)
 CAMERAS = {"nikon5100": "Nikon 5100 (NPL)", "sigma_sdmerrill": "Sigma SDMerill (NPL)"}
 DEFAULT_ILLUMINANT = "D65"
+LIGHT = np.array([-0.45, -0.45, 0.77]) / np.linalg.norm([-0.45, -0.45, 0.77])  # (y, x, z) unit vector, upper left
+AMBIENT = 0.3  # share of the light that reaches every surface (sky, inter-reflections, as a constant)
 INSTALL_HINT = "pip install -r requirements-realistic.txt (colour-science, no torch)"
 
 
@@ -172,9 +174,11 @@ def _objects(cube: np.ndarray, lib: np.ndarray, rng: np.random.Generator) -> np.
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1.0, max(1.5, min(h, w) / 8))
         d = np.hypot(yy - cy, xx - cx)
         mask = np.clip(r + 0.5 - d, 0.0, 1.0)  # 1 inside, linear over one pixel at the rim
-        nz = np.sqrt(np.clip(1.0 - (d / r) ** 2, 0.0, 1.0))  # sphere normal's z; light from the upper left
-        lamb = np.clip(0.35 + 0.65 * (0.6 * nz + 0.5 * (cx - xx) / r * 0.4 + 0.5 * (cy - yy) / r * 0.4), 0.2, 1.0)
-        _paint(cube, mask, spectrum, lamb)
+        # Sphere normal n = ((x − cx)/r, (y − cy)/r, n_z); Lambertian n·l for a light from the upper left, plus
+        # ambient light so that the shadowed side keeps a fraction of the material's spectrum.
+        nz = np.sqrt(np.clip(1.0 - (d / r) ** 2, 0.0, 1.0))
+        n_dot_l = np.clip((LIGHT[0] * (yy - cy) + LIGHT[1] * (xx - cx)) / r + LIGHT[2] * nz, 0.0, 1.0)
+        _paint(cube, mask, spectrum, AMBIENT + (1 - AMBIENT) * n_dot_l)
         if rng.random() < 0.3:
             spot = np.exp(-(((yy - (cy - 0.35 * r)) ** 2 + (xx - (cx - 0.35 * r)) ** 2) / (2 * (0.2 * r + 0.5) ** 2)))
             highlight = np.maximum(highlight, rng.uniform(0.05, 0.25) * spot * mask)
