@@ -63,10 +63,26 @@ def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, f
     return opts, scheds
 
 
+class AuxDispatch(nn.Module):
+    """``forward(..., needs=N)`` → ``net.forward_aux(..., needs=N)``; without ``needs`` → ``net(...)``.
+
+    Wrappers that only hook ``forward`` (DistributedDataParallel synchronises gradients only for what runs
+    through its ``forward``; ``torch.compile`` compiles ``forward``) wrap this module, so that a strategy's
+    ``forward_aux`` call goes through them for any network with a ``forward_aux``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args: Any, needs: frozenset[str] | None = None, **kwargs: Any) -> Any:
+        if needs is None:
+            return self.net(*args, **kwargs)
+        return self.net.forward_aux(*args, needs=needs, **kwargs)
+
+
 class AuxForward(nn.Module):
-    """A wrapped network (DistributedDataParallel, ``torch.compile``) whose ``forward_aux`` still goes through
-    the wrapper's ``forward`` (``DTS.forward(..., needs=...)``): DDP synchronises gradients only for what
-    runs through its ``forward``."""
+    """What a strategy receives for a wrapped network: ``forward`` and ``forward_aux`` both call the wrapper
+    (around an :class:`AuxDispatch`)."""
 
     def __init__(self, wrapped: nn.Module) -> None:
         super().__init__()
@@ -134,13 +150,18 @@ class CoTrainer:
         return cls(cfg, student, teacher, device=device, dist=dist, first_epoch=int(cfg.get("resume_ind") or 0))
 
     def _wrap(self, role: str, net: nn.Module) -> nn.Module:
-        wrapped = net
-        if self.dist.distributed and role in self.trained:
+        ddp = self.dist.distributed and role in self.trained
+        if not ddp and not self.cfg.get("compile"):
+            return net
+        wrapped: nn.Module = AuxDispatch(net)
+        if ddp:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(net, device_ids=ids)  # every parameter is used: no find_unused_parameters
+            # Every registered parameter takes part in the loss (the student's unused official modules are never
+            # registered), so no find_unused_parameters.
+            wrapped = DistributedDataParallel(wrapped, device_ids=ids)
         if self.cfg.get("compile"):
             wrapped = torch.compile(wrapped)
-        return net if wrapped is net else AuxForward(wrapped)
+        return AuxForward(wrapped)
 
     # -- one step ------------------------------------------------------------------------------------------------------
 
