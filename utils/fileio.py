@@ -3,14 +3,23 @@
 Each writer writes to a temporary file in the destination's directory, flushes it to disk, then
 renames it over the destination (``os.replace`` is atomic on POSIX and Windows within one file system).
 A process killed at any moment leaves either the old file or the new one, plus at worst a stray
-``.tmp-*`` file that the next write to that destination does not depend on.
+temporary file that the next write to that destination does not depend on.
+
+Temporary names (the one rule): ``.<destination name>.tmp-<random>`` beside the destination, for files
+and for staged folders alike (:func:`temp_name_prefix`); :func:`remove_stale_temps` deletes leftovers of
+killed processes. An OS fault while writing (full disk, read-only or missing parent that cannot be
+created, a parent path that is a file) raises :class:`WriteError` naming the destination and the OS
+error; the temporary file is removed and the previous destination file is left as it was. The scripts
+turn a WriteError into one line and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,15 +39,64 @@ def _umask_mode() -> int:
 _FILE_MODE = _umask_mode()
 
 
+TEMP_MARK = ".tmp-"
+
+
+class WriteError(OSError):
+    """An OS fault while writing an output, as one line: ``cannot write <path>: <OS error> [<errno name>]``."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError):
+        code = errno.errorcode.get(exc.errno or 0, "")
+        detail = f"{exc.strerror or exc}" + (f" [{code}]" if code else "")
+        super().__init__(exc.errno, f"cannot write {os.fspath(path)}: {detail}")
+        self.path = os.fspath(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def temp_name_prefix(path: str | os.PathLike) -> str:
+    """The name prefix of ``path``'s temporary files and staged folders: ``.<name>.tmp-``."""
+    return f".{Path(path).name}{TEMP_MARK}"
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files and staged folders (see the module docstring) anywhere under ``folder``.
+
+    Only for a folder no other process is writing to. Returns the removed paths.
+    """
+    removed = []
+    for parent, dirs, files in os.walk(folder):
+        for name in [*files, *dirs]:
+            if name.startswith(".") and TEMP_MARK in name:
+                p = os.path.join(parent, name)
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.unlink(p)
+                removed.append(p)
+        dirs[:] = [d for d in dirs if os.path.join(parent, d) not in removed]
+    return removed
+
+
+def make_parent(path: str | os.PathLike) -> None:
+    """Create ``path``'s parent folders; an OS fault raises :class:`WriteError` naming ``path``."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was; an OSError (full disk,
+    unwritable folder, ...) becomes a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), dir=path.parent)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     try:
         os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, mode) as f:
@@ -46,9 +104,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from None
         raise
 
 
