@@ -9,7 +9,10 @@
 at the configured shapes (no dataset or checkpoint needed). The checkpoint is ``--checkpoint`` (this
 project's weight file or an official ``.pth``), by default ``<checkpoint_dir>/<prefix>/<role>/best.pth``.
 Prints a per-image metrics table and the mean next to the bicubic baseline; ``--results DIR`` writes
-``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``.
+``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``. The folder is built whole
+beside ``DIR`` and then swapped in (``utils.fileio.staged_folder``): it always holds one evaluation's
+outputs, never a mix with an earlier one, and a failed run leaves the earlier results as they were. A
+``DIR`` holding anything else than these outputs is refused rather than replaced.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from models import build_model
 from utils.checkpoint import load_weights, read_checkpoint
 from utils.complexity import complexity
 from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
-from utils.fileio import atomic_write_json, atomic_write_text
+from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
 from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
+RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)
 
 
 def build_parser():
@@ -102,6 +106,34 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
+def check_results_folder(folder: str) -> None:
+    """Refuse a ``--results`` folder that holds anything besides an earlier evaluation's outputs (it is
+    replaced whole) or that is not a folder."""
+    if not os.path.lexists(folder):
+        return
+    if not os.path.isdir(folder):
+        raise ValueError(f"--results {folder}: exists and is not a folder")
+    foreign = sorted(set(os.listdir(folder)) - RESULT_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ValueError(f"--results {folder}: holds other files ({shown}); it would be replaced whole by this "
+                         f"evaluation's outputs, so give an empty or new folder")
+
+
+def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: str, device: torch.device,
+           folder: str | None) -> None:
+    """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``."""
+    loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
+    pred_dir = os.path.join(folder, "pred") if folder else None
+    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    print(f"{role} from {source}, {result['images']} {cfg['split']} images")
+    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
+    print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
+          f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if folder:
+        write_results(folder, role, cfg, result, source)
+
+
 def run(cfg: dict) -> int:
     if cfg["test_mode"] == 3:
         report = complexity_report(cfg)
@@ -113,16 +145,13 @@ def run(cfg: dict) -> int:
     device = resolve_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     model, source = load_network(cfg, role, device)
-    loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
-    pred_dir = os.path.join(cfg["results"], "pred") if cfg.get("results") else None
-    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
-    print(f"{role} from {source}, {result['images']} {cfg['split']} images")
-    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
-    print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
-          f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
-    if cfg.get("results"):
-        write_results(cfg["results"], role, cfg, result, source)
-        print(f"results in {cfg['results']}")
+    if not cfg.get("results"):
+        evaluate_and_report(cfg, model, role, source, device, None)
+        return 0
+    check_results_folder(cfg["results"])
+    with staged_folder(cfg["results"]) as stage:  # created first: an unwritable folder fails before evaluating
+        evaluate_and_report(cfg, model, role, source, device, stage)
+    print(f"results in {cfg['results']}")
     return 0
 
 
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
         return run(cfg)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,18 +4,32 @@ Checks each entry of each split list: the three files exist (flat or per-entry f
 ``hrmsi<M>`` and ``lrhsi`` (and ``lrhsi1..3`` when ``--mis_pix``/``--mixed_align_opt`` need them, or when
 present) exist, shapes match ``--bands``, ``--msi_bands``, ``--scale`` and ``--image_size``, no NaN/Inf,
 the GT is not constant, LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
+The split lists themselves: a folder given as a list, a UTF-8 byte-order mark, an entry listed twice,
+an entry listed in two splits (leakage); a missing root is one message, not one per entry.
 All problems are printed (one line each); the exit code is 1 if there was any, 0 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import os
 import sys
 import zipfile
+from collections import Counter
 
 import numpy as np
 
-from .aviris import LayoutSpec, array_problems, find_entry_files, load_entry, lr_key, msi_key, read_split
+from .aviris import (
+    LayoutSpec,
+    array_problems,
+    find_entry_files,
+    load_entry,
+    lr_key,
+    msi_key,
+    read_split,
+    resolve_split_path,
+)
 from .options import DATA_DEFAULTS
 
 
@@ -51,6 +65,36 @@ def check_entry(root: str, entry: str, spec: LayoutSpec, levels_needed: tuple[in
     return problems
 
 
+def _listed(items: list[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def split_list_problems(path: str, entries: list[str]) -> list[str]:
+    """Problems of a split list file itself: a UTF-8 byte-order mark, entries listed more than once."""
+    problems = []
+    with open(path, "rb") as f:
+        if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            problems.append(f"{path}: starts with a UTF-8 byte-order mark (this code skips it; other readers take "
+                            f"it as part of the first entry); save the file without BOM")
+    repeated = [e for e, c in Counter(entries).items() if c > 1]
+    if repeated:
+        problems.append(f"{path}: {len(repeated)} entr{'y' if len(repeated) == 1 else 'ies'} listed more than "
+                        f"once ({_listed(repeated)}); each would count twice")
+    return problems
+
+
+def leakage_problems(lists: dict[str, list[str]]) -> list[str]:
+    """Entries listed in more than one split file (the same image would be trained and evaluated on)."""
+    problems, names = [], list(lists)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(set(lists[a]) & set(lists[b]))
+            if both:
+                problems.append(f"{a} and {b}: {len(both)} entr{'y' if len(both) == 1 else 'ies'} in both splits "
+                                f"(leakage: {_listed(both)})")
+    return problems
+
+
 def check_dataset(
     root: str,
     split_files: list[str],
@@ -60,13 +104,18 @@ def check_dataset(
     progress: bool = True,
 ) -> tuple[int, list[str]]:
     """Scan all entries of ``split_files`` under ``root``. Returns (entries checked, problems)."""
-    problems, n = [], 0
+    if not os.path.isdir(root):
+        return 0, [f"{root}: dataset root not found (no such folder)"]
+    problems, n, lists = [], 0, {}
     for split in split_files:
         try:
             entries = read_split(split, flag="--split", root=root)
         except (FileNotFoundError, ValueError) as e:
             problems.append(str(e))
             continue
+        path = resolve_split_path(split, root)
+        lists[path] = entries
+        problems += split_list_problems(path, entries)
         iterator = entries
         if progress:
             from tqdm import tqdm
@@ -75,7 +124,7 @@ def check_dataset(
         for entry in iterator:
             n += 1
             problems += check_entry(root, entry, spec, levels_needed, tol)
-    return n, problems
+    return n, problems + leakage_problems(lists)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,15 +28,16 @@ from typing import IO, Any
 import torch
 
 
-def _umask_mode() -> int:
-    """The permission bits a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
-# mkstemp creates private (0600) files; the renamed file should be as readable as any other output.
-_FILE_MODE = _umask_mode()
+# mkstemp/mkdtemp create private (0600/0700) entries; the renamed ones should be as readable as any other
+# output: the bits a plain open(path, "w") / os.mkdir(path) would give.
+_FILE_MODE = 0o666 & ~_umask()
+_FOLDER_MODE = 0o777 & ~_umask()
 
 
 TEMP_MARK = ".tmp-"
@@ -49,7 +50,7 @@ class WriteError(OSError):
         code = errno.errorcode.get(exc.errno or 0, "")
         detail = f"{exc.strerror or exc}" + (f" [{code}]" if code else "")
         super().__init__(exc.errno, f"cannot write {os.fspath(path)}: {detail}")
-        self.path = os.fspath(path)
+        self.path, self.os_error = os.fspath(path), exc
 
     def __str__(self) -> str:
         return self.strerror
@@ -110,6 +111,50 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
             raise WriteError(path, exc) from None
         raise
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike) -> Iterator[str]:
+    """Build a folder whole: yield an empty staging folder beside ``target``; on success it replaces ``target``.
+
+    The swap renames the old ``target`` aside, the staged one into place, then deletes the old one, so a
+    reader sees the old folder or the new one, never a mix. On an exception the staging folder is deleted
+    and ``target`` is left as it was. OS faults raise :class:`WriteError` naming ``target``.
+    """
+    target = Path(target)
+    make_parent(target)
+    try:
+        stage = tempfile.mkdtemp(prefix=temp_name_prefix(target), dir=target.parent)
+        os.chmod(stage, _FOLDER_MODE)
+    except OSError as exc:
+        raise WriteError(target, exc) from None
+    try:
+        yield stage
+        _swap_in(stage, target)
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, WriteError) and Path(exc.path).is_relative_to(stage):  # name the user's path
+            raise WriteError(target / Path(exc.path).relative_to(stage), exc.os_error) from None
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(target, exc) from None
+        raise
+
+
+def _swap_in(stage: str, target: Path) -> None:
+    """Move ``stage`` to ``target``, deleting what ``target`` held (put back if the move fails)."""
+    if not os.path.lexists(target):
+        os.replace(stage, target)
+        return
+    old = tempfile.mkdtemp(prefix=temp_name_prefix(target), dir=target.parent)
+    aside = os.path.join(old, "old")
+    os.replace(target, aside)
+    try:
+        os.replace(stage, target)
+    except OSError:
+        os.replace(aside, target)
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "wb") -> None:
