@@ -180,8 +180,13 @@ def test_non_utf8_yaml_names_the_file(tmp_path: Path, capsys) -> None:
 # 5. OS faults while writing; 8. the results folder
 
 
-def full_disk(monkeypatch) -> None:
+def full_disk(monkeypatch, only: str = "") -> None:
+    """Every fsync (of a file whose name contains ``only``; Linux /proc) fails as on a full disk."""
+    real = os.fsync
+
     def no_space(fd: int) -> None:
+        if only and only not in os.readlink(f"/proc/self/fd/{fd}"):
+            return real(fd)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", no_space)
@@ -261,6 +266,26 @@ def test_results_under_a_file_is_one_line(trained: Path, tmp_path: Path, capsys)
     assert test_CSAKD.main([*tiny_test(trained), "--results", str(blocker / "res")]) == 2
     err = one_line_error(capsys)
     assert f"cannot write {blocker / 'res'}: " in err and ("[EEXIST]" in err or "[ENOTDIR]" in err)
+
+
+def test_full_disk_during_training_keeps_the_last_state(trained: Path, tmp_path: Path, monkeypatch,
+                                                        capsys) -> None:
+    base = fresh(trained, tmp_path)
+    run = base / "ck" / "tiny"
+    before = {k: v for k, v in tree(run).items() if k != "config.yaml"}  # the resumed run rewrites its config
+    full_disk(monkeypatch, only=".pth")  # the disk fills during the epoch: the checkpoint writes fail
+    assert train_CSAKD.main(tiny(base, "--resume", epochs=2)) == 2
+    err = one_line_error(capsys)
+    assert err.startswith(f"error: cannot write {run}") and ".pth: No space left on device [ENOSPC]" in err
+    after = tree(run)
+    assert {k: after[k] for k in before} == before and not [k for k in after if ".tmp-" in k]
+
+
+def test_a_killed_build_leaves_a_staging_folder_that_the_next_build_removes(trained: Path, tmp_path: Path) -> None:
+    leftover = tmp_path / ".res.tmp-killed"
+    (leftover / "pred").mkdir(parents=True)
+    assert test_CSAKD.main([*tiny_test(trained), "--results", str(tmp_path / "res"), "--metrics", "psnr"]) == 0
+    assert os.listdir(tmp_path) == ["res"]
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path: Path) -> None:

@@ -61,19 +61,21 @@ def temp_name_prefix(path: str | os.PathLike) -> str:
     return f".{Path(path).name}{TEMP_MARK}"
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
-    """Delete the temporary files and staged folders (see the module docstring) anywhere under ``folder``.
+def remove_stale_temps(folder: str | os.PathLike, of: str | os.PathLike | None = None) -> list[str]:
+    """Delete the temporary files and staged folders (see the module docstring) anywhere under ``folder``,
+    or, with ``of``, only those of the destination ``of`` beside it.
 
     Only for a folder no other process is writing to. Returns the removed paths.
     """
     removed = []
+    prefix = temp_name_prefix(of) if of is not None else "."
     for parent, dirs, files in os.walk(folder):
         for name in [*files, *dirs]:
-            if name.startswith(".") and TEMP_MARK in name:
+            if name.startswith(prefix) and TEMP_MARK in name:
                 p = os.path.join(parent, name)
                 shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.unlink(p)
                 removed.append(p)
-        dirs[:] = [d for d in dirs if os.path.join(parent, d) not in removed]
+        dirs[:] = [d for d in dirs if os.path.join(parent, d) not in removed] if of is None else []
     return removed
 
 
@@ -119,10 +121,12 @@ def staged_folder(target: str | os.PathLike) -> Iterator[str]:
 
     The swap renames the old ``target`` aside, the staged one into place, then deletes the old one, so a
     reader sees the old folder or the new one, never a mix. On an exception the staging folder is deleted
-    and ``target`` is left as it was. OS faults raise :class:`WriteError` naming ``target``.
+    and ``target`` is left as it was. OS faults raise :class:`WriteError` naming ``target``. Staging
+    folders of ``target`` left by a killed process are deleted first.
     """
     target = Path(target)
     make_parent(target)
+    remove_stale_temps(target.parent, of=target)
     try:
         stage = tempfile.mkdtemp(prefix=temp_name_prefix(target), dir=target.parent)
         os.chmod(stage, _FOLDER_MODE)
