@@ -29,6 +29,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from utils.config import check_ranges
 from utils.fileio import WriteError, atomic_write, staged_folder
 
 from .aviris import write_entry
@@ -224,6 +225,7 @@ def _write_dataset(args: argparse.Namespace, out: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_ranges(vars(args))
         m = prepare(args)
     except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"data.prepare: error: {e}", file=sys.stderr)

@@ -333,6 +333,17 @@ def test_prepare_unusable_cube_is_one_message_and_no_dataset(tmp_path: Path, cap
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tile", "-16"], "--tile: expected a number >= 0, got -16"),
+    (["--snr_hsi", "nan"], "--snr_hsi: expected a finite number, got nan"),
+    (["--split_fractions", "1", "-1", "1"], "--split_fractions: expected a number >= 0, got -1.0"),
+])
+def test_prepare_bad_values(tmp_path: Path, capsys, args, message) -> None:
+    assert prepare(tmp_path / "ds", cube(tmp_path / "c.npy"), extra=tuple(args)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"data.prepare: error: {message}"
+    assert os.listdir(tmp_path) == ["c.npy"]
+
+
 def test_prepare_overwrite_leaves_nothing_old(tmp_path: Path) -> None:
     inputs = [cube(tmp_path / f"c{i}.npy", seed=i) for i in range(3)]
     out = tmp_path / "ds"

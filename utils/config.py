@@ -69,15 +69,17 @@ class Range(NamedTuple):
         return (v > self.low if self.open_low else v >= self.low) and (self.high is None or v <= self.high)
 
 
-# The one place for value ranges (both scripts; a flag a parser lacks is skipped). Every float flag is also
-# required to be finite (`--lr inf` would train to NaN weights); list flags are checked element-wise.
+# The one place for value ranges (both scripts and data.prepare; a flag a parser lacks is skipped). Every float
+# flag is also required to be finite (`--lr inf` would train to NaN weights); lists are checked element-wise.
 RANGES: dict[str, Range] = {
     **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
                      "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size"),
                     Range(1)),
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
-                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step"), Range(0)),
+                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
+                     "stride", "synthetic", "split_fractions"), Range(0)),  # the last three: data.prepare
+    "synthetic_size": Range(1),
     "lr": Range(0, open_low=True),
 }
 
