@@ -34,8 +34,10 @@ from utils.checkpoint import (
     TRAIN_STATE_FORMAT,
     refuse_nonfinite,
     tensor_digest,
+    unreadable,
     verify_archive,
     verify_digest,
+    warn_unverified,
 )
 from utils.fileio import atomic_torch_save
 
@@ -82,13 +84,15 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training state {path}: no such file (nothing to resume; start without --resume)")
-    verify_archive(path, "training state")
+    verified = verify_archive(path, "training state")
     try:
         # The RNG states hold NumPy arrays and Python tuples, which the weights-only unpickler refuses;
         # this file is written by this program, so a full load is appropriate here.
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for truncated files
-        raise ValueError(f"training state {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"training state {path}: cannot be read ({unreadable(verified, exc)})") from None
+    if not verified:
+        warn_unverified(path, "training state")
     if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"training state {path}: not a CSAKD training state (format {found!r}, "

@@ -85,15 +85,15 @@ def tensor_digest(obj: Any) -> str:
     return h.hexdigest()
 
 
-def verify_archive(path: str | os.PathLike, what: str = "checkpoint") -> None:
+def verify_archive(path: str | os.PathLike, what: str = "checkpoint") -> bool:
     """Check every record of the zip archive ``path`` (a ``torch.save`` file) against its stored CRC-32.
 
-    Raises ValueError naming the file and the damaged record. Files in the legacy (pre-1.6, non-zip)
-    format carry no checksum; they are passed with a warning.
+    Raises ValueError naming the file and the damaged record. Returns False for a file that is no zip
+    archive (the legacy pre-1.6 format carries no checksum, or no PyTorch file at all: ``torch.load`` says
+    which); the caller warns with :func:`warn_unverified` once such a file has loaded.
     """
     if not zipfile.is_zipfile(path):
-        log.warning("%s %s: legacy (non-zip) PyTorch file; its integrity cannot be verified", what, path)
-        return
+        return False
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
@@ -103,6 +103,18 @@ def verify_archive(path: str | os.PathLike, what: str = "checkpoint") -> None:
     if bad is not None:
         raise ValueError(f"{what} {path}: corrupt: record {bad!r} fails its CRC check (bytes changed after "
                          f"saving); restore or re-create the file")
+    return True
+
+
+def unreadable(archive: bool, exc: Exception) -> str:
+    """Why ``torch.load`` failed, for a message: its own words for a sound archive, else the likely cause."""
+    if archive:
+        return f"{type(exc).__name__}: {exc}"
+    return "truncated, or not written by torch.save: no zip archive and no legacy PyTorch pickle"
+
+
+def warn_unverified(path: str | os.PathLike, what: str = "checkpoint") -> None:
+    log.warning("%s %s: legacy (non-zip) PyTorch file; its integrity cannot be verified", what, path)
 
 
 def verify_digest(obj: Mapping[str, Any], payload: Any, path: str | os.PathLike, what: str) -> None:
@@ -142,9 +154,12 @@ def _is_training_state(path: Path) -> bool:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint file on the CPU, with a clear error for a missing or unreadable file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path}: is a folder; expected a weight file such as "
+                         f"{path / 'student' / 'best.pth'}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: no such file")
-    verify_archive(path)
+    verified = verify_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -153,7 +168,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             raise ValueError(f"checkpoint {path} is a training state (for --resume), not network weights; test its "
                              f"weights with {run / 'student' / 'best.pth'} (or {run / 'teacher' / 'best.pth'})") \
                 from None
-        raise ValueError(f"checkpoint {path}: cannot be read as a PyTorch file ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"checkpoint {path}: cannot be read as a PyTorch file ({unreadable(verified, exc)})") from None
+    if not verified:
+        warn_unverified(path)
     if not isinstance(obj, Mapping):
         raise ValueError(f"checkpoint {path}: expected a dict of weights, found {type(obj).__name__}")
     verify_digest(obj, obj.get("state_dict"), path, "checkpoint")
