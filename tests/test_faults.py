@@ -153,9 +153,10 @@ def test_training_state_given_as_checkpoint_is_named(trained: Path, capsys) -> N
     ("epochs: 3\nlr: 1.0e-3\nepochs: 4\n", [], "key 'epochs' appears twice (lines 1 and 3)"),
     ("prefix: [a, b]\n", [], "key 'prefix' takes one value"),
     ("prefix: no\n", [], "key 'prefix' = False; expected a string"),
+    ("epochs: null\n", [], "key 'epochs' is null; expected a value like the default 600"),
     ("student_layers: 0122\n", [], "student_layers"),  # read as '0122' (not 82): a Z_mh count of 1 ... is kept
 ], ids=["lr-inf", "lr-nan", "lr-zero", "batch-zero", "scale-zero", "weight-negative", "fractional-epochs",
-        "sexagesimal", "duplicate-key", "list-for-scalar", "yaml11-bool", "octal-layers"])
+        "sexagesimal", "duplicate-key", "list-for-scalar", "yaml11-bool", "null", "octal-layers"])
 def test_bad_values_end_in_one_line_before_any_file(tmp_path: Path, capsys, yaml_text, args, message) -> None:
     extra = tmp_path / "extra.yaml"
     extra.write_text(yaml_text + f"checkpoint_dir: {tmp_path / 'ck'}\nlog_dir: {tmp_path / 'runs'}\n")

@@ -368,6 +368,9 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         return v
 
     if value is None:
+        if action.default is not None:  # null is "unset" only for flags whose default is unset
+            raise ConfigError(f"{source}: key {key!r} is null; expected a value like the default {action.default!r} "
+                              f"(or leave the key out)")
         return None
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         if not isinstance(value, bool):
