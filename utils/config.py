@@ -78,7 +78,7 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "stride", "synthetic", "split_fractions"), Range(0)),  # the last three: data.prepare
+                     "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "lr": Range(0, open_low=True),
 }
