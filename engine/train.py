@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from losses import StudentLoss, TeacherLoss
 from models import build_model
+from models.describe import build_from_checkpoint
 from utils.checkpoint import load_weights, save_weights
 from utils.config import OFFICIAL_VAL_EVERY, config_to_yaml, run_dir
 from utils.fileio import atomic_write_text
@@ -270,6 +271,17 @@ def _warm_start(cfg: dict, nets: dict[str, nn.Module]) -> None:
         log(f"warm start: {role} weights from {os.path.join(folder, role, 'last.pth')} ({info['source']})")
 
 
+def frozen_teacher(cfg: dict) -> nn.Module:
+    """``--kd_mode offline``: the teacher of ``--teacher_ckpt``, built as the file describes it (official files
+    included: widths, layers and fusion mode are read from their weights), frozen in eval mode. The width flags
+    describe the student; only the data's ``--bands`` / ``--msi_bands`` must match the file."""
+    shape = {k: cfg[k] for k in ("bands", "msi_bands")}
+    teacher, info = build_from_checkpoint(cfg, "teacher", cfg["teacher_ckpt"], given=set(shape))
+    log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
+        f"{teacher.extra_repr()})")
+    return teacher.requires_grad_(False).eval()
+
+
 def _scale_lrs(opts: dict[str, torch.optim.Optimizer], scheds: dict[str, LRScheduler], factor: float) -> None:
     for role, opt in opts.items():
         for group in opt.param_groups:
@@ -321,12 +333,10 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     val_loader = build_loader(cfg, "val", cfg.get("val_batch_size") or cfg["batch_size"])
 
     # Networks, in the official construction order (teacher first) under the seed
-    teacher = build_model(cfg, "teacher") if kd_mode != "none" else None
-    student = build_model(cfg, "student")
+    teacher = build_model(cfg, "teacher") if kd_mode == "online" else None
     if kd_mode == "offline":
-        info = load_weights(teacher, cfg["teacher_ckpt"])
-        log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']})")
-        teacher.requires_grad_(False).eval()
+        teacher = frozen_teacher(cfg)
+    student = build_model(cfg, "student")
     trained = {"teacher": teacher, "student": student} if kd_mode == "online" else {"student": student}
     for net in (teacher, student):
         if net is not None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from models import PAPER_STUDENT_LAYERS, parse_student_layers
+from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 
 MODEL_DEFAULTS = {
     "bands": 172,
@@ -35,6 +35,7 @@ MODEL_DEFAULTS = {
     "num_agg_feat": 43,
     "adaptive_fuse": None,  # resolved by compat: 3 (the paper's CSA), or 0 under --compat official
     "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
+    "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
     "groups": 1,
     "scale": 4,
     "num_blocks": 6,
@@ -102,6 +103,8 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                         "(default 3; 0 under --compat official)")
     g.add_argument("--student_layers", type=str, default=MODEL_DEFAULTS["student_layers"],
                    help="student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)")
+    g.add_argument("--teacher_layers", type=str, default=MODEL_DEFAULTS["teacher_layers"],
+                   help="teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)")
     g.add_argument("--groups", type=int, default=MODEL_DEFAULTS["groups"], help="groups of the head conv")
     g.add_argument("--num_blocks", type=int, default=MODEL_DEFAULTS["num_blocks"],
                    help="accepted for compatibility; ignored, as in the official code")
@@ -345,14 +348,37 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     return cfg
 
 
+def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
+    """The flag names (``dest``) that ``argv`` or its ``--config`` YAML file set, as opposed to defaults.
+
+    ``parser`` is a fresh parser of the script (its defaults are replaced here). Used where a value read
+    from a file (a checkpoint's widths) takes the place of a default but must not silently override a flag.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    given = set()
+    if known.config:
+        names = _names(parser)
+        given |= {names[k].dest for k in load_config_file(known.config) if k in names}
+    unset = object()  # not a string, so argparse never converts it
+    parser.set_defaults(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    given |= {k for k, v in vars(parser.parse_args(argv)).items() if v is not unset}
+    given.discard("config")
+    return given
+
+
 def resolve_config(cfg: dict) -> dict:
     """Normalise a parsed flag dict in place (compat-dependent defaults, canonical forms) and check it."""
     resolve_model_config(cfg)
-    try:
-        layers = parse_student_layers(cfg["student_layers"])
-    except ValueError as exc:
-        raise ConfigError(f"--{exc}") from None
-    cfg["student_layers"] = ("".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers)))
+    for key in ("student_layers", "teacher_layers"):
+        if key not in cfg:
+            continue
+        try:
+            layers = parse_student_layers(cfg[key], key)
+        except ValueError as exc:
+            raise ConfigError(f"--{exc}") from None
+        cfg[key] = "".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers))
     for key in ("batch_size", "epochs", "eval_step", "step_size", "nan_patience", "val_batch_size"):
         if key in cfg and cfg[key] is not None and cfg[key] < 1:
             raise ConfigError(f"--{key}: expected a positive number, got {cfg[key]}")
