@@ -43,8 +43,8 @@ def read_split(path: str, flag: str = "split file", root: str | None = None) -> 
         path = os.path.join(root, path)
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"{flag} {path!r}: no such file (the official split lists ship with the AVIRIS dataset, "
-            "not with this repository; pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
+            f"{flag} {path!r}: no such file (the official AVIRIS lists are configs/splits/aviris/*.txt; "
+            "pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
         )
     with open(path) as f:
         entries = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]

@@ -84,8 +84,10 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
             gt = batch["gt"].to(device)
             preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off")) for role, m in models.items()}
             for role, pred in preds.items():
+                # test_rmse=False: the official training validation has no "+ minv" in its RMSE
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
-                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"))
+                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"),
+                                             test_rmse=False)
             for j in range(min(len(gt), keep_scenes - len(scenes))):
                 scene = {"name": batch["name"][j], "gt": to_unit_range(gt[j]).cpu(),
                          "bicubic": to_unit_range(bicubic(lr[j:j + 1], scale)[0]).cpu()}

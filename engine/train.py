@@ -45,6 +45,7 @@ from models.describe import build_from_checkpoint
 from utils.checkpoint import load_weights, save_weights
 from utils.config import OFFICIAL_VAL_EVERY, config_to_yaml, run_dir
 from utils.fileio import atomic_write_text
+from utils.metrics import improves
 
 from .evaluate import autocast, validate
 from .loaders import build_loader
@@ -481,7 +482,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
                 for r, values in last_val.items():
                     for k, v in values.items():
                         writer.add_scalar(f"metrics/val/{r}/{k}", v, iteration)
-                    if r in trained and values["sam"] < best[r]["sam"]:
+                    if r in trained and improves("sam", values["sam"], best[r]["sam"]):
                         best[r] = {"sam": values["sam"], "epoch": epoch}
                         save_weights(weight_path(cfg, r, "best"), trained[r], cfg)
                 for i, scene in enumerate(scenes):

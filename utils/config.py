@@ -46,6 +46,7 @@ KD_MODES = ("online", "offline", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
 TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
+CONFIG_RELATIVE_KEYS = ("train_file", "val_file", "test_file")  # looked up beside the YAML file first
 OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
@@ -311,6 +312,21 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     return one(value)
 
 
+def _beside_config(config: str, values: dict) -> dict:
+    """Split-list paths of a YAML file that name a file relative to the YAML file's folder, made relative to
+    the working directory (so ``configs/aviris_band4.yaml`` finds ``configs/splits/aviris/*.txt`` from any
+    folder). Other values are left as given: the dataset then looks them up as given, then under ``--root``."""
+    folder = os.path.dirname(os.path.abspath(config))
+    out = {}
+    for key in CONFIG_RELATIVE_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            candidate = os.path.join(folder, value)
+            if os.path.isfile(candidate):
+                out[key] = os.path.relpath(candidate)
+    return out
+
+
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
                  other: argparse.ArgumentParser | None = None, base: dict | None = None) -> dict:
     """Resolve defaults ← ``base`` ← ``--config`` YAML ← command line into one flag dict.
@@ -342,6 +358,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
             if key in mine:
                 action = mine[key]
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
+        overrides.update(_beside_config(known.config, overrides))
     parser.set_defaults(**overrides)
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
