@@ -21,6 +21,8 @@ Attention (modes 2 and 3) comes in two forms, chosen by ``compat`` (docs/decisio
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,13 @@ FUSION_MODES = {
     3: "CSA (cross self-attention)",
     4: "concat attention",
 }
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device`` (devices without autocast, such as ``meta``, need nothing)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class SumFusion(nn.Module):
@@ -94,8 +103,9 @@ class CrossAttentionFusion(nn.Module):
         if self.compat == "official":
             # In float32 even under autocast: the raw products over all H·W positions exceed the fp16
             # range at 256² (inf → NaN softmax → NaN output, though the map has no effect on the output).
-            with torch.autocast(q.device.type, enabled=False):
-                logits = q.float() @ k.float().transpose(-2, -1) / q.shape[2] ** 0.5
+            wide = torch.promote_types(q.dtype, torch.float32)
+            with _no_autocast(q.device):
+                logits = q.to(wide) @ k.to(wide).transpose(-2, -1) / q.shape[2] ** 0.5
                 return torch.softmax(logits, dim=-1)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return torch.softmax(q @ k.transpose(-2, -1) * self.temperature, dim=-1)
