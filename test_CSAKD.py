@@ -2,7 +2,7 @@
 
     python test_CSAKD.py --config configs/quickstart.yaml --test_mode 2 --results results/quickstart
     python test_CSAKD.py --test_mode 1 --checkpoint teacher_checkpoint/KD_QRCODE_band4/best.pth --compat official \\
-        --root ../../Fusion_data --test_file ./data/test.txt
+        --root ../../Fusion_data --test_file configs/splits/aviris/test.txt
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
 
 ``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
