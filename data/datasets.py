@@ -1,4 +1,4 @@
-"""The three datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic scenes.
+"""The datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic and realistic scenes.
 
 All return the sample dict of ``data.sample.FusionDataset`` (CONTRACTS.md).
 """
@@ -109,15 +109,38 @@ class SyntheticDataset(_SimulatedDataset):
         self.wavelengths = resolve_wavelengths(cfg.get("wavelengths"), self.bands)
         self.srf, self.srf_name = msi_srf(cfg, self.wavelengths)
 
+    kind = "synthetic"
+
     def __len__(self) -> int:
         return self.n
 
+    def make_cube(self, seed: int) -> np.ndarray:
+        """The scene (H, W, C) of ``seed``."""
+        return make_scene(seed, self.size, self.wavelengths)
+
     def simulate(self, index: int) -> tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
         seed = scene_seed(self.seed, self.split, index)
-        cube = make_scene(seed, self.size, self.wavelengths)
-        scene = simulate_scene(cube, [self.srf], self.deg, _levels(self), where=f"synthetic scene {index}")
+        cube = self.make_cube(seed)
+        scene = simulate_scene(cube, [self.srf], self.deg, _levels(self), where=f"{self.kind} scene {index}")
         ((_, _, _, gt, msi, lr),) = simulated_tiles(scene, self.deg, 0, 0, (seed,))
-        return f"synthetic/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
+        return f"{self.kind}/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
+
+
+class RealisticDataset(SyntheticDataset):
+    """Scenes of measured reflectance spectra (``data.realistic``, needs colour-science), otherwise exactly the
+    synthetic dataset: ``synthetic_scenes`` counts, seed streams per split (scene-disjoint), size ``image_size``,
+    HR-MSI through ``msi_srf`` (e.g. ``--srf camera:nikon5100@D65``), LR-HSI through the logged degradation."""
+
+    kind = "realistic"
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        from .realistic import scene_generator  # optional dependency: imported only for this dataset
+
+        self._make = scene_generator(self.wavelengths)
+
+    def make_cube(self, seed: int) -> np.ndarray:
+        return self._make(seed, self.size)
 
 
 class CubeDataset(_SimulatedDataset):
@@ -167,7 +190,8 @@ def build_dataset(cfg: dict, split: str) -> FusionDataset:
     ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` fills missing keys).
     """
     cfg = {**DATA_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k not in DATA_DEFAULTS}}
-    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset}
+    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset,
+             "realistic": RealisticDataset}
     if cfg["dataset"] not in kinds:
         raise ValueError(f"--dataset must be one of {sorted(kinds)}, got {cfg['dataset']!r}")
     return kinds[cfg["dataset"]](cfg, split)

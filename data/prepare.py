@@ -12,6 +12,8 @@ Examples::
 
     python -m data.prepare cave/*_ms --out data_cache/cave --srf rgb --tile 128 --snr_hsi 35
     python -m data.prepare --synthetic 24 --synthetic_size 256 --bands 172 --out data_cache/synth
+    python -m data.prepare --realistic 40 --synthetic_size 128 --bands 31 --wavelengths visible31 \
+        --srf camera:nikon5100@D65 --tile 64 --out data_cache/realistic31
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="HR-HSI cube files or CAVE-style PNG folders (one scene each)")
     p.add_argument("--out", required=True, help="output dataset root")
     p.add_argument("--synthetic", type=int, default=0, help="add this many built-in synthetic scenes")
-    p.add_argument("--synthetic_size", type=int, default=256, help="HR size of the synthetic scenes")
+    p.add_argument("--realistic", type=int, default=0,
+                   help="add this many scenes of measured reflectance spectra (data.realistic; needs colour-science)")
+    p.add_argument("--synthetic_size", type=int, default=256, help="HR size of the synthetic and realistic scenes")
     p.add_argument(
         "--bands",
         type=int,
         default=None,
-        help="expected HSI band count (required with --synthetic; checked against inputs)",
+        help="expected HSI band count (required with --synthetic/--realistic; checked against inputs)",
     )
     p.add_argument("--tile", type=int, default=256, help="HR patch size (multiple of --scale; 0 = whole scene)")
     p.add_argument("--stride", type=int, default=0, help="HR patch stride (0 = --tile, non-overlapping)")
@@ -105,7 +109,7 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _scene_names(inputs: list[str], n_synthetic: int) -> list[str]:
+def _scene_names(inputs: list[str], n_synthetic: int, n_realistic: int = 0) -> list[str]:
     names, seen = [], set()
     for path in inputs:
         base = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "scene"
@@ -114,21 +118,22 @@ def _scene_names(inputs: list[str], n_synthetic: int) -> list[str]:
             name, k = f"{base}-{k}", k + 1
         seen.add(name)
         names.append(name)
-    return names + [f"synthetic{i:03d}" for i in range(n_synthetic)]
+    return names + [f"synthetic{i:03d}" for i in range(n_synthetic)] + [f"realistic{i:03d}" for i in range(n_realistic)]
 
 
 def prepare(args: argparse.Namespace) -> dict:
     """Write the dataset described by the parsed ``args``; returns the manifest dict."""
-    if not args.inputs and args.synthetic <= 0:
-        raise ValueError("no input: give cube files/folders and/or --synthetic N")
-    if args.synthetic and not args.bands:
-        raise ValueError("--synthetic needs --bands (e.g. 172 or 31)")
+    if not args.inputs and args.synthetic <= 0 and args.realistic <= 0:
+        raise ValueError("no input: give cube files/folders and/or --synthetic N and/or --realistic N")
+    if (args.synthetic or args.realistic) and not args.bands:
+        raise ValueError("--synthetic/--realistic need --bands (e.g. 172 or 31; realistic scenes: 31)")
     out = args.out
     if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
         raise ValueError(f"--out {out}: folder is not empty (pass --overwrite to write into it)")
     deg = degradation_from_cfg(vars(args))
     srf_specs = args.srf or ["ms4", "ms6"]
-    names = _scene_names(args.inputs, args.synthetic)
+    names = _scene_names(args.inputs, args.synthetic, args.realistic)
+    make_realistic = None
     splits = split_scenes(names, args.split_fractions, args.seed)
     split_of = {nm: s for s, nms in splits.items() for nm in nms}
     entries: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -142,13 +147,18 @@ def prepare(args: argparse.Namespace) -> dict:
             cube = read_cube(path, key=args.key, layout=args.layout, wavelengths=args.wavelengths)
             data, wl = cube.data, cube.wavelengths
             inputs.append({"scene": name, "path": path, "sha256": _sha256(path), "shape": list(data.shape)})
-        else:
+        else:  # generated: synthetic scenes, then realistic ones (seed stream "prepare", one index per scene)
             seed = scene_seed(args.seed, "prepare", si - len(args.inputs))
             wl = resolve_wavelengths(args.wavelengths, bands)
-            data, path = make_scene(seed, args.synthetic_size, wl), f"synthetic seed {seed}"
-            inputs.append(
-                {"scene": name, "synthetic_seed": seed, "shape": list(data.shape), "value_range": list(VALUE_RANGE)}
-            )
+            kind = "synthetic" if si < len(args.inputs) + args.synthetic else "realistic"
+            if kind == "realistic" and make_realistic is None:
+                from .realistic import scene_generator  # optional dependency
+
+                make_realistic = scene_generator(wl)
+            make = make_realistic if kind == "realistic" else (lambda sd, size, wl=wl: make_scene(sd, size, wl))
+            data, path = make(seed, args.synthetic_size), f"{kind} seed {seed}"
+            inputs.append({"scene": name, f"{kind}_seed": seed, "shape": list(data.shape),
+                           "value_range": list(VALUE_RANGE)})
         bands = bands or data.shape[-1]
         if data.shape[-1] != bands:
             raise ValueError(f"{path}: has {data.shape[-1]} bands, expected {bands} (all scenes must match)")
