@@ -2,7 +2,7 @@
 
     python test_CSAKD.py --config configs/quickstart.yaml --test_mode 2 --results results/quickstart
     python test_CSAKD.py --test_mode 1 --checkpoint teacher_checkpoint/KD_QRCODE_band4/best.pth --compat official \\
-        --root ../../Fusion_data --test_file ./data/test.txt
+        --root ../../Fusion_data --test_file configs/splits/aviris/test.txt
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
 
 ``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
@@ -28,9 +28,9 @@ from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
 from engine.train import resolve_device, weight_path
 from models import build_model
-from utils.checkpoint import load_weights, read_checkpoint
+from models.describe import build_from_checkpoint
 from utils.complexity import complexity
-from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
 from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
 from utils.inference import prepare
 
@@ -68,25 +68,17 @@ def format_complexity(report: dict) -> str:
     return "\n".join(lines)
 
 
-def load_network(cfg: dict, role: str, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The ``role`` network with its checkpoint loaded. This project's files rebuild the network they were
-    saved from (their constructor arguments travel with the weights); official files are loaded into the
-    network the flags describe, and any key or shape mismatch is listed."""
+def load_network(cfg: dict, role: str, device: torch.device, given: frozenset[str] = frozenset()
+                 ) -> tuple[torch.nn.Module, str]:
+    """The ``role`` network with its checkpoint loaded, built as the file describes it: this project's files
+    carry their constructor arguments; official files are described by their keys and shapes
+    (:func:`models.describe.infer_model_config`). Flags in ``given`` that contradict the file are an error.
+    ``cfg``'s ``bands`` and ``msi_bands`` are set to the file's (the data must fit the network)."""
     path = cfg.get("checkpoint") or weight_path(cfg, role, "best")
-    ckpt = read_checkpoint(path)
-    if isinstance(ckpt.get("model"), dict) and ckpt["model"]:
-        saved = ckpt["model"]
-        if saved.get("role") not in (None, role):
-            raise ValueError(f"checkpoint {path}: holds a {saved['role']} network, but --test_mode "
-                             f"{'1' if role == 'teacher' else '2'} tests the {role}")
-        model = build_model({**cfg, **{k: v for k, v in saved.items() if k != "role"}}, role)
-    else:
-        model = build_model(cfg, role)
-    info = load_weights(model, path)
-    for key in ("bands", "msi_bands", "scale"):
-        if getattr(model, key) != cfg[key]:
-            raise ValueError(f"checkpoint {path}: the network takes {key}={getattr(model, key)}, but --{key} is "
-                             f"{cfg[key]} (the data would not fit it)")
+    model, info = build_from_checkpoint(cfg, role, path, given)
+    cfg["bands"], cfg["msi_bands"] = model.bands, model.msi_bands
+    if model.scale != cfg["scale"]:
+        raise ValueError(f"checkpoint {path}: the network takes scale={model.scale}, but --scale is {cfg['scale']}")
     return prepare(model.to(device)), f"{path} ({info['source']})"
 
 
@@ -121,7 +113,7 @@ def check_results_folder(folder: str) -> None:
 
 
 def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: str, device: torch.device,
-           folder: str | None) -> None:
+                        folder: str | None) -> None:
     """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``."""
     loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
     pred_dir = os.path.join(folder, "pred") if folder else None
@@ -134,7 +126,8 @@ def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: st
         write_results(folder, role, cfg, result, source)
 
 
-def run(cfg: dict) -> int:
+def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
+    """Run ``cfg``; ``given``: the flags set explicitly (checked against the checkpoint's network)."""
     if cfg["test_mode"] == 3:
         report = complexity_report(cfg)
         print(format_complexity(report))
@@ -144,7 +137,7 @@ def run(cfg: dict) -> int:
     role = ROLES[cfg["test_mode"]]
     device = resolve_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
-    model, source = load_network(cfg, role, device)
+    model, source = load_network(cfg, role, device, given)
     if not cfg.get("results"):
         evaluate_and_report(cfg, model, role, source, device, None)
         return 0
@@ -158,7 +151,7 @@ def run(cfg: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
-        return run(cfg)
+        return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

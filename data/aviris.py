@@ -51,8 +51,8 @@ def read_split(path: str, flag: str = "split file", root: str | None = None) -> 
         raise ValueError(f"{flag} {path}: is a folder; expected a split list file (one entry per line)")
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"{flag} {path!r}: no such file (the official split lists ship with the AVIRIS dataset, "
-            "not with this repository; pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
+            f"{flag} {path!r}: no such file (the official AVIRIS lists are configs/splits/aviris/*.txt; "
+            "pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
         )
     with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first entry
         entries = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]

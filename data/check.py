@@ -3,7 +3,8 @@
 Checks each entry of each split list: the three files exist (flat or per-entry folder), the keys
 ``hrmsi<M>`` and ``lrhsi`` (and ``lrhsi1..3`` when ``--mis_pix``/``--mixed_align_opt`` need them, or when
 present) exist, shapes match ``--bands``, ``--msi_bands``, ``--scale`` and ``--image_size``, no NaN/Inf,
-the GT is not constant, LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
+the GT is not constant, no GT band is constant (a dead, e.g. all-zero, band makes that band's PSNR −inf or NaN
+and ERGAS inf), LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
 The split lists themselves: a folder given as a list, a UTF-8 byte-order mark, an entry listed twice,
 an entry listed in two splits (leakage); a missing root is one message, not one per entry.
 All problems are printed (one line each); the exit code is 1 if there was any, 0 otherwise.
@@ -40,13 +41,25 @@ def _range_problems(name: str, what: str, a: np.ndarray, tol: float) -> list[str
     return []
 
 
+def _constant_band_problems(name: str, gt: np.ndarray) -> list[str]:
+    """GT bands (last axis of H×W×C) whose pixels are all equal: they break PSNR, ERGAS and CC."""
+    flat = gt.reshape(-1, gt.shape[-1])
+    constant = np.flatnonzero(flat.max(axis=0) == flat.min(axis=0))
+    if not constant.size or constant.size == flat.shape[1]:  # a wholly constant GT is reported by load_entry
+        return []
+    listed = ", ".join(f"{b} (= {flat[0, b]:.4g})" for b in constant[:10]) + (" ..." if constant.size > 10 else "")
+    return [f"{name}: GT has {constant.size} constant band(s), 0-based: {listed}; their PSNR is -inf or NaN and "
+            f"ERGAS inf (expected every band to vary; drop dead bands or fix the file)"]
+
+
 def check_entry(root: str, entry: str, spec: LayoutSpec, levels_needed: tuple[int, ...], tol: float) -> list[str]:
     """Every problem of one entry, as messages naming the file and what is wrong."""
     problems: list[str] = []
     loaded = load_entry(root, entry, spec, 0, problems=problems)
     if loaded is not None:
-        _, msi, lr = loaded
+        gt, msi, lr = loaded
         paths, _ = find_entry_files(root, entry)
+        problems += _constant_band_problems(paths["gt"], gt)
         problems += _range_problems(paths["hrmsi"], msi_key(spec.msi_bands), msi, tol)
         problems += _range_problems(paths["lrhsi"], "lrhsi", lr, tol)
         try:

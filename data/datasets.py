@@ -49,6 +49,9 @@ class AvirisDataset(FusionDataset):
         super().__init__(cfg, split)
         flag = SPLIT_FLAGS[split]
         self.root = cfg["root"]
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"--root {self.root}: no such folder (expected the dataset folder holding the "
+                                    f"entries of --{flag}, e.g. <root>/train/Hama9_15GT.npz.npy)")
         self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root)
         self.spec = LayoutSpec(
             int(cfg["bands"]), int(cfg["msi_bands"]), self.scale, int(cfg["image_size"] or 0)

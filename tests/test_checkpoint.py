@@ -13,7 +13,7 @@ from models import Student, Teacher
 from utils.checkpoint import FORMAT_VERSION, load_weights, read_checkpoint, save_weights
 from utils.fileio import atomic_write_text
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_outputs"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "official"
 SMALL = dict(bands=31, msi_bands=3, num_base_chs=8, num_agg_feat=4, scale=4)
 
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from models import PAPER_STUDENT_LAYERS, parse_student_layers
+from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 
 MODEL_DEFAULTS = {
     "bands": 172,
@@ -37,6 +37,7 @@ MODEL_DEFAULTS = {
     "num_agg_feat": 43,
     "adaptive_fuse": None,  # resolved by compat: 3 (the paper's CSA), or 0 under --compat official
     "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
+    "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
     "groups": 1,
     "scale": 4,
     "num_blocks": 6,
@@ -47,6 +48,7 @@ KD_MODES = ("online", "offline", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
 TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
+CONFIG_RELATIVE_KEYS = ("train_file", "val_file", "test_file")  # looked up beside the YAML file first
 OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
@@ -134,6 +136,8 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                         "(default 3; 0 under --compat official)")
     g.add_argument("--student_layers", type=str, default=MODEL_DEFAULTS["student_layers"],
                    help="student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)")
+    g.add_argument("--teacher_layers", type=str, default=MODEL_DEFAULTS["teacher_layers"],
+                   help="teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)")
     g.add_argument("--groups", type=int, default=MODEL_DEFAULTS["groups"], help="groups of the head conv")
     g.add_argument("--num_blocks", type=int, default=MODEL_DEFAULTS["num_blocks"],
                    help="accepted for compatibility; ignored, as in the official code")
@@ -415,6 +419,21 @@ def check_ranges(cfg: dict) -> None:
                 raise ConfigError(f"--{key}: expected a number {rule.describe()}, got {v}")
 
 
+def _beside_config(config: str, values: dict) -> dict:
+    """Split-list paths of a YAML file that name a file relative to the YAML file's folder, made relative to
+    the working directory (so ``configs/aviris_band4.yaml`` finds ``configs/splits/aviris/*.txt`` from any
+    folder). Other values are left as given: the dataset then looks them up as given, then under ``--root``."""
+    folder = os.path.dirname(os.path.abspath(config))
+    out = {}
+    for key in CONFIG_RELATIVE_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            candidate = os.path.join(folder, value)
+            if os.path.isfile(candidate):
+                out[key] = os.path.relpath(candidate)
+    return out
+
+
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
                  other: argparse.ArgumentParser | None = None, base: dict | None = None) -> dict:
     """Resolve defaults ← ``base`` ← ``--config`` YAML ← command line into one flag dict.
@@ -446,20 +465,44 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
             if key in mine:
                 action = mine[key]
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
+        overrides.update(_beside_config(known.config, overrides))
     parser.set_defaults(**overrides)
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
     return cfg
 
 
+def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
+    """The flag names (``dest``) that ``argv`` or its ``--config`` YAML file set, as opposed to defaults.
+
+    ``parser`` is a fresh parser of the script (its defaults are replaced here). Used where a value read
+    from a file (a checkpoint's widths) takes the place of a default but must not silently override a flag.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    given = set()
+    if known.config:
+        names = _names(parser)
+        given |= {names[k].dest for k in load_config_file(known.config) if k in names}
+    unset = object()  # not a string, so argparse never converts it
+    parser.set_defaults(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    given |= {k for k, v in vars(parser.parse_args(argv)).items() if v is not unset}
+    given.discard("config")
+    return given
+
+
 def resolve_config(cfg: dict) -> dict:
     """Normalise a parsed flag dict in place (compat-dependent defaults, canonical forms) and check it."""
     resolve_model_config(cfg)
-    try:
-        layers = parse_student_layers(cfg["student_layers"])
-    except ValueError as exc:
-        raise ConfigError(f"--{exc}") from None
-    cfg["student_layers"] = ("".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers)))
+    for key in ("student_layers", "teacher_layers"):
+        if key not in cfg:
+            continue
+        try:
+            layers = parse_student_layers(cfg[key], key)
+        except ValueError as exc:
+            raise ConfigError(f"--{exc}") from None
+        cfg[key] = "".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers))
     check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
