@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from .aviris import LayoutSpec, load_entry, read_split
-from .degrade import Degradation, simulate_scene, simulated_tiles
+from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
@@ -49,6 +49,9 @@ class AvirisDataset(FusionDataset):
         super().__init__(cfg, split)
         flag = SPLIT_FLAGS[split]
         self.root = cfg["root"]
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"--root {self.root}: no such folder (expected the dataset folder holding the "
+                                    f"entries of --{flag}, e.g. <root>/train/Hama9_15GT.npz.npy)")
         self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root)
         self.spec = LayoutSpec(
             int(cfg["bands"]), int(cfg["msi_bands"]), self.scale, int(cfg["image_size"] or 0)
@@ -145,7 +148,8 @@ class CubeDataset(_SimulatedDataset):
 
     The split file lists cube paths (files or CAVE folders), relative to ``root`` unless absolute.
     Each cube is read once, simulated whole (so blurs see real neighbours, not tile borders) and
-    cut into non-overlapping ``image_size`` tiles (0 = one tile per cube); constant tiles are skipped.
+    cut into non-overlapping ``image_size`` tiles (0 = one tile per cube); constant tiles are skipped, and a
+    cube that gives no tile at all (too small, constant) is an error naming it.
     Everything stays in memory: for large collections write the dataset once with ``data.prepare``
     and read it with ``dataset: aviris``.
     """
@@ -168,11 +172,14 @@ class CubeDataset(_SimulatedDataset):
             h, w = (s - s % self.scale for s in cube.data.shape[:2])
             scene = simulate_scene(cube.data[:h, :w], [srf], self.deg, _levels(self), where=path)
             stem = os.path.splitext(os.path.basename(os.path.normpath(rel)))[0]
+            found, constant = len(self.items), 0
             for i, y, x, gt, msi, lr in simulated_tiles(scene, self.deg, tile, tile, (self.seed, ci)):
-                if gt is not None:
+                if gt is None:
+                    constant += 1
+                else:
                     self.items.append((f"{stem}_{i}_y{y}x{x}", gt, msi[self.msi_bands], lr))
-        if not self.items:
-            raise ValueError(f"--{flag} {cfg[flag]}: no usable {tile}×{tile} tile in the listed cubes")
+            if len(self.items) == found:  # a listed cube is never dropped silently
+                raise unusable_scene(f"--{flag} {cfg[flag]}: {path}", (h, w), tile, "--image_size", constant)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -31,8 +31,8 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 
 from models import build_model
+from models.describe import build_from_checkpoint
 from models.outputs import FusionOutput, check_needs
-from utils.checkpoint import load_weights
 
 from .noise import awgn
 from .runtime import DistContext, autocast, log
@@ -61,6 +61,17 @@ def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, f
     opts["student"] = AdamW([*student.parameters(), *extra], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheds["student"] = StepLR(opts["student"], step_size=cfg["step_size"], gamma=STUDENT_STEP_GAMMA)
     return opts, scheds
+
+
+def frozen_teacher(cfg: dict) -> nn.Module:
+    """``--kd_mode offline``: the teacher of ``--teacher_ckpt``, built as the file describes it (official files
+    included: widths, layers and fusion mode are read from their weights), frozen in eval mode. The width flags
+    describe the student; only the data's ``--bands`` / ``--msi_bands`` must match the file."""
+    shape = {k: cfg[k] for k in ("bands", "msi_bands")}
+    teacher, info = build_from_checkpoint(cfg, "teacher", cfg["teacher_ckpt"], given=set(shape))
+    log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
+        f"{teacher.extra_repr()})")
+    return teacher.requires_grad_(False).eval()
 
 
 class AuxDispatch(nn.Module):
@@ -136,11 +147,10 @@ class CoTrainer:
     def build(cls, cfg: dict, device: torch.device, dist: DistContext | None = None) -> CoTrainer:
         """Build the networks of ``cfg`` (teacher first, the official construction order under the seed),
         load the frozen teacher for ``offline``, move them to ``device`` and make the co-trainer."""
-        teacher = build_model(cfg, "teacher") if cfg["kd_mode"] != "none" else None
-        student = build_model(cfg, "student")
+        teacher = build_model(cfg, "teacher") if cfg["kd_mode"] == "online" else None
         if cfg["kd_mode"] == "offline":
-            info = load_weights(teacher, cfg["teacher_ckpt"])
-            log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']})")
+            teacher = frozen_teacher(cfg)
+        student = build_model(cfg, "student")
         for net in (teacher, student):
             if net is not None:
                 # Channels-last weights make every convolution output channels-last: oneDNN and cuDNN convolve

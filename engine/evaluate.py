@@ -21,6 +21,7 @@ from scipy.io import savemat
 from torch import nn
 from torch.utils.data import DataLoader
 
+from utils.config import OFFICIAL_VAL_EVERY
 from utils.fileio import atomic_write
 from utils.metrics import evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
@@ -41,6 +42,12 @@ def predict(model: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor, tile: in
 def bicubic(lrhsi: torch.Tensor, scale: int) -> torch.Tensor:
     """The bicubic baseline: LR-HSI (B, C, h, w) upsampled to (B, C, s·h, s·w), same domain."""
     return F.interpolate(lrhsi.float(), scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def validation_every(cfg: Mapping[str, Any]) -> int:
+    """Score every n-th validation batch: 1 (the whole set), or every 5th under ``--compat official``
+    (docs/decisions.md #7)."""
+    return OFFICIAL_VAL_EVERY if cfg.get("compat") == "official" else 1
 
 
 @torch.no_grad()
@@ -75,8 +82,10 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
             gt = batch["gt"].to(device)
             preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off")) for role, m in models.items()}
             for role, pred in preds.items():
+                # test_rmse=False: the official training validation has no "+ minv" in its RMSE
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
-                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"))
+                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"),
+                                             test_rmse=False)
             for j in range(min(len(gt), keep_scenes - len(scenes))):
                 scene = {"name": batch["name"][j], "gt": to_unit_range(gt[j]).cpu(),
                          "bicubic": to_unit_range(bicubic(lr[j:j + 1], scale)[0]).cpu()}

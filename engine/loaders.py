@@ -4,12 +4,14 @@ samplers that split an epoch between the processes of a distributed run."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data import build_dataset, seed_worker
-from utils.config import OFFICIAL_VAL_EVERY
+
+from .evaluate import validation_every
 
 SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
@@ -83,6 +85,42 @@ class ValidationShard(Sampler[int]):
         yield from self.indices
 
 
+_MARK = "<<csakd-data-error>>"  # delimits the message inside the traceback text a worker sends back
+
+
+class WorkerDataError(ValueError):
+    """A data error raised in a DataLoader worker, carried back as the same one line as with ``--workers 0``.
+
+    PyTorch re-raises a worker's exception as ``type(exc)(<"Caught ... Original Traceback" text>)``; this
+    class takes its own message back out of that text.
+    """
+
+    def __init__(self, text: str):
+        # in the worker the text is _MARK + message; back in the main process, torch's traceback text
+        super().__init__(text.rsplit(_MARK, 1)[-1].rstrip("\n") if _MARK in text[1:] else text)
+
+
+class _WorkerErrors(Dataset):
+    """Forwards to ``dataset``; its data errors (ValueError, OSError) leave the worker as WorkerDataError."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except (ValueError, OSError) as exc:
+            raise WorkerDataError(_MARK + str(exc)) from None
+
+    def __getattr__(self, name: str) -> Any:  # e.g. reseed() of the training set
+        if name == "dataset":  # not yet set (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def build_loader(cfg: dict, split: str, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
     """The checked DataLoader of ``split``; ``generator`` drives the shuffling and the worker seeds
@@ -97,6 +135,8 @@ def make_loader(dataset: Dataset, cfg: dict, batch_size: int, shuffle: bool = Fa
                 generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
     """The DataLoader over an already checked ``dataset`` (``cfg["workers"]`` processes)."""
     workers = int(cfg.get("workers", 0))
+    if workers > 0:
+        dataset = _WorkerErrors(dataset)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
                       worker_init_fn=seed_worker, generator=generator, drop_last=False,
                       pin_memory=torch.cuda.is_available())
@@ -113,7 +153,7 @@ def training_loaders(cfg: dict, generator: torch.Generator, rank: int = 0, world
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     check_dataset(train_set, cfg, "train")
     check_dataset(val_set, cfg, "val")
-    every = OFFICIAL_VAL_EVERY if cfg.get("compat") == "official" else 1
+    every = validation_every(cfg)
     val_bs = cfg.get("val_batch_size") or cfg["batch_size"]
     train = make_loader(train_set, cfg, cfg["batch_size"], generator=generator,
                         sampler=ShardedShuffle(len(train_set), generator, rank, world_size))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -60,6 +60,29 @@ def weight_path(cfg: dict, role: str, which: str) -> str:
     return os.path.join(run_dir(cfg), role, f"{which}.pth")
 
 
+def warm_start_paths(cfg: dict, roles: Sequence[str]) -> dict[str, str]:
+    """The weight files ``--resume_ind N`` loads, per network.
+
+    Default: ``<folder>/<role>/last.pth`` for every network, ``<folder>`` = ``--resume_ckpt`` or this run's folder
+    (fixes the official resume, docs/csakd.md §5.5: both networks from the same folder and the same file).
+    ``--compat official`` with an official checkpoint tree in ``<base>`` (``--resume_ckpt`` if it is a folder,
+    else the working directory), i.e. ``<base>/teacher_checkpoint/<prefix>/`` or ``<base>/student_checkpoint/
+    <prefix>/``: the official pair, the teacher's ``best.pth`` and the student's ``last.pth``, as the official
+    script loads them when ``--resume_ckpt`` is not a file.
+    """
+    if cfg.get("compat") == "official":
+        base = cfg.get("resume_ckpt") if cfg.get("resume_ckpt") and os.path.isdir(cfg["resume_ckpt"]) else "."
+        official = {"teacher": os.path.join(base, "teacher_checkpoint", cfg["prefix"], "best.pth"),
+                    "student": os.path.join(base, "student_checkpoint", cfg["prefix"], "last.pth")}
+        if any(os.path.isdir(os.path.dirname(official[r])) for r in ("teacher", "student")):
+            return {r: official[r] for r in roles}
+    folder = cfg.get("resume_ckpt") or run_dir(cfg)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--resume_ckpt {folder}: not a run folder (expected <folder>/teacher/last.pth "
+                                f"and <folder>/student/last.pth)")
+    return {r: os.path.join(folder, r, "last.pth") for r in roles}
+
+
 class RunFolder:
     """The files of the run named by ``cfg`` (``checkpoint_dir``, ``prefix``, ``log_dir``)."""
 
@@ -94,18 +117,10 @@ class RunFolder:
         return load_training_state(self.state_file)
 
     def warm_start(self, nets: Mapping[str, nn.Module]) -> None:
-        """``--resume_ind N``: load every network's ``last.pth`` from ``--resume_ckpt`` (a run folder) or this run.
-
-        Fixes the official resume (docs/csakd.md §5.5): both networks come from the same folder and the same
-        file (``last.pth``), and a given path never leaves one of them undefined.
-        """
-        folder = self.cfg.get("resume_ckpt") or self.path
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--resume_ckpt {folder}: not a run folder (expected <folder>/teacher/last.pth "
-                                    f"and <folder>/student/last.pth)")
-        for role, net in nets.items():
-            info = load_weights(net, os.path.join(folder, role, "last.pth"))
-            log(f"warm start: {role} weights from {os.path.join(folder, role, 'last.pth')} ({info['source']})")
+        """``--resume_ind N``: load every network's weights from :func:`warm_start_paths`."""
+        for role, path in warm_start_paths(self.cfg, list(nets)).items():
+            info = load_weights(nets[role], path)
+            log(f"warm start: {role} weights from {path} ({info['source']})")
 
     def changed_settings(self, saved: Mapping[str, Any]) -> list[str]:
         """The settings that differ from the resumed run's ``saved`` config and change what it computes."""

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from utils.metrics import improves
+
 from .cotrainer import CoTrainer
 from .evaluate import validate
 from .loaders import training_loaders
@@ -201,7 +203,7 @@ def _validate(cfg: dict, cot: CoTrainer, loader: Any, device: torch.device, dist
     for r, values in run["val"].items():
         for k, v in values.items():
             writer.add_scalar(f"metrics/val/{r}/{k}", v, it)
-        if r in cot.trained and values["sam"] < run["best"][r]["sam"]:
+        if r in cot.trained and improves("sam", values["sam"], run["best"][r]["sam"]):  # never a NaN
             run["best"][r] = {"sam": values["sam"], "epoch": epoch}
             if dist.is_main:
                 folder.save_weights(r, "best", cot.trained[r])
