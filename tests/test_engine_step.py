@@ -113,6 +113,28 @@ def test_forward_aux_shares_the_plain_forward() -> None:
     assert TeacherLoss is FidelityLoss
 
 
+def test_strategy_parameters_train_with_the_student_and_live_in_the_state() -> None:
+    """A strategy's own parameters (here a scale on the student's fused feature) join the student's optimiser,
+    are updated by the student's step, and are saved and restored with the co-trainer's state."""
+
+    class Scaled(CSAKDStrategy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(()))
+
+        def student_objective(self, student, teacher, gt):
+            return super().student_objective(student.map(lambda t: t * self.gain), teacher, gt)
+
+    cot = tiny_setup(strategy=Scaled())
+    group = cot.opts["student"].param_groups[0]["params"]
+    assert group[-1] is cot.strategy.gain and len(group) == len(list(cot.student.parameters())) + 1
+    saved = {k: v.clone() for k, v in cot.state_dict()["strategy"].items()}
+    cot.step(tiny_batch(), noise=torch.Generator().manual_seed(5))
+    assert set(saved) == {"gain"} and not torch.equal(cot.strategy.gain.detach(), saved["gain"])
+    cot.load_state_dict({**cot.state_dict(), "strategy": saved})
+    assert torch.equal(cot.strategy.gain.detach(), saved["gain"])
+
+
 def test_grad_checkpoint_step_gives_the_same_weights() -> None:
     """``--grad_checkpoint`` recomputes activations in the backward pass; the step's result is unchanged."""
     results = []
