@@ -1,11 +1,12 @@
 """Distributed training (DistributedDataParallel, gloo, 2 CPU processes spawned by torch.multiprocessing):
 a DDP step equals one process's step over the global batch, a non-finite loss on one process skips the
-step everywhere, sharded validation equals single-process validation, and a killed DDP run resumes to the
-weights of an uninterrupted one."""
+step everywhere, sharded validation equals single-process validation, a killed DDP run resumes to the
+weights of an uninterrupted one, and a 2-process state resumes in one process."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -191,3 +192,18 @@ def test_ddp_validation_of_odd_scene_count_equals_single_process(ddp_runs: Path)
     for role, values in single.items():
         for k, v in values.items():
             assert summaries[0]["val"][role][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (role, k)
+
+
+def test_state_saved_by_two_processes_resumes_in_one(ddp_runs: Path) -> None:
+    """A state written by 2 processes continues in 1 (plain weights, no DDP names): one more epoch."""
+    import train_CSAKD
+    from engine.state import load_training_state
+    from engine.train import train
+
+    shutil.copytree(ddp_runs / "ck" / "full", ddp_runs / "ck" / "more")  # the other tests read "full"
+    args = _run_args(ddp_runs, "more", "--resume")
+    args[args.index("--epochs") + 1] = "3"
+    summary = train(train_CSAKD.load_config(args))
+    assert summary["epoch"] == 2 and summary["world_size"] == 1
+    state = load_training_state(ddp_runs / "ck" / "more" / "state.pth")
+    assert state["world_size"] == 1 and state["iteration"] == 4 + 4  # 2 DDP epochs of 2 steps, then 4 alone
