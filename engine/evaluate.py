@@ -31,8 +31,17 @@ from .runtime import DistContext, autocast, synchronize
 
 
 def predict(model: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor, tile: int = 0, overlap: int = 0,
-            amp: str = "off") -> torch.Tensor:
-    """The network's HR-HSI (B, C, s·h, s·w), float32, [-1, 1] domain; tiled when ``tile`` > 0 (LR pixels)."""
+            amp: str = "off", gt: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's HR-HSI (B, C, s·h, s·w), float32, [-1, 1] domain; tiled when ``tile`` > 0 (LR pixels).
+
+    The one rule for privileged networks (``model.privileged``, the PSD teacher): they get ``gt`` as their
+    third input (its scores measure a GT-fed network, not a fusion method); every other network never sees it.
+    """
+    if getattr(model, "privileged", False):
+        if tile:
+            raise ValueError("--tile: the privileged PSD teacher takes the whole GT; test it untiled (--tile 0)")
+        with autocast(lrhsi.device, amp):
+            return model(lrhsi, hrmsi, gt)[0].float()
     with autocast(lrhsi.device, amp):
         if tile:
             return tiled_forward(model, lrhsi, hrmsi, tile, overlap)
@@ -80,7 +89,7 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
                 continue
             lr, msi = batch["lrhsi"].to(device), batch["hrmsi"].to(device)
             gt = batch["gt"].to(device)
-            preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off")) for role, m in models.items()}
+            preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off"), gt=gt) for role, m in models.items()}
             for role, pred in preds.items():
                 # test_rmse=False: the official training validation has no "+ minv" in its RMSE
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
@@ -155,11 +164,11 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: dict, device: torch.devi
         gt = batch["gt"].to(device)
         lr_in = awgn(lr, float(cfg.get("snr") or 0), noise)
         for _ in range(warm):  # warm-up on the first batch: allocator, kernels, autotuning
-            predict(model, lr_in, msi, tile, overlap, amp)
+            predict(model, lr_in, msi, tile, overlap, amp, gt)
         warm = 0
         synchronize(device)
         start = time.perf_counter()
-        pred = predict(model, lr_in, msi, tile, overlap, amp)
+        pred = predict(model, lr_in, msi, tile, overlap, amp, gt)
         synchronize(device)
         per_image_ms = (time.perf_counter() - start) * 1000 / len(gt)
         scored = evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=cfg["scale"],

@@ -83,6 +83,7 @@ def infer_model_config(state: Mapping[str, Any], name: str = "state_dict") -> di
     out: dict[str, Any] = {
         "role": role, "bands": bands, "msi_bands": int(s["mconv1.weight"].shape[1]), "num_base_chs": nf,
         "groups": nf // int(s["fuse.weight"].shape[1]), "adaptive_fuse": _fusion_mode(s), LAYER_KEYS[role]: layers,
+        "arch": "dts", "hkd_heads": 0,
     }
     if gc is not None:
         out["num_agg_feat"] = gc
@@ -98,7 +99,8 @@ def checkpoint_model_config(ckpt: Mapping[str, Any], name: str = "checkpoint") -
     when present, else :func:`infer_model_config` of its weights."""
     saved = ckpt.get("model")
     if isinstance(saved, Mapping) and saved:
-        return dict(saved)
+        # files written before --arch / --hkd_heads existed hold DTS networks without heads
+        return {"arch": "dts", **({"hkd_heads": 0} if saved.get("arch", "dts") == "dts" else {}), **saved}
     state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), Mapping) else ckpt
     return infer_model_config(state, name)
 

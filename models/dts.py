@@ -35,12 +35,14 @@ from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS,
 
 from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
+from .heads import IntermediateHeads, run_stack, tap_stream
 from .outputs import FusionOutput, check_needs
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
 TEACHER_LARGE_LAYERS = (8, 8, 6, 6)  # the official Teacher-Large (models/KQD_Large.py), ``--teacher_layers 8866``
 PAPER_STUDENT_LAYERS = (1, 4, 4, 1)  # the paper's student, ``--student_layers 1441``
-DTS_AUX = frozenset({"feat"})  # the auxiliary outputs (models.outputs.AUX_FIELDS) a DTS network provides
+DTS_AUX = frozenset({"feat"})  # the auxiliary outputs (models.outputs.AUX_FIELDS) a DTS network always provides
+HEADED_AUX = DTS_AUX | {"inter_outs"}  # … and with intermediate image heads (``hkd_heads`` > 0)
 
 
 def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_layers") -> tuple[int, int, int, int]:
@@ -87,6 +89,9 @@ class DTS(nn.Module):
         compat: ``None`` (corrected attention) or ``"official"`` (docs/decisions.md #1).
         run_hm_stack: ``False`` for the student, whose Z_hm stream is its input conv alone: the
             Z_hm blocks are then not built (``layers[0]`` has no effect).
+        hkd_heads: K intermediate image heads (``--hkd_heads``; :mod:`models.heads`, HKDSR): 0 = none. They are
+            built after everything else (the backbone's initial weights do not change with K), saved with the
+            network, and run only when ``forward_aux`` is asked for ``"inter_outs"``.
     """
 
     role = "dts"
@@ -104,6 +109,7 @@ class DTS(nn.Module):
         stream_groups: Sequence[int],
         compat: str | None = None,
         run_hm_stack: bool = True,
+        hkd_heads: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("bands", bands), ("msi_bands", msi_bands), ("num_base_chs", num_base_chs),
@@ -153,6 +159,11 @@ class DTS(nn.Module):
         self.fuse = nn.Conv2d(nf, bands, 3, 1, 1, groups=groups)
         self.last = nn.Conv2d(bands, bands, 3, 1, 1, bias=False)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)  # only ever applied to fresh convolution outputs
+        if not isinstance(hkd_heads, int) or isinstance(hkd_heads, bool) or hkd_heads < 0:
+            raise ValueError(f"hkd_heads: expected a non-negative integer, got {hkd_heads!r}")
+        self.hkd_heads = hkd_heads
+        # K > 0: the heads (their tap depths included) are part of the network; None keeps the official keys.
+        self.inter_heads = IntermediateHeads.for_network(self, count=hkd_heads) if hkd_heads else None
 
     def set_grad_checkpoint(self, enabled: bool) -> DTS:
         """Recompute the activations of every CLRA block in the backward pass (``--grad_checkpoint``).
@@ -171,7 +182,7 @@ class DTS(nn.Module):
             "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
             "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
             "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
-            "compat": self.compat,
+            "compat": self.compat, "arch": "dts", "hkd_heads": self.hkd_heads,
         }
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
@@ -193,23 +204,30 @@ class DTS(nn.Module):
                 f"{tuple(lrhsi.shape[-2:])}, got {tuple(hrmsi.shape[-2:])}"
             )
 
-    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor] | FusionOutput:
+    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | None = None,
+                heads: IntermediateHeads | None = None) -> tuple[torch.Tensor, torch.Tensor] | FusionOutput:
         """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w).
 
         With ``needs`` given, returns :meth:`forward_aux`'s :class:`FusionOutput` instead: a wrapper that only
         hooks ``forward`` (DistributedDataParallel, ``torch.compile``) then still sees the auxiliary call.
+        ``heads``: see :meth:`forward_aux`.
         """
         self.check_inputs(lrhsi, hrmsi)
-        if needs is not None and needs - DTS_AUX:
-            raise ValueError(f"{type(self).__name__}: needs {sorted(needs - DTS_AUX)}, but the DTS networks provide "
-                             f"only {sorted(DTS_AUX)}")
+        heads = heads if heads is not None else self.inter_heads
+        provided = HEADED_AUX if heads is not None else DTS_AUX
+        if needs is not None and needs - provided:
+            raise ValueError(f"{type(self).__name__}: needs {sorted(needs - provided)}, but this network provides "
+                             f"only {sorted(provided)} (intermediate outputs need --hkd_heads K > 0)")
+        depths = heads.depths if needs is not None and "inter_outs" in needs else ()
+        tapped = tap_stream(self)
         hr_size, lr_size = hrmsi.shape[-2:], lrhsi.shape[-2:]
         lrhsi_up = F.interpolate(lrhsi, size=hr_size, mode="bilinear", align_corners=False)
         hrmsi_down = F.interpolate(hrmsi, size=lr_size, mode="bicubic", align_corners=False)
 
-        z_hm = self.hmfeat(self.lrelu(self.hmconv1(torch.cat((lrhsi_up, hrmsi), 1))))
-        z_mh = self.mhfeat(self.lrelu(self.mhconv1(torch.cat((lrhsi, hrmsi_down), 1))))
+        z_hm, taps_hm = run_stack(self.hmfeat, self.lrelu(self.hmconv1(torch.cat((lrhsi_up, hrmsi), 1))),
+                                  depths if tapped == "hmfeat" else ())
+        z_mh, taps_mh = run_stack(self.mhfeat, self.lrelu(self.mhconv1(torch.cat((lrhsi, hrmsi_down), 1))),
+                                  depths if tapped == "mhfeat" else ())
         z_m = self.mfeat(self.lrelu(self.mconv1(hrmsi)))
         z_h = self.hfeat(self.lrelu(self.hconv1(lrhsi)))
 
@@ -218,16 +236,19 @@ class DTS(nn.Module):
         out = self.last(self.lrelu(self.fuse(fused)))
         if needs is None:
             return out, fused
-        return FusionOutput(out=out, feat=fused if "feat" in needs else None)
+        inter = heads(taps_hm + taps_mh, lrhsi, tuple(hr_size)) if depths else []
+        return FusionOutput(out=out, feat=fused if "feat" in needs else None, inter_outs=inter)
 
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset()
-                    ) -> FusionOutput:
+    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset(),
+                    heads: IntermediateHeads | None = None) -> FusionOutput:
         """The forward pass as a :class:`FusionOutput` for a distillation strategy.
 
-        ``needs`` ⊆ {"feat"}: the fused HR feature (B, nf, s·h, s·w) that feeds the head. DTS has no
-        intermediate outputs or per-stage features; asking for them is a ValueError.
+        ``needs`` ⊆ {"feat", "inter_outs"}: "feat" = the fused HR feature (B, nf, s·h, s·w) that feeds the head;
+        "inter_outs" = the K intermediate images (B, bands, s·h, s·w) of the heads, shallow to deep, which
+        needs heads: the network's own (``hkd_heads`` > 0) or ``heads`` (taps at ``heads.depths``, e.g. heads
+        a strategy trains on a frozen backbone; they replace the network's own). DTS has no per-stage features.
         """
-        return self(lrhsi, hrmsi, needs=check_needs(needs, f"{type(self).__name__}.forward_aux"))
+        return self(lrhsi, hrmsi, needs=check_needs(needs, f"{type(self).__name__}.forward_aux"), heads=heads)
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
@@ -255,10 +276,11 @@ class Teacher(DTS):
         scale: int = SCALE,
         compat: str | None = None,
         teacher_layers: str | int | Sequence[int] = TEACHER_LAYERS,
+        hkd_heads: int = 0,
     ) -> None:
         layers = parse_student_layers(teacher_layers, "teacher_layers")
         super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
-                         layers=layers, stream_groups=(1, 1, 1, 1), compat=compat)
+                         layers=layers, stream_groups=(1, 1, 1, 1), compat=compat, hkd_heads=hkd_heads)
         self.teacher_layers = layers
 
     def model_config(self) -> dict:
@@ -288,6 +310,7 @@ class Student(DTS):
         scale: int = SCALE,
         student_layers: str | int | Sequence[int] = PAPER_STUDENT_LAYERS,
         compat: str | None = None,
+        hkd_heads: int = 0,
     ) -> None:
         layers = parse_student_layers(student_layers)
         if num_base_chs < 2:
@@ -295,7 +318,7 @@ class Student(DTS):
         g_m = groups if groups >= 1 and bands % groups == 0 else 1
         super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
                          layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
-                         run_hm_stack=False)
+                         run_hm_stack=False, hkd_heads=hkd_heads)
         self.student_layers = layers
 
     def model_config(self) -> dict:

@@ -14,25 +14,48 @@ residual groups 3 and 7 of 10, i.e. at 30 % and 70 % of the trunk). For the DTS 
   bands-channel head output is up-sampled, not the nf-channel feature: cheaper), added to the bilinear
   up-sampled LR-HSI (the base image), so every head predicts a residual like the heads of §3.2.
 
-The taps are captured with forward hooks on the CLRA blocks (:func:`collect_taps`), so ``models/dts.py``
-is not changed and the plain forward is the same; a later change may compute them inside
-``DTS.forward_aux``. The authors' teacher-side blend (each intermediate output replaced by 0.6·inter +
-0.4·final) is not reproduced.
+With ``--hkd_heads K`` the heads are a submodule of the DTS network (``DTS.inter_heads``, saved with it) and
+``DTS.forward_aux(..., needs={"inter_outs"})`` runs the tapped stack block by block (:func:`run_stack`) to
+collect the taps; the plain forward is unchanged. K = 2 uses the authors' fractions; other K spread the taps
+evenly (:func:`head_fractions`). :func:`collect_taps` does the same with forward hooks for a network built
+without heads. The authors' teacher-side blend (each intermediate output replaced by 0.6·inter + 0.4·final)
+is not reproduced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dts import DTS
 from .outputs import FusionOutput
+
+if TYPE_CHECKING:  # models.dts builds its heads from this module
+    from .dts import DTS
 
 #: Relative depths of the intermediate heads in the tapped stack (HKDSR: after groups 3 and 7 of 10).
 HEAD_DEPTH_FRACTIONS = (0.3, 0.7)
+
+
+def head_fractions(count: int) -> tuple[float, ...]:
+    """Relative tap depths of ``count`` heads: the authors' (0.3, 0.7) for 2, else i / (count + 1), i = 1 … count."""
+    if count == len(HEAD_DEPTH_FRACTIONS):
+        return HEAD_DEPTH_FRACTIONS
+    return tuple(i / (count + 1) for i in range(1, count + 1))
+
+
+def run_stack(stack: nn.Sequential, x: torch.Tensor, depths: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``stack(x)`` and the outputs of its blocks ``depths`` (1-based, in that order); no depths = one call."""
+    if not depths:
+        return stack(x), []
+    taps = {}
+    for index, block in enumerate(stack, start=1):
+        x = block(x)
+        taps[index] = x
+    return x, [taps[d] for d in depths]
 
 
 def tap_stream(dts: DTS) -> str:
@@ -48,9 +71,10 @@ def tap_depths(num_blocks: int, fractions: Sequence[float] = HEAD_DEPTH_FRACTION
     return tuple(min(num_blocks, max(1, round(f * num_blocks))) for f in fractions)
 
 
-def default_depths(dts: DTS) -> tuple[int, ...]:
-    """The documented tap depths of ``dts``: :func:`tap_depths` of the stack :func:`tap_stream` names."""
-    return tap_depths(len(getattr(dts, tap_stream(dts))))
+def default_depths(dts: DTS, count: int = len(HEAD_DEPTH_FRACTIONS)) -> tuple[int, ...]:
+    """The documented tap depths of ``count`` heads on ``dts``: :func:`tap_depths` of the stack
+    :func:`tap_stream` names at :func:`head_fractions`."""
+    return tap_depths(len(getattr(dts, tap_stream(dts))), head_fractions(count))
 
 
 def collect_taps(dts: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
@@ -103,9 +127,10 @@ class IntermediateHeads(nn.Module):
         return {"num_base_chs": conv.in_channels, "bands": conv.out_channels, "depths": list(self.depths)}
 
     @classmethod
-    def for_network(cls, dts: DTS, depths: Sequence[int] | None = None) -> IntermediateHeads:
-        """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths`)."""
-        return cls(dts.num_base_chs, dts.bands, default_depths(dts) if depths is None else depths)
+    def for_network(cls, dts: DTS, depths: Sequence[int] | None = None,
+                    count: int = len(HEAD_DEPTH_FRACTIONS)) -> IntermediateHeads:
+        """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths` of ``count`` heads)."""
+        return cls(dts.num_base_chs, dts.bands, default_depths(dts, count) if depths is None else depths)
 
     def forward(self, taps: Sequence[torch.Tensor], lrhsi: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor]:
         """K tapped features, LR-HSI (B, bands, h, w), HR size (H, W) → K images (B, bands, H, W)."""

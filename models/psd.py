@@ -271,6 +271,12 @@ class PSDNet(nn.Module):
         self.stage3 = nn.Sequential(ORB(nf), ORB(nf), ORB(nf))
         self.heads = nn.ModuleList([Head(nf, bands) for _ in range(STAGES)])
 
+    def set_grad_checkpoint(self, enabled: bool) -> PSDNet:
+        """``--grad_checkpoint`` is implemented for the DTS networks only; asking for it here is a ValueError."""
+        if enabled:
+            raise ValueError("--grad_checkpoint: not implemented for --arch psd; leave it out")
+        return self
+
     def model_config(self) -> dict:
         """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
         return {"role": self.role, "arch": self.arch, "bands": self.bands, "msi_bands": self.msi_bands,

@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
+from losses.progressive import PSD_FEATURE_WEIGHT
+from models import ARCHS, PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 from utils import defaults
 
 MODEL_DEFAULTS = {
@@ -76,12 +77,13 @@ class Range(NamedTuple):
 # flag is also required to be finite (`--lr inf` would train to NaN weights); lists are checked element-wise.
 RANGES: dict[str, Range] = {
     **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
-                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size"),
-                    Range(1)),
+                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size", "hkd_row_chunk", "hkd_sample_rows",
+                     "psd_patches"), Range(1)),
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
+                     "stride", "synthetic", "realistic", "split_fractions", "hkd_heads", "psd_feat_weight",
+                     "psd_patch_overlap"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "lr": Range(0, open_low=True),
 }
@@ -144,13 +146,43 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                    help="accepted for compatibility; ignored, as in the official code")
     g.add_argument("--compat", type=parse_compat, default=MODEL_DEFAULTS["compat"],
                    help="'official' keeps the official code's behaviour (see decisions in README)")
+    g.add_argument("--arch", choices=ARCHS, default=None,
+                   help="network family: dts (CSAKD's DTS) or psd (PSDNet-style progressive, privileged teacher); "
+                        "default psd with --kd_strategy psd, else dts")
+    g.add_argument("--hkd_heads", type=int, default=None,
+                   help="K intermediate image heads on both DTS networks, saved with them (HKDSR); "
+                        "default 2 with --kd_strategy hkd, else 0")
+    g.add_argument("--psd_patches", type=int, nargs=3, default=None, metavar=("P1", "P2", "P3"),
+                   help="--arch psd multipatch: pieces per stage from {1, 2, 4}, e.g. 4 2 1 (default off)")
+    g.add_argument("--psd_patch_overlap", type=int, default=None,
+                   help="--arch psd multipatch: HR rows/columns neighbouring pieces share (even; default 32)")
     return parser
 
 
 def resolve_model_config(cfg: dict) -> dict:
-    """Fill the compat-dependent defaults of a flag dict in place and return it."""
+    """Fill the compat- and strategy-dependent defaults of a flag dict in place and return it.
+
+    One rule each: ``--kd_strategy psd`` implies ``--arch psd`` (any other strategy: ``dts``); ``--kd_strategy
+    hkd`` on DTS networks implies ``--hkd_heads 2`` (otherwise 0). A contradicting explicit value is an error.
+    """
     if cfg.get("adaptive_fuse") is None:
         cfg["adaptive_fuse"] = 0 if cfg.get("compat") == "official" else 3
+    if "arch" not in cfg:
+        return cfg
+    strategy = cfg.get("kd_strategy")
+    if cfg["arch"] is None:
+        cfg["arch"] = "psd" if strategy == "psd" else "dts"
+    if strategy == "psd" and cfg["arch"] != "psd":
+        raise ConfigError(f"--kd_strategy psd distils a progressive network's stages: it needs --arch psd, "
+                          f"got --arch {cfg['arch']}")
+    if cfg.get("hkd_heads") is None:
+        cfg["hkd_heads"] = 2 if strategy == "hkd" and cfg["arch"] == "dts" else 0
+    if cfg["hkd_heads"] < 0 or (cfg["arch"] == "psd" and cfg["hkd_heads"]):
+        raise ConfigError(f"--hkd_heads {cfg['hkd_heads']}: expected ≥ 0, and 0 with --arch psd (its stage images "
+                          f"are its intermediate outputs)")
+    if strategy == "hkd" and cfg["arch"] == "dts" and not cfg["hkd_heads"]:
+        raise ConfigError("--kd_strategy hkd distils intermediate images: it needs --hkd_heads K > 0 on the DTS "
+                          "networks (default 2)")
     return cfg
 
 
@@ -222,6 +254,15 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("--w_beba", type=float, default=0.1, help="band-energy (BEBA) term (teacher and student)")
     w.add_argument("--w_kd", type=float, default=0.1, help="response distillation SmoothL1(S, T)")
     w.add_argument("--w_feat", type=float, default=0.1, help="feature distillation BCE(σ(F_S), σ(F_T))")
+    h = parser.add_argument_group("related strategies (--kd_strategy hkd | psd; README: Distillation strategies)")
+    h.add_argument("--hkd_acf", choices=("global", "pixel", "none"), default="global",
+                   help="hkd: adaptive channel fusion target, one weight pair per image or per pixel and band")
+    h.add_argument("--hkd_row_chunk", type=int, default=None,
+                   help="hkd: FSM similarity rows per chunk, recomputed in the backward pass (exact, less memory)")
+    h.add_argument("--hkd_sample_rows", type=int, default=None,
+                   help="hkd: FSM on this many random rows only (a deviation from HKDSR: an unbiased estimate)")
+    h.add_argument("--psd_feat_weight", type=float, default=PSD_FEATURE_WEIGHT,
+                   help="psd: weight λ of the stage-feature MSE (authors' 1e-6)")
     n = parser.add_argument_group("training (this project)")
     n.add_argument("--kd_mode", choices=KD_MODES, default="online",
                    help="online: the paper's per-batch co-training; offline: frozen teacher from --teacher_ckpt; "

@@ -3,7 +3,7 @@
 A strategy module registers itself when imported; import it here so that its name is a flag choice.
 """
 
-from engine.strategies import csakd  # noqa: F401 - registers "csakd"
+from engine.strategies import csakd, hkd, psd  # noqa: F401 - register "csakd", "hkd", "psd"
 from engine.strategies.base import STRATEGIES, DistillationStrategy, Objective, register
 
 
