@@ -136,7 +136,7 @@ def test_spec_to_training_flags():
 @pytest.mark.parametrize(("specs", "message"), [
     (["csakd:w_fet=0"], "unknown training flag 'w_fet' (did you mean 'w_feat'?)"),
     (["csakd:w_feat"], "'w_feat' is not flag=value"),
-    (["hkd"], "unknown strategy 'hkd'"),
+    (["hkdsr"], "unknown strategy 'hkdsr'"),
     (["csakd:seed=3"], "flag 'seed' is set by the bench itself"),
     (["none:kd_mode=online"], "flag 'kd_mode' is set by the bench itself"),
     (["csakd:w_feat=abc"], "flag 'w_feat': invalid value 'abc'"),

@@ -77,13 +77,13 @@ class Range(NamedTuple):
 # flag is also required to be finite (`--lr inf` would train to NaN weights); lists are checked element-wise.
 RANGES: dict[str, Range] = {
     **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
-                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size", "hkd_row_chunk", "hkd_sample_rows",
-                     "psd_patches"), Range(1)),
+                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size",
+                     "hkd_row_chunk", "hkd_sample_rows", "psd_patches"), Range(1)),
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
-                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "stride", "synthetic", "realistic", "split_fractions", "hkd_heads", "psd_feat_weight",
-                     "psd_patch_overlap"), Range(0)),  # the last 4: data.prepare
+                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step", "hkd_heads",
+                     "psd_feat_weight", "psd_patch_overlap",
+                     "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "lr": Range(0, open_low=True),
 }
