@@ -6,7 +6,9 @@
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
 
 ``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
-at the configured shapes (no dataset or checkpoint needed). The checkpoint is ``--checkpoint`` (this
+at the configured shapes (no dataset or checkpoint needed; ``--arch psd`` / ``--hkd_heads K`` for the related
+methods' networks). A privileged network (the PSD teacher) is given the test GT as its stage-2 input
+(``engine.evaluate.predict``): its scores measure a GT-fed network, not a fusion method. The checkpoint is ``--checkpoint`` (this
 project's weight file or an official ``.pth``), by default ``<checkpoint_dir>/<prefix>/<role>/best.pth``.
 Prints a per-image metrics table and the mean next to the bicubic baseline; ``--results DIR`` writes
 ``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``. The folder is built whole
@@ -53,7 +55,8 @@ def complexity_report(cfg: dict) -> dict:
     for role in ("teacher", "student"):
         with torch.device("meta"):  # counting needs shapes only: skip allocating and initialising weights
             model = build_model(cfg, role)
-        report[role] = complexity(model, lr_shape, hr_shape)
+        gt_shape = (cfg["bands"], *hr_shape[1:]) if getattr(model, "privileged", False) else None
+        report[role] = complexity(model, lr_shape, hr_shape, gt_shape)
     return report
 
 
