@@ -5,8 +5,9 @@ tested once on the test split, with paired differences against the student train
         --seeds 1 2 3 --json results/kd_quickstart.json
 
 A spec is ``name[:flag=value,...]``: ``none`` is the student alone (``--kd_mode none``); any other name is the
-``--kd_strategy`` value (``csakd``, the default strategy, ...); the flags are training flags (``w_feat=0``,
-``kd_mode=offline,teacher_ckpt=PATH``, ``epochs=40``); a switch takes ``true``/``false``.
+``--kd_strategy`` value (``csakd``, the default strategy; ``hkd``; ``psd``, which implies ``--arch psd``); the
+flags are training flags (``w_feat=0``, ``kd_mode=offline,teacher_ckpt=PATH``, ``epochs=40``); a switch takes
+``true``/``false``.
 
 For every (spec, seed) the bench trains through the stable entry points (``train_CSAKD.load_config`` +
 ``engine.train.train``) into its own run folder ``<out>/checkpoints/<run>``, then tests with ``test_CSAKD.main``

@@ -170,3 +170,12 @@ def test_flag_rules(tmp_path: Path) -> None:
                            (("--arch", "psd", "--hkd_heads", "2"), "0 with --arch psd")):
         with pytest.raises(ConfigError, match=message):
             tiny_cfg(tmp_path, *flags)
+
+
+def test_bench_specs_select_the_related_strategies(tmp_path: Path) -> None:
+    import benchmarks.kd as kd
+
+    for name, arch in (("hkd", "dts"), ("psd", "psd")):
+        argv = kd.parse_spec(name).train_argv(True)
+        assert argv == ["--kd_strategy", name]
+        assert tiny_cfg(tmp_path, *argv)["arch"] == arch
