@@ -83,7 +83,6 @@ def infer_model_config(state: Mapping[str, Any], name: str = "state_dict") -> di
     out: dict[str, Any] = {
         "role": role, "bands": bands, "msi_bands": int(s["mconv1.weight"].shape[1]), "num_base_chs": nf,
         "groups": nf // int(s["fuse.weight"].shape[1]), "adaptive_fuse": _fusion_mode(s), LAYER_KEYS[role]: layers,
-        "arch": "dts", "hkd_heads": 0,
     }
     if gc is not None:
         out["num_agg_feat"] = gc
@@ -99,10 +98,12 @@ def checkpoint_model_config(ckpt: Mapping[str, Any], name: str = "checkpoint") -
     when present, else :func:`infer_model_config` of its weights."""
     saved = ckpt.get("model")
     if isinstance(saved, Mapping) and saved:
-        # files written before --arch / --hkd_heads existed hold DTS networks without heads
-        return {"arch": "dts", **({"hkd_heads": 0} if saved.get("arch", "dts") == "dts" else {}), **saved}
-    state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), Mapping) else ckpt
-    return infer_model_config(state, name)
+        desc = dict(saved)
+    else:
+        state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), Mapping) else ckpt
+        desc = infer_model_config(state, name)
+    # official files and files written before --arch / --hkd_heads existed hold DTS networks without heads
+    return {"arch": "dts", **({"hkd_heads": 0} if desc.get("arch", "dts") == "dts" else {}), **desc}
 
 
 def _same(key: str, a: Any, b: Any) -> bool:

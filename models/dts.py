@@ -182,7 +182,7 @@ class DTS(nn.Module):
             "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
             "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
             "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
-            "compat": self.compat, "arch": "dts", "hkd_heads": self.hkd_heads,
+            "compat": self.compat, "hkd_heads": self.hkd_heads,
         }
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
