@@ -21,6 +21,7 @@ import sys
 
 import torch
 
+from engine.deploy import compare_with_fp32, deployed_network
 from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
 from engine.train import resolve_device, weight_path
@@ -98,7 +99,7 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     summary = {"model": role, "checkpoint": source, "split": cfg["split"], "images": result["images"],
                "metrics": result["metrics"], "baselines": result["baselines"], "time_ms": result["time_ms"],
                "peak_memory_mb": result["peak_memory_mb"], "peak_memory_kind": result["peak_memory_kind"],
-               "config": {k: v for k, v in cfg.items()}}
+               "config": {k: v for k, v in cfg.items()}, **result.get("deploy", {})}
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
@@ -112,14 +113,24 @@ def run(cfg: dict) -> int:
     role = ROLES[cfg["test_mode"]]
     device = resolve_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
-    model, source = load_network(cfg, role, device)
+
+    def load_torch(path: str | None) -> tuple[torch.nn.Module, str]:
+        return load_network({**cfg, "checkpoint": path} if path else cfg, role, device)
+
+    model, source, precision = deployed_network(cfg, role, load_torch)
     loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
     pred_dir = os.path.join(cfg["results"], "pred") if cfg.get("results") else None
     result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    result["deploy"] = compare_with_fp32(cfg, model, precision, result["metrics"], load_torch, loader, device)
     print(f"{role} from {source}, {result['images']} {cfg['split']} images")
     print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
     print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
           f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if result["deploy"]["change_vs_fp32"] is not None:
+        change = ", ".join(f"{k} {v:+.4f}" for k, v in result["deploy"]["change_vs_fp32"].items())
+        print(f"{cfg['backend']} {precision} against fp32 on the same images: {change}")
+    elif precision != "fp32":
+        print(f"no fp32 network to compare the {precision} one with (give --reference)")
     if cfg.get("results"):
         write_results(cfg["results"], role, cfg, result, source)
         print(f"results in {cfg['results']}")

@@ -106,7 +106,8 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 # co-training step
 
 
-def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, device: str) -> dict[str, Any]:
+def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, device: str,
+               amp: str = "off") -> dict[str, Any]:
     """Time ``steps`` co-training steps (after one untimed step that also allocates the optimiser state).
 
     variant: "reference" (concatenating dense blocks, NCHW), "fast" (one-buffer dense blocks, channels-last
@@ -126,7 +127,7 @@ def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, 
     opt_t = torch.optim.AdamW(teacher.parameters(), lr=1e-4, weight_decay=0)
     opt_s = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0)
     batch = {k: v.contiguous(memory_format=fmt) for k, v in make_inputs(cfg, batch_size, crop, dev).items()}
-    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": "off"}
+    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": amp}  # amp: off | bf16 (``--amp``)
     noise = torch.Generator().manual_seed(0)
     losses = (TeacherLoss(), StudentLoss())
 
