@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -93,7 +94,13 @@ def _write_metadata(path: str, metadata: dict[str, str]) -> None:
 def _trace(model: nn.Module, path: str, exporter: str) -> None:
     """Write ``model``'s ONNX graph to ``path`` with dynamic batch and LR side; HR side = scale × LR side."""
     example = random_inputs(model, 1, 8, 8)
-    with torch.no_grad(), concatenating_dense_blocks():  # the custom autograd Function does not trace
+    with torch.no_grad(), concatenating_dense_blocks(), warnings.catch_warnings():
+        # concatenating_dense_blocks: the custom autograd Function does not trace. Warnings: torch's exporters
+        # warn about their own internals (deprecations) and the tracer about the input checks of ``forward``,
+        # constant for valid inputs (OnnxNetwork checks the shapes before running the graph).
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=_MAX_SIDE)
             h, w = (torch.export.Dim(n, min=2, max=_MAX_SIDE) for n in ("h", "w"))
@@ -346,7 +353,7 @@ def deployed_network(cfg: dict, role: str, load_torch: Any) -> tuple[Any, str, s
                              f"(export_CSAKD.py), got {path!r}")
         net = OnnxNetwork(path)
         if precision not in (None, net.precision):
-            raise ValueError(f"--precision {precision}: {path} holds a {net.precision} graph (export_CSAKD.py "
+            raise ValueError(f"--precision {precision}: {path} holds an {net.precision} graph (export_CSAKD.py "
                              f"--quantize int8 writes int8 files)")
         if net.role != role:
             raise ValueError(f"{path}: holds a {net.role} network, but --test_mode tests the {role}")
