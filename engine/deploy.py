@@ -40,6 +40,7 @@ PARITY_SIZES = ((1, 8, 8), (2, 6, 10), (1, 12, 16))  # (batch, LR h, LR w) of th
 EXPORTERS = ("dynamo", "torchscript")
 PRECISIONS = ("fp32", "bf16", "int8")
 OPSET = 18
+FLOAT_MODULES = ("fuse", "last")  # the head stays float32 in int8 files (its rounding reaches the output directly)
 _MAX_SIDE = 1 << 14  # upper bound of the dynamic LR side (the exporter needs one)
 
 
@@ -238,9 +239,17 @@ def _patch_reader(patches: Sequence[dict[str, np.ndarray]]) -> Any:
     return PatchReader()
 
 
+def _nodes_of(path: str | os.PathLike, modules: Sequence[str]) -> list[str]:
+    """Names of the graph nodes that read a parameter of one of ``modules`` (e.g. ``"last"``): the exporters
+    keep the parameter names (``last.weight``), whatever they call the nodes."""
+    graph = require("onnx").load(os.fspath(path)).graph
+    prefixes = tuple(f"{m}." for m in modules)
+    return [n.name for n in graph.node if any(i.startswith(prefixes) for i in n.input)]
+
+
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   patches: Sequence[dict[str, np.ndarray]], per_channel: bool = True,
-                  op_types: Sequence[str] = ("Conv",)) -> None:
+                  op_types: Sequence[str] | None = None, float_modules: Sequence[str] = FLOAT_MODULES) -> None:
     """Static int8 quantisation (onnxruntime QDQ) of an exported fp32 file, written atomically.
 
     Convolutions (``op_types``) get int8 weights (per output channel with ``per_channel``) and uint8
@@ -256,12 +265,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     try:
         quantization.quantize_static(
             os.fspath(fp32_path), tmp, _patch_reader(patches), quant_format=quantization.QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types), per_channel=per_channel,
+            op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+            nodes_to_exclude=_nodes_of(fp32_path, float_modules),
             activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax)
         meta = OnnxNetwork(fp32_path).metadata
         _write_metadata(tmp, {**meta, "precision": "int8", "calibration_patches": str(len(patches)),
-                              "quantized_ops": ",".join(op_types), "per_channel": str(per_channel)})
+                              "quantized_ops": ",".join(op_types) if op_types else "all",
+                              "per_channel": str(per_channel)})
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):

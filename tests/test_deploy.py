@@ -88,6 +88,9 @@ def test_int8_within_tolerance_of_fp32(tmp_path: Path) -> None:
     quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration_patches(data, 8))
     net = OnnxNetwork(tmp_path / "int8.onnx")
     assert net.precision == "int8" and net.metadata["calibration_patches"] == "8"
+    graph = pytest.importorskip("onnx").load(tmp_path / "int8.onnx").graph
+    dtypes = {t.name: t.data_type for t in graph.initializer}
+    assert dtypes["last.weight"] == 1 and dtypes["hconv1.weight_quantized"] == 3  # head float32, body int8
     from data import build_dataset
 
     test = build_dataset(data, "test")
