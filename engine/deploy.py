@@ -6,7 +6,7 @@ The official code has no counterpart (it runs only inside PyTorch, in fp32).
   side is tied to ``scale`` × the LR-HSI side), its description in the file's metadata, and checks it with
   onnxruntime against PyTorch (:func:`check_parity`) before the file appears.
 - :func:`quantize_int8` turns an fp32 ONNX file into a static int8 one (onnxruntime QDQ: per-channel int8
-  weights, uint8 activations, calibrated on training patches read by :class:`PatchReader`).
+  weights, uint8 activations, float32 head, calibrated on training patches, :func:`calibration_patches`).
 - :class:`OnnxNetwork` runs an ONNX file through onnxruntime behind the networks' call signature
   ``(lrhsi, hrmsi) -> (hrhsi, fused)``, so that ``engine.evaluate`` and ``utils.tiling`` take it unchanged.
 - :func:`to_bf16` makes a PyTorch network compute in bfloat16 (weights and activations, channels-last).
@@ -252,10 +252,13 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   op_types: Sequence[str] | None = None, float_modules: Sequence[str] = FLOAT_MODULES) -> None:
     """Static int8 quantisation (onnxruntime QDQ) of an exported fp32 file, written atomically.
 
-    Convolutions (``op_types``) get int8 weights (per output channel with ``per_channel``) and uint8
-    activations with MinMax ranges from ``patches``; everything else (interpolation, attention products,
-    softmax, sigmoid gates, additions) stays float32. The metadata is carried over with
-    ``precision=int8`` and the calibration count.
+    Every operator onnxruntime can quantise (``op_types`` None; e.g. ``("Conv",)`` for convolutions only) gets
+    uint8 activations with MinMax ranges from ``patches`` and int8 weights (per output channel with
+    ``per_channel``), so that consecutive convolutions, LeakyReLUs, concatenations and additions stay in int8
+    between them; the nodes reading parameters of ``float_modules`` (the head ``fuse``, ``last``) stay float32.
+    Measured on the quick-start student (README "Deploying the student"): convolutions only −0.24 dB test PSNR
+    and slower than fp32 (a quantise/dequantise pair around every convolution); every op −0.29 dB; every op with
+    a float head −0.17 dB, the fastest. The metadata is carried over with ``precision=int8`` and the calibration.
     """
     quantization = require("onnxruntime.quantization")
     out_path = os.fspath(out_path)
