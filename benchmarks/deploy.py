@@ -202,15 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     configs = load_configs(args)
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads, "
                                          f"torch {torch.__version__}", "args": vars(args)}
+    if "train" in args.what:  # first: a spawned child inherits the parent's peak RSS, so measure while it is small
+        report["train"] = bench_train_amp(configs[-1], args.train_batch, args.train_crop, args.train_steps,
+                                          args.threads)
     if "latency" in args.what:
         report["latency"] = [row for cfg in configs for row in bench_latency(
             cfg, args.variants, args.image_size, args.repeats, args.warmup, args.calib, args.exporter)]
     if "accuracy" in args.what and args.checkpoint:
         report["checkpoint"] = args.checkpoint
         report["accuracy"] = bench_accuracy(args.checkpoint, args.variants, args.calib, args.exporter)
-    if "train" in args.what:
-        report["train"] = bench_train_amp(configs[-1], args.train_batch, args.train_crop, args.train_steps,
-                                          args.threads)
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)
