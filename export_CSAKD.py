@@ -23,7 +23,7 @@ from engine.deploy import EXPORTERS, PARITY_TOL, export_checkpoint
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Export a CSAKD weight file to ONNX (fp32 or static int8).")
-    p.add_argument("--checkpoint", required=True, help="weight file of this project (teacher or student)")
+    p.add_argument("--checkpoint", required=True, help="weight file (teacher or student; this project's or official)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
     p.add_argument("--out", required=True, help="the .onnx file to write (atomically)")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",

@@ -2,14 +2,17 @@
 
     python test_CSAKD.py --config configs/quickstart.yaml --test_mode 2 --results results/quickstart
     python test_CSAKD.py --test_mode 1 --checkpoint teacher_checkpoint/KD_QRCODE_band4/best.pth --compat official \\
-        --root ../../Fusion_data --test_file ./data/test.txt
+        --root ../../Fusion_data --test_file configs/splits/aviris/test.txt
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
 
 ``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
 at the configured shapes (no dataset or checkpoint needed). The checkpoint is ``--checkpoint`` (this
 project's weight file or an official ``.pth``), by default ``<checkpoint_dir>/<prefix>/<role>/best.pth``.
 Prints a per-image metrics table and the mean next to the bicubic baseline; ``--results DIR`` writes
-``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``.
+``per_image.csv``, ``summary.json`` and the predictions ``pred/<name>.mat``. The folder is built whole
+beside ``DIR`` and then swapped in (``utils.fileio.staged_folder``): it always holds one evaluation's
+outputs, never a mix with an earlier one, and a failed run leaves the earlier results as they were. A
+``DIR`` holding anything else than these outputs is refused rather than replaced.
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ import sys
 
 import torch
 
-from engine.deploy import compare_with_fp32, deployed_network
+from engine.deploy import compare_with_fp32, deployed_network, describe_change
 from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
 from engine.train import resolve_device, weight_path
 from models import build_model
-from utils.checkpoint import load_weights, read_checkpoint
+from models.describe import build_from_checkpoint
 from utils.complexity import complexity
-from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
-from utils.fileio import atomic_write_json, atomic_write_text
+from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
 from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
+RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)
 
 
 def build_parser():
@@ -65,25 +69,17 @@ def format_complexity(report: dict) -> str:
     return "\n".join(lines)
 
 
-def load_network(cfg: dict, role: str, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The ``role`` network with its checkpoint loaded. This project's files rebuild the network they were
-    saved from (their constructor arguments travel with the weights); official files are loaded into the
-    network the flags describe, and any key or shape mismatch is listed."""
+def load_network(cfg: dict, role: str, device: torch.device, given: frozenset[str] = frozenset()
+                 ) -> tuple[torch.nn.Module, str]:
+    """The ``role`` network with its checkpoint loaded, built as the file describes it: this project's files
+    carry their constructor arguments; official files are described by their keys and shapes
+    (:func:`models.describe.infer_model_config`). Flags in ``given`` that contradict the file are an error.
+    ``cfg``'s ``bands`` and ``msi_bands`` are set to the file's (the data must fit the network)."""
     path = cfg.get("checkpoint") or weight_path(cfg, role, "best")
-    ckpt = read_checkpoint(path)
-    if isinstance(ckpt.get("model"), dict) and ckpt["model"]:
-        saved = ckpt["model"]
-        if saved.get("role") not in (None, role):
-            raise ValueError(f"checkpoint {path}: holds a {saved['role']} network, but --test_mode "
-                             f"{'1' if role == 'teacher' else '2'} tests the {role}")
-        model = build_model({**cfg, **{k: v for k, v in saved.items() if k != "role"}}, role)
-    else:
-        model = build_model(cfg, role)
-    info = load_weights(model, path)
-    for key in ("bands", "msi_bands", "scale"):
-        if getattr(model, key) != cfg[key]:
-            raise ValueError(f"checkpoint {path}: the network takes {key}={getattr(model, key)}, but --{key} is "
-                             f"{cfg[key]} (the data would not fit it)")
+    model, info = build_from_checkpoint(cfg, role, path, given)
+    cfg["bands"], cfg["msi_bands"] = model.bands, model.msi_bands
+    if model.scale != cfg["scale"]:
+        raise ValueError(f"checkpoint {path}: the network takes scale={model.scale}, but --scale is {cfg['scale']}")
     return prepare(model.to(device)), f"{path} ({info['source']})"
 
 
@@ -103,7 +99,41 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
-def run(cfg: dict) -> int:
+def check_results_folder(folder: str) -> None:
+    """Refuse a ``--results`` folder that holds anything besides an earlier evaluation's outputs (it is
+    replaced whole) or that is not a folder."""
+    if not os.path.lexists(folder):
+        return
+    if not os.path.isdir(folder):
+        raise ValueError(f"--results {folder}: exists and is not a folder")
+    foreign = sorted(set(os.listdir(folder)) - RESULT_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ValueError(f"--results {folder}: holds other files ({shown}); it would be replaced whole by this "
+                         f"evaluation's outputs, so give an empty or new folder")
+
+
+def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: str, device: torch.device,
+                        folder: str | None, compare=None) -> None:
+    """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``.
+    ``compare(metrics, loader) -> dict``: the backend/precision record (``engine.deploy.compare_with_fp32``)."""
+    loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
+    pred_dir = os.path.join(folder, "pred") if folder else None
+    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    if compare is not None:
+        result["deploy"] = compare(result["metrics"], loader)
+    print(f"{role} from {source}, {result['images']} {cfg['split']} images")
+    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
+    print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
+          f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if "deploy" in result:
+        print(describe_change(result["deploy"]))
+    if folder:
+        write_results(folder, role, cfg, result, source)
+
+
+def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
+    """Run ``cfg``; ``given``: the flags set explicitly (checked against the checkpoint's network)."""
     if cfg["test_mode"] == 3:
         report = complexity_report(cfg)
         print(format_complexity(report))
@@ -115,33 +145,28 @@ def run(cfg: dict) -> int:
     torch.manual_seed(cfg["seed"])
 
     def load_torch(path: str | None) -> tuple[torch.nn.Module, str]:
-        return load_network({**cfg, "checkpoint": path} if path else cfg, role, device)
+        return load_network({**cfg, "checkpoint": path} if path else cfg, role, device, given)
 
     model, source, precision = deployed_network(cfg, role, load_torch)
-    loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
-    pred_dir = os.path.join(cfg["results"], "pred") if cfg.get("results") else None
-    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
-    result["deploy"] = compare_with_fp32(cfg, model, precision, result["metrics"], load_torch, loader, device)
-    print(f"{role} from {source}, {result['images']} {cfg['split']} images")
-    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
-    print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
-          f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
-    if result["deploy"]["change_vs_fp32"] is not None:
-        change = ", ".join(f"{k} {v:+.4f}" for k, v in result["deploy"]["change_vs_fp32"].items())
-        print(f"{cfg['backend']} {precision} against fp32 on the same images: {change}")
-    elif precision != "fp32":
-        print(f"no fp32 network to compare the {precision} one with (give --reference)")
-    if cfg.get("results"):
-        write_results(cfg["results"], role, cfg, result, source)
-        print(f"results in {cfg['results']}")
+
+    def compare(metrics: dict, loader) -> dict:
+        return compare_with_fp32(cfg, model, precision, metrics, load_torch, loader, device)
+
+    if not cfg.get("results"):
+        evaluate_and_report(cfg, model, role, source, device, None, compare)
+        return 0
+    check_results_folder(cfg["results"])
+    with staged_folder(cfg["results"]) as stage:  # created first: an unwritable folder fails before evaluating
+        evaluate_and_report(cfg, model, role, source, device, stage, compare)
+    print(f"results in {cfg['results']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
-        return run(cfg)
-    except (ValueError, FileNotFoundError) as exc:
+        return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
+    except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ import sys
 from engine.state import load_training_state
 from engine.train import find_resume_state, train
 from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+from utils.fileio import WriteError
 
 
 def load_config(argv: list[str] | None = None) -> dict:
@@ -32,7 +33,7 @@ def load_config(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         summary = train(load_config(argv))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     best = ", ".join(f"{r} SAM {b['sam']:.4f} (epoch {b['epoch']})" for r, b in summary["best"].items())

@@ -1,1 +1,2 @@
-"""Benchmark suite of the CSAKD networks: ``python -m benchmarks.run`` (see benchmarks/run.py)."""
+"""Benchmarks: ``python -m benchmarks.run`` (speed and memory of the networks, benchmarks/run.py) and
+``python -m benchmarks.kd`` (what distillation adds: strategies × seeds, benchmarks/kd.py)."""

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from utils.fileio import atomic_write_json
+from utils.fileio import WriteError, atomic_write_json
 
 from .measure import matmul_peak
 from .suite import PAPER, bench_data, bench_network, bench_tiling, bench_train
@@ -203,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(report))
     if args.json:
-        atomic_write_json(args.json, report)
+        try:
+            atomic_write_json(args.json, report)
+        except WriteError as exc:
+            print(f"benchmarks.run: error: {exc}", file=sys.stderr)
+            return 2
         print(f"\nwrote {args.json}")
     return 0
 

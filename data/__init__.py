@@ -1,12 +1,13 @@
 """Data: the official AVIRIS layout, the user's own HR-HSI cubes through a logged degradation, and
-built-in synthetic scenes. Every dataset returns the same sample dict (see ``data.sample``).
+built-in synthetic scenes and realistic scenes of measured spectra (``data.realistic``, optional
+colour-science). Every dataset returns the same sample dict (see ``data.sample``).
 
 Entry points: ``build_dataset(cfg, split)``, ``add_data_args(parser)`` / ``DATA_DEFAULTS``,
 ``seed_worker`` (DataLoader ``worker_init_fn``), ``python -m data.prepare``, ``python -m data.check``.
 """
 
 from .aviris import LayoutSpec, load_entry, read_split, write_entry
-from .datasets import AvirisDataset, CubeDataset, SyntheticDataset, build_dataset, msi_srf
+from .datasets import AvirisDataset, CubeDataset, RealisticDataset, SyntheticDataset, build_dataset, msi_srf
 from .degrade import Degradation, add_noise, blur_decimate, shift_image, simulate_scene
 from .formats import Cube, read_cube
 from .options import DATA_DEFAULTS, add_data_args, add_degradation_args, degradation_from_cfg
@@ -22,6 +23,7 @@ __all__ = [
     "Degradation",
     "FusionDataset",
     "LayoutSpec",
+    "RealisticDataset",
     "SyntheticDataset",
     "add_data_args",
     "add_degradation_args",

@@ -34,19 +34,27 @@ def msi_key(msi_bands: int) -> str:
     return f"hrmsi{msi_bands}"
 
 
+def resolve_split_path(path: str, root: str | None) -> str:
+    """A split list path as given, else under ``root`` when only that exists."""
+    if path and not os.path.exists(path) and root and os.path.exists(os.path.join(root, path)):
+        return os.path.join(root, path)
+    return path
+
+
 def read_split(path: str, flag: str = "split file", root: str | None = None) -> list[str]:
     """Entries of a split list (blank lines and ``#`` comments skipped); a missing or empty list raises.
 
     ``path`` is used as given, else looked up under ``root`` (``data.prepare`` writes the lists there).
     """
-    if path and not os.path.isfile(path) and root and os.path.isfile(os.path.join(root, path)):
-        path = os.path.join(root, path)
+    path = resolve_split_path(path, root)
+    if path and os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a folder; expected a split list file (one entry per line)")
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"{flag} {path!r}: no such file (the official split lists ship with the AVIRIS dataset, "
-            "not with this repository; pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
+            f"{flag} {path!r}: no such file (the official AVIRIS lists are configs/splits/aviris/*.txt; "
+            "pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
         )
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first entry
         entries = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     if not entries:
         raise ValueError(f"{flag} {path}: the split is empty (expected one entry per line, e.g. 'train/Hama9_15')")

@@ -3,19 +3,34 @@
 Checks each entry of each split list: the three files exist (flat or per-entry folder), the keys
 ``hrmsi<M>`` and ``lrhsi`` (and ``lrhsi1..3`` when ``--mis_pix``/``--mixed_align_opt`` need them, or when
 present) exist, shapes match ``--bands``, ``--msi_bands``, ``--scale`` and ``--image_size``, no NaN/Inf,
-the GT is not constant, LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
+the GT is not constant, no GT band is constant (a dead, e.g. all-zero, band makes that band's PSNR −inf or NaN
+and ERGAS inf), LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
+The split lists themselves: a folder given as a list, a UTF-8 byte-order mark, an entry listed twice,
+an entry listed in two splits (leakage); a missing root is one message, not one per entry.
 All problems are printed (one line each); the exit code is 1 if there was any, 0 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import os
 import sys
 import zipfile
+from collections import Counter
 
 import numpy as np
 
-from .aviris import LayoutSpec, array_problems, find_entry_files, load_entry, lr_key, msi_key, read_split
+from .aviris import (
+    LayoutSpec,
+    array_problems,
+    find_entry_files,
+    load_entry,
+    lr_key,
+    msi_key,
+    read_split,
+    resolve_split_path,
+)
 from .options import DATA_DEFAULTS
 
 
@@ -26,13 +41,25 @@ def _range_problems(name: str, what: str, a: np.ndarray, tol: float) -> list[str
     return []
 
 
+def _constant_band_problems(name: str, gt: np.ndarray) -> list[str]:
+    """GT bands (last axis of H×W×C) whose pixels are all equal: they break PSNR, ERGAS and CC."""
+    flat = gt.reshape(-1, gt.shape[-1])
+    constant = np.flatnonzero(flat.max(axis=0) == flat.min(axis=0))
+    if not constant.size or constant.size == flat.shape[1]:  # a wholly constant GT is reported by load_entry
+        return []
+    listed = ", ".join(f"{b} (= {flat[0, b]:.4g})" for b in constant[:10]) + (" ..." if constant.size > 10 else "")
+    return [f"{name}: GT has {constant.size} constant band(s), 0-based: {listed}; their PSNR is -inf or NaN and "
+            f"ERGAS inf (expected every band to vary; drop dead bands or fix the file)"]
+
+
 def check_entry(root: str, entry: str, spec: LayoutSpec, levels_needed: tuple[int, ...], tol: float) -> list[str]:
     """Every problem of one entry, as messages naming the file and what is wrong."""
     problems: list[str] = []
     loaded = load_entry(root, entry, spec, 0, problems=problems)
     if loaded is not None:
-        _, msi, lr = loaded
+        gt, msi, lr = loaded
         paths, _ = find_entry_files(root, entry)
+        problems += _constant_band_problems(paths["gt"], gt)
         problems += _range_problems(paths["hrmsi"], msi_key(spec.msi_bands), msi, tol)
         problems += _range_problems(paths["lrhsi"], "lrhsi", lr, tol)
         try:
@@ -51,6 +78,36 @@ def check_entry(root: str, entry: str, spec: LayoutSpec, levels_needed: tuple[in
     return problems
 
 
+def _listed(items: list[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def split_list_problems(path: str, entries: list[str]) -> list[str]:
+    """Problems of a split list file itself: a UTF-8 byte-order mark, entries listed more than once."""
+    problems = []
+    with open(path, "rb") as f:
+        if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            problems.append(f"{path}: starts with a UTF-8 byte-order mark (this code skips it; other readers take "
+                            f"it as part of the first entry); save the file without BOM")
+    repeated = [e for e, c in Counter(entries).items() if c > 1]
+    if repeated:
+        problems.append(f"{path}: {len(repeated)} entr{'y' if len(repeated) == 1 else 'ies'} listed more than "
+                        f"once ({_listed(repeated)}); each would count twice")
+    return problems
+
+
+def leakage_problems(lists: dict[str, list[str]]) -> list[str]:
+    """Entries listed in more than one split file (the same image would be trained and evaluated on)."""
+    problems, names = [], list(lists)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(set(lists[a]) & set(lists[b]))
+            if both:
+                problems.append(f"{a} and {b}: {len(both)} entr{'y' if len(both) == 1 else 'ies'} in both splits "
+                                f"(leakage: {_listed(both)})")
+    return problems
+
+
 def check_dataset(
     root: str,
     split_files: list[str],
@@ -60,13 +117,18 @@ def check_dataset(
     progress: bool = True,
 ) -> tuple[int, list[str]]:
     """Scan all entries of ``split_files`` under ``root``. Returns (entries checked, problems)."""
-    problems, n = [], 0
+    if not os.path.isdir(root):
+        return 0, [f"{root}: dataset root not found (no such folder)"]
+    problems, n, lists = [], 0, {}
     for split in split_files:
         try:
             entries = read_split(split, flag="--split", root=root)
         except (FileNotFoundError, ValueError) as e:
             problems.append(str(e))
             continue
+        path = resolve_split_path(split, root)
+        lists[path] = entries
+        problems += split_list_problems(path, entries)
         iterator = entries
         if progress:
             from tqdm import tqdm
@@ -75,7 +137,7 @@ def check_dataset(
         for entry in iterator:
             n += 1
             problems += check_entry(root, entry, spec, levels_needed, tol)
-    return n, problems
+    return n, problems + leakage_problems(lists)
 
 
 def main(argv: list[str] | None = None) -> int:

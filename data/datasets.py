@@ -1,4 +1,4 @@
-"""The three datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic scenes.
+"""The datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic and realistic scenes.
 
 All return the sample dict of ``data.sample.FusionDataset`` (CONTRACTS.md).
 """
@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from .aviris import LayoutSpec, load_entry, read_split
-from .degrade import Degradation, simulate_scene, simulated_tiles
+from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
@@ -49,6 +49,9 @@ class AvirisDataset(FusionDataset):
         super().__init__(cfg, split)
         flag = SPLIT_FLAGS[split]
         self.root = cfg["root"]
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"--root {self.root}: no such folder (expected the dataset folder holding the "
+                                    f"entries of --{flag}, e.g. <root>/train/Hama9_15GT.npz.npy)")
         self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root)
         self.spec = LayoutSpec(
             int(cfg["bands"]), int(cfg["msi_bands"]), self.scale, int(cfg["image_size"] or 0)
@@ -106,15 +109,38 @@ class SyntheticDataset(_SimulatedDataset):
         self.wavelengths = resolve_wavelengths(cfg.get("wavelengths"), self.bands)
         self.srf, self.srf_name = msi_srf(cfg, self.wavelengths)
 
+    kind = "synthetic"
+
     def __len__(self) -> int:
         return self.n
 
+    def make_cube(self, seed: int) -> np.ndarray:
+        """The scene (H, W, C) of ``seed``."""
+        return make_scene(seed, self.size, self.wavelengths)
+
     def simulate(self, index: int) -> tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
         seed = scene_seed(self.seed, self.split, index)
-        cube = make_scene(seed, self.size, self.wavelengths)
-        scene = simulate_scene(cube, [self.srf], self.deg, _levels(self), where=f"synthetic scene {index}")
+        cube = self.make_cube(seed)
+        scene = simulate_scene(cube, [self.srf], self.deg, _levels(self), where=f"{self.kind} scene {index}")
         ((_, _, _, gt, msi, lr),) = simulated_tiles(scene, self.deg, 0, 0, (seed,))
-        return f"synthetic/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
+        return f"{self.kind}/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
+
+
+class RealisticDataset(SyntheticDataset):
+    """Scenes of measured reflectance spectra (``data.realistic``, needs colour-science), otherwise exactly the
+    synthetic dataset: ``synthetic_scenes`` counts, seed streams per split (scene-disjoint), size ``image_size``,
+    HR-MSI through ``msi_srf`` (e.g. ``--srf camera:nikon5100@D65``), LR-HSI through the logged degradation."""
+
+    kind = "realistic"
+
+    def __init__(self, cfg: dict, split: str):
+        super().__init__(cfg, split)
+        from .realistic import scene_generator  # optional dependency: imported only for this dataset
+
+        self._make = scene_generator(self.wavelengths)
+
+    def make_cube(self, seed: int) -> np.ndarray:
+        return self._make(seed, self.size)
 
 
 class CubeDataset(_SimulatedDataset):
@@ -122,7 +148,8 @@ class CubeDataset(_SimulatedDataset):
 
     The split file lists cube paths (files or CAVE folders), relative to ``root`` unless absolute.
     Each cube is read once, simulated whole (so blurs see real neighbours, not tile borders) and
-    cut into non-overlapping ``image_size`` tiles (0 = one tile per cube); constant tiles are skipped.
+    cut into non-overlapping ``image_size`` tiles (0 = one tile per cube); constant tiles are skipped, and a
+    cube that gives no tile at all (too small, constant) is an error naming it.
     Everything stays in memory: for large collections write the dataset once with ``data.prepare``
     and read it with ``dataset: aviris``.
     """
@@ -145,11 +172,14 @@ class CubeDataset(_SimulatedDataset):
             h, w = (s - s % self.scale for s in cube.data.shape[:2])
             scene = simulate_scene(cube.data[:h, :w], [srf], self.deg, _levels(self), where=path)
             stem = os.path.splitext(os.path.basename(os.path.normpath(rel)))[0]
+            found, constant = len(self.items), 0
             for i, y, x, gt, msi, lr in simulated_tiles(scene, self.deg, tile, tile, (self.seed, ci)):
-                if gt is not None:
+                if gt is None:
+                    constant += 1
+                else:
                     self.items.append((f"{stem}_{i}_y{y}x{x}", gt, msi[self.msi_bands], lr))
-        if not self.items:
-            raise ValueError(f"--{flag} {cfg[flag]}: no usable {tile}×{tile} tile in the listed cubes")
+            if len(self.items) == found:  # a listed cube is never dropped silently
+                raise unusable_scene(f"--{flag} {cfg[flag]}: {path}", (h, w), tile, "--image_size", constant)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -164,7 +194,8 @@ def build_dataset(cfg: dict, split: str) -> FusionDataset:
     ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` fills missing keys).
     """
     cfg = {**DATA_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k not in DATA_DEFAULTS}}
-    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset}
+    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset,
+             "realistic": RealisticDataset}
     if cfg["dataset"] not in kinds:
         raise ValueError(f"--dataset must be one of {sorted(kinds)}, got {cfg['dataset']!r}")
     return kinds[cfg["dataset"]](cfg, split)

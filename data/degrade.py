@@ -259,6 +259,16 @@ def tile_origins(size: int, tile: int, stride: int) -> list[int]:
     return list(range(0, size - tile + 1, stride)) if size >= tile else []
 
 
+def unusable_scene(where: str, hw: tuple[int, int], tile: int, tile_flag: str, constant: int) -> ValueError:
+    """The one message for a scene that gave no tile: too small for ``tile`` or constant everywhere."""
+    h, w = hw
+    if tile and min(h, w) < tile:
+        return ValueError(f"{where}: {h}×{w} pixels (after cropping to the scale), smaller than {tile_flag} {tile}; "
+                          f"remove it from the inputs or lower {tile_flag}")
+    return ValueError(f"{where}: all {constant} tile(s) are constant (no contrast to normalise); remove it from "
+                      f"the inputs")
+
+
 def simulated_tiles(scene: SimulatedScene, deg: Degradation, tile: int, stride: int, seed: Sequence[int]):
     """Cut a simulated scene into aligned HR/LR tiles and finish each one (``finish_pair``).
 

@@ -13,7 +13,7 @@ from .degrade import BLUR_KINDS, BORDER_MODES, Degradation
 
 DATA_DEFAULTS: dict = {
     # dataset kind: "aviris" (official layout, also what data.prepare writes), "cube" (own cubes,
-    # simulated on the fly), "synthetic" (built-in scenes, no files)
+    # simulated on the fly), "synthetic" (built-in scenes, no files), "realistic" (measured spectra, no files)
     "dataset": "aviris",
     # official flags (train_CSAKD.py / test_CSAKD.py)
     "root": "../../Fusion_data",
@@ -30,7 +30,7 @@ DATA_DEFAULTS: dict = {
     "scale": 4,
     "seed": 1029,
     "compat": None,
-    # synthetic scenes: counts for train, val, test (HR size = image_size, C = bands)
+    # generated scenes (synthetic, realistic): counts for train, val, test (HR size = image_size, C = bands)
     "synthetic_scenes": [32, 8, 8],
     # spectral axis and HR-MSI
     "wavelengths": None,
@@ -71,7 +71,8 @@ def add_degradation_args(parser: argparse.ArgumentParser) -> None:
         "--srf",
         nargs="+",
         default=d["srf"],
-        help="HR-MSI spectral responses: built-in rgb|msN (ms4, ms6, ...) or CSV files "
+        help="HR-MSI spectral responses: built-in rgb|msN (ms4, ms6, ...), a measured camera "
+        "camera:nikon5100|sigma_sdmerrill[@ILLUMINANT] (colour-science), or CSV files "
         "(wavelength, band1, ...); default: datasets ms<msi_bands> (rgb for 3 bands), "
         "data.prepare ms4 ms6",
     )
@@ -105,9 +106,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = parser.add_argument_group("data")
     g.add_argument(
         "--dataset",
-        choices=("aviris", "cube", "synthetic"),
+        choices=("aviris", "cube", "synthetic", "realistic"),
         default=d["dataset"],
-        help="official layout | own cubes simulated on the fly | built-in synthetic scenes",
+        help="official layout | own cubes simulated on the fly | built-in synthetic scenes | scenes of measured "
+        "reflectance spectra (needs colour-science)",
     )
     g.add_argument("--root", default=d["root"], help="dataset root (entries of the split files are relative to it)")
     g.add_argument("--train_file", default=d["train_file"], help="training split list")
@@ -151,7 +153,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=int,
         default=d["synthetic_scenes"],
         metavar=("TRAIN", "VAL", "TEST"),
-        help="number of synthetic scenes per split",
+        help="number of generated scenes per split (--dataset synthetic and realistic)",
     )
     add_degradation_args(parser)
     return parser

@@ -5,13 +5,19 @@ Each scene is read (``data.formats.read_cube``), simulated whole with the logged
 patches, and every patch written as ``<out>/<split>/<scene>_<i>{GT.npz.npy, hrmsi.npz, lrhsi.npz}``.
 Scenes — never patches — are assigned to train/val/test, so no scene leaks between splits. The split
 lists ``<out>/{train,val,test}.txt`` and ``<out>/manifest.json`` (all parameters, SRFs, seed, checksums
-of inputs and outputs) complete the dataset. Every file is written atomically and byte-reproducibly:
-the same arguments give the same files. Read the result with ``--dataset aviris --root <out>``.
+of inputs and outputs) complete the dataset. The dataset is written whole: into a staging folder beside
+``--out`` that replaces it only when complete (``utils.fileio.staged_folder``), so a failing input leaves
+no partial dataset and ``--overwrite`` leaves nothing of the old one. An input that gives no patch (too
+small for ``--tile``, constant) is an error naming it; constant patches of a usable scene are skipped and
+listed in the manifest. Files are byte-reproducible: the same arguments give the same files. Read the
+result with ``--dataset aviris --root <out>``.
 
 Examples::
 
     python -m data.prepare cave/*_ms --out data_cache/cave --srf rgb --tile 128 --snr_hsi 35
     python -m data.prepare --synthetic 24 --synthetic_size 256 --bands 172 --out data_cache/synth
+    python -m data.prepare --realistic 40 --synthetic_size 128 --bands 31 --wavelengths visible31 \
+        --srf camera:nikon5100@D65 --tile 64 --out data_cache/realistic31
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from utils.fileio import atomic_write
+from utils.config import check_ranges
+from utils.fileio import WriteError, atomic_write, staged_folder
 
 from .aviris import write_entry
-from .degrade import simulate_scene, simulated_tiles
+from .degrade import simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, add_degradation_args, degradation_from_cfg
 from .spectral import resolve_srf, resolve_wavelengths
@@ -47,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="HR-HSI cube files or CAVE-style PNG folders (one scene each)")
     p.add_argument("--out", required=True, help="output dataset root")
     p.add_argument("--synthetic", type=int, default=0, help="add this many built-in synthetic scenes")
-    p.add_argument("--synthetic_size", type=int, default=256, help="HR size of the synthetic scenes")
+    p.add_argument("--realistic", type=int, default=0,
+                   help="add this many scenes of measured reflectance spectra (data.realistic; needs colour-science)")
+    p.add_argument("--synthetic_size", type=int, default=256, help="HR size of the synthetic and realistic scenes")
     p.add_argument(
         "--bands",
         type=int,
         default=None,
-        help="expected HSI band count (required with --synthetic; checked against inputs)",
+        help="expected HSI band count (required with --synthetic/--realistic; checked against inputs)",
     )
     p.add_argument("--tile", type=int, default=256, help="HR patch size (multiple of --scale; 0 = whole scene)")
     p.add_argument("--stride", type=int, default=0, help="HR patch stride (0 = --tile, non-overlapping)")
@@ -66,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scale", type=int, default=DATA_DEFAULTS["scale"], help="spatial ratio HR/LR")
     p.add_argument("--seed", type=int, default=DATA_DEFAULTS["seed"], help="seed of split, noise, synthetic")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (nothing old is kept)")
     add_degradation_args(p)
     p.set_defaults(srf=None)
     return p
@@ -105,7 +114,7 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _scene_names(inputs: list[str], n_synthetic: int) -> list[str]:
+def _scene_names(inputs: list[str], n_synthetic: int, n_realistic: int = 0) -> list[str]:
     names, seen = [], set()
     for path in inputs:
         base = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "scene"
@@ -114,21 +123,29 @@ def _scene_names(inputs: list[str], n_synthetic: int) -> list[str]:
             name, k = f"{base}-{k}", k + 1
         seen.add(name)
         names.append(name)
-    return names + [f"synthetic{i:03d}" for i in range(n_synthetic)]
+    return names + [f"synthetic{i:03d}" for i in range(n_synthetic)] + [f"realistic{i:03d}" for i in range(n_realistic)]
 
 
 def prepare(args: argparse.Namespace) -> dict:
     """Write the dataset described by the parsed ``args``; returns the manifest dict."""
-    if not args.inputs and args.synthetic <= 0:
-        raise ValueError("no input: give cube files/folders and/or --synthetic N")
-    if args.synthetic and not args.bands:
-        raise ValueError("--synthetic needs --bands (e.g. 172 or 31)")
-    out = args.out
-    if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
-        raise ValueError(f"--out {out}: folder is not empty (pass --overwrite to write into it)")
+    if not args.inputs and args.synthetic <= 0 and args.realistic <= 0:
+        raise ValueError("no input: give cube files/folders and/or --synthetic N and/or --realistic N")
+    if (args.synthetic or args.realistic) and not args.bands:
+        raise ValueError("--synthetic/--realistic need --bands (e.g. 172 or 31; realistic scenes: 31)")
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: exists and is not a folder")
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
+    with staged_folder(args.out) as stage:
+        return _write_dataset(args, stage)
+
+
+def _write_dataset(args: argparse.Namespace, out: str) -> dict:
+    """The body of :func:`prepare`, writing into the staging folder ``out``."""
     deg = degradation_from_cfg(vars(args))
     srf_specs = args.srf or ["ms4", "ms6"]
-    names = _scene_names(args.inputs, args.synthetic)
+    names = _scene_names(args.inputs, args.synthetic, args.realistic)
+    make_realistic = None
     splits = split_scenes(names, args.split_fractions, args.seed)
     split_of = {nm: s for s, nms in splits.items() for nm in nms}
     entries: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -142,13 +159,18 @@ def prepare(args: argparse.Namespace) -> dict:
             cube = read_cube(path, key=args.key, layout=args.layout, wavelengths=args.wavelengths)
             data, wl = cube.data, cube.wavelengths
             inputs.append({"scene": name, "path": path, "sha256": _sha256(path), "shape": list(data.shape)})
-        else:
+        else:  # generated: synthetic scenes, then realistic ones (seed stream "prepare", one index per scene)
             seed = scene_seed(args.seed, "prepare", si - len(args.inputs))
             wl = resolve_wavelengths(args.wavelengths, bands)
-            data, path = make_scene(seed, args.synthetic_size, wl), f"synthetic seed {seed}"
-            inputs.append(
-                {"scene": name, "synthetic_seed": seed, "shape": list(data.shape), "value_range": list(VALUE_RANGE)}
-            )
+            kind = "synthetic" if si < len(args.inputs) + args.synthetic else "realistic"
+            if kind == "realistic" and make_realistic is None:
+                from .realistic import scene_generator  # optional dependency
+
+                make_realistic = scene_generator(wl)
+            make = make_realistic if kind == "realistic" else (lambda sd, size, wl=wl: make_scene(sd, size, wl))
+            data, path = make(seed, args.synthetic_size), f"{kind} seed {seed}"
+            inputs.append({"scene": name, f"{kind}_seed": seed, "shape": list(data.shape),
+                           "value_range": list(VALUE_RANGE)})
         bands = bands or data.shape[-1]
         if data.shape[-1] != bands:
             raise ValueError(f"{path}: has {data.shape[-1]} bands, expected {bands} (all scenes must match)")
@@ -171,17 +193,18 @@ def prepare(args: argparse.Namespace) -> dict:
             log["scenes"].append(name)
         h, w = (s - s % deg.ratio for s in data.shape[:2])
         scene = simulate_scene(data[:h, :w], srfs, deg, range(deg.misreg_levels + 1), where=path)
-        split = split_of[name]
-        if args.tile and min(h, w) < args.tile:
-            skipped.append(f"{name}: {h}×{w} pixels, smaller than --tile {args.tile}")
+        split, written, constant = split_of[name], sum(map(len, entries.values())), 0
         for i, y, x, gt, msi, lr in simulated_tiles(scene, deg, args.tile, args.stride, (args.seed, si)):
             if gt is None:
                 skipped.append(f"{name} tile {i} at y={y}, x={x}: constant")
+                constant += 1
                 continue
             entry = f"{split}/{name}_{i}"
             for p in write_entry(out, entry, gt, msi, lr):
                 files[os.path.relpath(p, out)] = _sha256(p)
             entries[split].append(entry)
+        if sum(map(len, entries.values())) == written:  # an input is never dropped silently
+            raise unusable_scene(path, (h, w), args.tile, "--tile", constant)
     for s in SPLITS:
         lines = "".join(e + "\n" for e in entries[s]).encode()
         atomic_write(os.path.join(out, f"{s}.txt"), lambda f, b=lines: f.write(b))
@@ -212,8 +235,9 @@ def prepare(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_ranges(vars(args))
         m = prepare(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"data.prepare: error: {e}", file=sys.stderr)
         return 2
     print(
@@ -223,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in SPLITS:
         if not m["entries"][s]:
             print(f"note: split {s!r} is empty (too few scenes for --split_fractions)", file=sys.stderr)
+    if m["skipped_tiles"]:
+        print(f"note: {len(m['skipped_tiles'])} constant patch(es) skipped (listed in manifest.json)", file=sys.stderr)
     return 0
 
 

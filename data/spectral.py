@@ -196,7 +196,14 @@ def load_srf_csv(path: str, wavelengths: np.ndarray) -> tuple[np.ndarray, list[s
 
 
 def resolve_srf(spec: str, wavelengths: np.ndarray) -> tuple[np.ndarray, str]:
-    """An SRF from a flag value: a built-in name or a CSV path. Returns (R (M, C), description)."""
+    """An SRF from a flag value: a built-in name, ``camera:<camera>[@<illuminant>]`` (a measured camera under a
+    CIE illuminant, ``data.realistic.camera_srf``; needs colour-science) or a CSV path.
+    Returns (R (M, C), description)."""
+    if spec.startswith("camera:"):
+        from .realistic import camera_srf, parse_camera_spec  # optional dependency: imported only when asked for
+
+        camera, illuminant = parse_camera_spec(spec)
+        return camera_srf(camera, wavelengths, illuminant), f"camera:{camera}@{illuminant}"
     if os.path.splitext(spec)[1].lower() in (".csv", ".txt") or os.path.sep in spec:
         resp, _ = load_srf_csv(spec, wavelengths)
         return resp, os.path.abspath(spec)

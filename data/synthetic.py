@@ -148,6 +148,19 @@ def fractal_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator)
     return out / (out.std() + 1e-12)
 
 
+def warped_voronoi(shape: tuple[int, int], n_cells: int, rng: np.random.Generator, warp: float = 0.06) -> np.ndarray:
+    """Cell index map (H, W) int of ``n_cells`` Voronoi cells on coordinates warped by smooth 1/f³ noise of
+    ``warp`` × the image diagonal (pixels): irregular, field-like regions with sharp boundaries."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    amplitude = warp * np.hypot(h, w)
+    wy = yy + amplitude * fractal_noise(shape, 3.0, rng)
+    wx = xx + amplitude * fractal_noise(shape, 3.0, rng)
+    seeds = rng.uniform(0, 1, size=(n_cells, 2)) * (h, w)
+    dist = (wy[..., None] - seeds[:, 0]) ** 2 + (wx[..., None] - seeds[:, 1]) ** 2
+    return np.argmin(dist, axis=-1)
+
+
 def abundances(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Abundance maps (H, W, K) for ``ENDMEMBERS``: non-negative, summing to 1 per pixel."""
     h, w = shape
@@ -157,12 +170,7 @@ def abundances(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
     # 1) fields: Voronoi cells of noise-warped coordinates -> irregular but sharp boundaries.
     n_cells = int(np.clip(h * w / 1500, 6, 40))
-    warp = 0.06 * np.hypot(h, w)
-    wy = yy + warp * fractal_noise(shape, 3.0, rng)
-    wx = xx + warp * fractal_noise(shape, 3.0, rng)
-    seeds = rng.uniform(0, 1, size=(n_cells, 2)) * (h, w)
-    dist = (wy[..., None] - seeds[:, 0]) ** 2 + (wx[..., None] - seeds[:, 1]) ** 2
-    cell = np.argmin(dist, axis=-1)
+    cell = warped_voronoi(shape, n_cells, rng)
     texture = fractal_noise(shape, 1.6, rng)  # rough texture: energy at all scales
     for c in range(n_cells):
         mask = cell == c

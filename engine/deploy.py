@@ -307,18 +307,14 @@ def to_bf16(model: nn.Module) -> Bf16Network:
 
 
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """The network a weight file of this project was saved from, with its weights; and the run's config."""
-    from models import build_model
-    from utils.checkpoint import load_weights, read_checkpoint
+    """The network a weight file holds (this project's: as saved; official: as its keys and shapes describe it,
+    ``models.describe``), with its weights, in eval mode; and the run's config ({} for official files)."""
+    from models.describe import build_from_checkpoint, checkpoint_model_config
+    from utils.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)
-    saved = ckpt.get("model")
-    if not isinstance(saved, dict) or saved.get("role") not in ("teacher", "student"):
-        raise ValueError(f"checkpoint {path}: holds no network description (an official .pth?); export needs a "
-                         f"weight file of this project (train_CSAKD.py writes them; an official file can be "
-                         f"loaded with test_CSAKD.py and saved with utils.checkpoint.save_weights)")
-    model = build_model({k: v for k, v in saved.items() if k != "role"}, saved["role"])
-    load_weights(model, path)
+    role = checkpoint_model_config(ckpt, os.fspath(path))["role"]
+    model, _ = build_from_checkpoint({}, role, os.fspath(path))
     return model.eval(), dict(ckpt.get("config") or {})
 
 
@@ -371,9 +367,9 @@ def deployed_network(cfg: dict, role: str, load_torch: Any) -> tuple[Any, str, s
                              f"--quantize int8 writes int8 files)")
         if net.role != role:
             raise ValueError(f"{path}: holds a {net.role} network, but --test_mode tests the {role}")
-        for key in ("bands", "msi_bands", "scale"):
-            if getattr(net, key) != cfg[key]:
-                raise ValueError(f"{path}: the network takes {key}={getattr(net, key)}, but --{key} is {cfg[key]}")
+        if net.scale != cfg["scale"]:
+            raise ValueError(f"{path}: the network takes scale={net.scale}, but --scale is {cfg['scale']}")
+        cfg["bands"], cfg["msi_bands"] = net.bands, net.msi_bands  # as for weight files: the data must fit the file
         return net, f"{path} (onnxruntime {net.precision})", net.precision
     if backend != "torch":
         raise ValueError(f"--backend: expected torch or onnxruntime, got {backend!r}")
@@ -421,6 +417,17 @@ def compare_with_fp32(cfg: dict, network: Any, precision: str, metrics: dict[str
         fp32 = evaluate(reference, loader, {**cfg, "warmup": 0}, device, metrics=cfg.get("metrics"))["metrics"]
         out.update(fp32_metrics=fp32, change_vs_fp32=metric_changes(metrics, fp32))
     return out
+
+
+def describe_change(record: dict[str, Any]) -> str:
+    """One line for the log from :func:`compare_with_fp32`'s record."""
+    head = f"backend {record['backend']}, precision {record['precision']}"
+    if record["change_vs_fp32"] is not None:
+        return f"{head} against fp32 on the same images: " + ", ".join(
+            f"{k} {v:+.4f}" for k, v in record["change_vs_fp32"].items())
+    if record["precision"] == "fp32":
+        return f"{head}"
+    return f"{head}: no fp32 network to compare with (give --reference)"
 
 
 def metric_changes(metrics: dict[str, float], reference: dict[str, float]) -> dict[str, float]:

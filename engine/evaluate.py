@@ -22,6 +22,7 @@ from scipy.io import savemat
 from torch import nn
 from torch.utils.data import DataLoader
 
+from utils.config import OFFICIAL_VAL_EVERY
 from utils.fileio import atomic_write
 from utils.metrics import evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
@@ -57,6 +58,12 @@ def bicubic(lrhsi: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def validation_every(cfg: Mapping[str, Any]) -> int:
+    """Score every n-th validation batch: 1 (the whole set), or every 5th under ``--compat official``
+    (docs/decisions.md #7)."""
+    return OFFICIAL_VAL_EVERY if cfg.get("compat") == "official" else 1
+
+
 def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, device: torch.device,
              every: int = 1, keep_scenes: int = 0) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Mean validation metrics of each network (``cfg["val_metrics"]``), in eval mode, without noise.
@@ -84,8 +91,10 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
             gt = batch["gt"].to(device)
             preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off")) for role, m in models.items()}
             for role, pred in preds.items():
+                # test_rmse=False: the official training validation has no "+ minv" in its RMSE
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
-                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"))
+                                             compat=cfg.get("compat"), metrics=cfg.get("val_metrics"),
+                                             test_rmse=False)
             for j in range(min(len(gt), keep_scenes - len(scenes))):
                 scene = {"name": batch["name"][j], "gt": to_unit_range(gt[j]).cpu(),
                          "bicubic": to_unit_range(bicubic(lr[j:j + 1], scale)[0]).cpu()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -38,6 +40,42 @@ def check_dataset(dataset: Dataset, cfg: dict, split: str) -> None:
                          f"HR-MSI {tuple(msi.shape[-2:])}, GT {tuple(gt.shape[-2:])}")
 
 
+_MARK = "<<csakd-data-error>>"  # delimits the message inside the traceback text a worker sends back
+
+
+class WorkerDataError(ValueError):
+    """A data error raised in a DataLoader worker, carried back as the same one line as with ``--workers 0``.
+
+    PyTorch re-raises a worker's exception as ``type(exc)(<"Caught ... Original Traceback" text>)``; this
+    class takes its own message back out of that text.
+    """
+
+    def __init__(self, text: str):
+        # in the worker the text is _MARK + message; back in the main process, torch's traceback text
+        super().__init__(text.rsplit(_MARK, 1)[-1].rstrip("\n") if _MARK in text[1:] else text)
+
+
+class _WorkerErrors(Dataset):
+    """Forwards to ``dataset``; its data errors (ValueError, OSError) leave the worker as WorkerDataError."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except (ValueError, OSError) as exc:
+            raise WorkerDataError(_MARK + str(exc)) from None
+
+    def __getattr__(self, name: str) -> Any:  # e.g. reseed() of the training set
+        if name == "dataset":  # not yet set (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def build_loader(cfg: dict, split: str, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None) -> DataLoader:
     """The checked DataLoader of ``split``; ``generator`` drives the shuffling and the worker seeds
@@ -45,6 +83,8 @@ def build_loader(cfg: dict, split: str, batch_size: int, shuffle: bool = False,
     dataset = build_dataset(cfg, split)
     check_dataset(dataset, cfg, split)
     workers = int(cfg.get("workers", 0))
+    if workers > 0:
+        dataset = _WorkerErrors(dataset)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       worker_init_fn=seed_worker, generator=generator, drop_last=False,
                       pin_memory=torch.cuda.is_available())

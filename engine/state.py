@@ -3,17 +3,20 @@
 ``state.pth`` is what ``--resume`` continues from (the per-network weight files under ``teacher/`` and
 ``student/`` are for evaluation and deployment). It holds::
 
-    {"format": "csakd-train-state", "format_version": 1,
+    {"format": "csakd-train-state", "format_version": 2,
      "epoch": last completed epoch (-1 before the first), "iteration": optimiser steps so far,
      "networks": {"teacher": state_dict, "student": state_dict},       # only the trained ones
      "optimizers": {...}, "schedulers": {...}, "scalers": {...},        # same keys
      "best": {"teacher": {"sam": .., "epoch": ..}, "student": {...}},    # lowest mean val SAM so far
      "counters": {"nonfinite_steps": {...}, "nan_restores": int},
      "rng": {"python": .., "numpy": .., "torch": .., "cuda": [..]},
-     "config": resolved flag dict}
+     "config": resolved flag dict,
+     "tensor_sha256": digest of every tensor above (version 2, utils.checkpoint.tensor_digest)}
 
 It is written atomically (temporary file + rename): a process killed at any moment leaves either the
-previous state or the new one, both loadable.
+previous state or the new one, both loadable. Every load verifies the archive's CRCs and the stored
+digest, and refuses network weights holding NaN or Inf (utils.checkpoint, "Integrity"); version 1
+files (no digest) still load.
 """
 
 from __future__ import annotations
@@ -26,10 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.checkpoint import (
+    DIGEST_KEY,
+    TRAIN_STATE_FORMAT,
+    refuse_nonfinite,
+    tensor_digest,
+    unreadable,
+    verify_archive,
+    verify_digest,
+    warn_unverified,
+)
 from utils.fileio import atomic_torch_save
 
-STATE_FORMAT = "csakd-train-state"
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT = TRAIN_STATE_FORMAT
+STATE_FORMAT_VERSION = 2  # 2 added "tensor_sha256"
 STATE_FILE = "state.pth"
 
 
@@ -60,20 +73,26 @@ def _as_python_state(obj: Any) -> tuple:
 
 def save_training_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Write ``state`` (the keys of the module docstring; format tags are added) atomically to ``path``."""
-    atomic_torch_save({"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, **state}, path)
+    body = {k: v for k, v in state.items() if k != DIGEST_KEY}
+    atomic_torch_save({"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, **body,
+                       DIGEST_KEY: tensor_digest(body)}, path)
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``state.pth``; a missing, truncated or foreign file raises one clear error naming it."""
+    """Read a ``state.pth``; a missing, truncated, corrupt or foreign file, or one whose network weights hold
+    NaN or Inf, raises one clear error naming it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training state {path}: no such file (nothing to resume; start without --resume)")
+    verified = verify_archive(path, "training state")
     try:
         # The RNG states hold NumPy arrays and Python tuples, which the weights-only unpickler refuses;
         # this file is written by this program, so a full load is appropriate here.
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for truncated files
-        raise ValueError(f"training state {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"training state {path}: cannot be read ({unreadable(verified, exc)})") from None
+    if not verified:
+        warn_unverified(path, "training state")
     if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"training state {path}: not a CSAKD training state (format {found!r}, "
@@ -81,4 +100,7 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     if obj.get("format_version", 0) > STATE_FORMAT_VERSION:
         raise ValueError(f"training state {path}: format version {obj['format_version']} is newer than this code "
                          f"({STATE_FORMAT_VERSION})")
+    body = {k: v for k, v in obj.items() if k not in ("format", "format_version", DIGEST_KEY)}
+    verify_digest(obj, body, path, "training state")
+    refuse_nonfinite(obj.get("networks", {}), path, "training state")
     return obj

@@ -30,6 +30,7 @@ import math
 import os
 import random
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,13 @@ from tqdm import tqdm
 
 from losses import StudentLoss, TeacherLoss
 from models import build_model
+from models.describe import build_from_checkpoint
 from utils.checkpoint import load_weights, save_weights
-from utils.config import OFFICIAL_VAL_EVERY, config_to_yaml, run_dir
+from utils.config import config_to_yaml, run_dir
 from utils.fileio import atomic_write_text
+from utils.metrics import improves
 
-from .evaluate import autocast, validate
+from .evaluate import autocast, validate, validation_every
 from .loaders import build_loader
 from .noise import awgn
 from .state import STATE_FILE, load_training_state, rng_state, save_training_state, set_rng_state
@@ -255,19 +258,45 @@ def find_resume_state(cfg: dict) -> str | None:
     return target
 
 
-def _warm_start(cfg: dict, nets: dict[str, nn.Module]) -> None:
-    """``--resume_ind N``: load every network's ``last.pth`` from ``--resume_ckpt`` (a run folder) or this run.
+def warm_start_paths(cfg: dict, roles: Sequence[str]) -> dict[str, str]:
+    """The weight files ``--resume_ind N`` loads, per network.
 
-    Fixes the official resume (docs/csakd.md §5.5): both networks come from the same folder and the same
-    file (``last.pth``), and a given path never leaves one of them undefined.
+    Default: ``<folder>/<role>/last.pth`` for every network, ``<folder>`` = ``--resume_ckpt`` or this run's folder
+    (fixes the official resume, docs/csakd.md §5.5: both networks from the same folder and the same file).
+    ``--compat official`` with an official checkpoint tree in ``<base>`` (``--resume_ckpt`` if it is a folder,
+    else the working directory), i.e. ``<base>/teacher_checkpoint/<prefix>/`` or ``<base>/student_checkpoint/
+    <prefix>/``: the official pair, the teacher's ``best.pth`` and the student's ``last.pth``, as the official
+    script loads them when ``--resume_ckpt`` is not a file.
     """
+    if cfg.get("compat") == "official":
+        base = cfg.get("resume_ckpt") if cfg.get("resume_ckpt") and os.path.isdir(cfg["resume_ckpt"]) else "."
+        official = {"teacher": os.path.join(base, "teacher_checkpoint", cfg["prefix"], "best.pth"),
+                    "student": os.path.join(base, "student_checkpoint", cfg["prefix"], "last.pth")}
+        if any(os.path.isdir(os.path.dirname(official[r])) for r in ("teacher", "student")):
+            return {r: official[r] for r in roles}
     folder = cfg.get("resume_ckpt") or run_dir(cfg)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--resume_ckpt {folder}: not a run folder (expected <folder>/teacher/last.pth "
                                 f"and <folder>/student/last.pth)")
-    for role, net in nets.items():
-        info = load_weights(net, os.path.join(folder, role, "last.pth"))
-        log(f"warm start: {role} weights from {os.path.join(folder, role, 'last.pth')} ({info['source']})")
+    return {r: os.path.join(folder, r, "last.pth") for r in roles}
+
+
+def _warm_start(cfg: dict, nets: dict[str, nn.Module]) -> None:
+    """``--resume_ind N``: load every network's weights from :func:`warm_start_paths`."""
+    for role, path in warm_start_paths(cfg, list(nets)).items():
+        info = load_weights(nets[role], path)
+        log(f"warm start: {role} weights from {path} ({info['source']})")
+
+
+def frozen_teacher(cfg: dict) -> nn.Module:
+    """``--kd_mode offline``: the teacher of ``--teacher_ckpt``, built as the file describes it (official files
+    included: widths, layers and fusion mode are read from their weights), frozen in eval mode. The width flags
+    describe the student; only the data's ``--bands`` / ``--msi_bands`` must match the file."""
+    shape = {k: cfg[k] for k in ("bands", "msi_bands")}
+    teacher, info = build_from_checkpoint(cfg, "teacher", cfg["teacher_ckpt"], given=set(shape))
+    log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
+        f"{teacher.extra_repr()})")
+    return teacher.requires_grad_(False).eval()
 
 
 def _scale_lrs(opts: dict[str, torch.optim.Optimizer], scheds: dict[str, LRScheduler], factor: float) -> None:
@@ -321,12 +350,10 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     val_loader = build_loader(cfg, "val", cfg.get("val_batch_size") or cfg["batch_size"])
 
     # Networks, in the official construction order (teacher first) under the seed
-    teacher = build_model(cfg, "teacher") if kd_mode != "none" else None
-    student = build_model(cfg, "student")
+    teacher = build_model(cfg, "teacher") if kd_mode == "online" else None
     if kd_mode == "offline":
-        info = load_weights(teacher, cfg["teacher_ckpt"])
-        log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']})")
-        teacher.requires_grad_(False).eval()
+        teacher = frozen_teacher(cfg)
+    student = build_model(cfg, "student")
     trained = {"teacher": teacher, "student": student} if kd_mode == "online" else {"student": student}
     for net in (teacher, student):
         if net is not None:
@@ -388,7 +415,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     fwd = {r: (torch.compile(n) if cfg.get("compile") else n) for r, n in (("teacher", teacher), ("student", student))
            if n is not None}
 
-    every = OFFICIAL_VAL_EVERY if cfg.get("compat") == "official" else 1
+    every = validation_every(cfg)
     rgb = tuple(cfg["rgb_bands"]) if cfg.get("rgb_bands") else default_rgb_bands(cfg["bands"], cfg.get("wavelengths"))
     if max(rgb) >= cfg["bands"] or min(rgb) < 0:
         raise ValueError(f"--rgb_bands {list(rgb)}: band indices must lie in 0..{cfg['bands'] - 1}")
@@ -471,7 +498,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
                 for r, values in last_val.items():
                     for k, v in values.items():
                         writer.add_scalar(f"metrics/val/{r}/{k}", v, iteration)
-                    if r in trained and values["sam"] < best[r]["sam"]:
+                    if r in trained and improves("sam", values["sam"], best[r]["sam"]):
                         best[r] = {"sam": values["sam"], "epoch": epoch}
                         save_weights(weight_path(cfg, r, "best"), trained[r], cfg)
                 for i, scene in enumerate(scenes):

@@ -3,7 +3,17 @@
 All inputs are in the network's [-1, 1] domain, (B, C, H, W). See README "Losses" for the formulas.
 """
 
-from losses.distillation import FeatureKDLoss, ResponseKDLoss
+from losses.distillation import (
+    FEATURE_NORMS,
+    FeatureAdapter,
+    FeatureKDLoss,
+    NormalisedFeatureKDLoss,
+    ResponseKDLoss,
+    standardise_channels,
+    term_gradient_cosines,
+    term_gradient_norms,
+    warmup_factor,
+)
 from losses.fidelity import (
     BAND_ENERGY_OFFSET,
     BEBALoss,
@@ -16,8 +26,11 @@ from losses.joint import StudentLoss, TeacherLoss
 
 __all__ = [
     "BAND_ENERGY_OFFSET",
+    "FEATURE_NORMS",
     "BEBALoss",
+    "FeatureAdapter",
     "FeatureKDLoss",
+    "NormalisedFeatureKDLoss",
     "ReconstructionLoss",
     "ResponseKDLoss",
     "SAMLoss",
@@ -25,4 +38,8 @@ __all__ = [
     "TeacherLoss",
     "official_sam_loss",
     "spectral_cosine_loss",
+    "standardise_channels",
+    "term_gradient_cosines",
+    "term_gradient_norms",
+    "warmup_factor",
 ]

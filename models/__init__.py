@@ -1,7 +1,7 @@
 """CSAKD networks: the DTS teacher and student, their CLRA blocks and the fusion modules."""
 
 from .clra import CLRA, DenseResidualBlock
-from .dts import DTS, PAPER_STUDENT_LAYERS, TEACHER_LAYERS, Student, Teacher, parse_student_layers
+from .dts import DTS, PAPER_STUDENT_LAYERS, TEACHER_LARGE_LAYERS, TEACHER_LAYERS, Student, Teacher, parse_student_layers
 from .fusion import FUSION_MODES, CrossAttentionFusion, CSAFusion, build_fusion
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "DTS",
     "FUSION_MODES",
     "PAPER_STUDENT_LAYERS",
+    "TEACHER_LARGE_LAYERS",
     "TEACHER_LAYERS",
     "CSAFusion",
     "CrossAttentionFusion",
@@ -29,6 +30,8 @@ def build_model(cfg: dict, role: str) -> DTS:
     keys = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "groups", "scale", "compat")
     kwargs = {k: cfg[k] for k in keys if k in cfg}
     if role == "teacher":
+        if "teacher_layers" in cfg:
+            kwargs["teacher_layers"] = cfg["teacher_layers"]
         return Teacher(**kwargs)
     if role == "student":
         if "student_layers" in cfg:

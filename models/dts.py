@@ -36,11 +36,13 @@ from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
+TEACHER_LARGE_LAYERS = (8, 8, 6, 6)  # the official Teacher-Large (models/KQD_Large.py), ``--teacher_layers 8866``
 PAPER_STUDENT_LAYERS = (1, 4, 4, 1)  # the paper's student, ``--student_layers 1441``
 
 
-def parse_student_layers(value: str | int | Sequence[int]) -> tuple[int, int, int, int]:
-    """Read ``--student_layers``: ``"1441"``, ``1441``, ``"1,4,4,1"`` or ``[1, 4, 4, 1]`` → ``(1, 4, 4, 1)``.
+def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_layers") -> tuple[int, int, int, int]:
+    """Read ``--student_layers`` (or ``--teacher_layers``, named by ``flag``): ``"1441"``, ``1441``,
+    ``"1,4,4,1"`` or ``[1, 4, 4, 1]`` → ``(1, 4, 4, 1)``.
 
     The four numbers are the CLRA blocks of the Z_hm, Z_mh, Z_h and Z_m streams. Single digits are
     read as in the official script; use commas for 10 or more blocks.
@@ -54,13 +56,13 @@ def parse_student_layers(value: str | int | Sequence[int]) -> tuple[int, int, in
             layers = tuple(int(p) for p in parts)
         except ValueError:
             raise ValueError(
-                f"student_layers: expected four block counts such as '1441' or '1,4,4,1', got {value!r}"
+                f"{flag}: expected four block counts such as '1441' or '1,4,4,1', got {value!r}"
             ) from None
     else:
         layers = tuple(int(v) for v in value)
     if len(layers) != 4 or any(n < 0 for n in layers):
         raise ValueError(
-            f"student_layers: expected four non-negative block counts (Z_hm, Z_mh, Z_h, Z_m) "
+            f"{flag}: expected four non-negative block counts (Z_hm, Z_mh, Z_h, Z_m) "
             f"such as '1441', got {value!r}"
         )
     return layers  # type: ignore[return-value]
@@ -213,6 +215,8 @@ class Teacher(DTS):
     """The CSAKD teacher: CLRA blocks (6, 6, 4, 4), ungrouped (official: Teacher / FNN_Teacher).
 
     26.81M parameters and 941.8 GMACs at the paper's shapes (172×64×64 + 4×256×256).
+    ``teacher_layers=(8, 8, 6, 6)`` is the official Teacher-Large (official: ``models/KQD_Large.py``),
+    which differs only in these block counts.
     """
 
     role = "teacher"
@@ -227,9 +231,15 @@ class Teacher(DTS):
         groups: int = 1,
         scale: int = 4,
         compat: str | None = None,
+        teacher_layers: str | int | Sequence[int] = TEACHER_LAYERS,
     ) -> None:
+        layers = parse_student_layers(teacher_layers, "teacher_layers")
         super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
-                         layers=TEACHER_LAYERS, stream_groups=(1, 1, 1, 1), compat=compat)
+                         layers=layers, stream_groups=(1, 1, 1, 1), compat=compat)
+        self.teacher_layers = layers
+
+    def model_config(self) -> dict:
+        return {**super().model_config(), "teacher_layers": list(self.teacher_layers)}
 
 
 class Student(DTS):

@@ -21,6 +21,8 @@ Attention (modes 2 and 3) comes in two forms, chosen by ``compat`` (docs/decisio
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,13 @@ FUSION_MODES = {
     3: "CSA (cross self-attention)",
     4: "concat attention",
 }
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device`` (devices without autocast, such as ``meta``, need nothing)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class SumFusion(nn.Module):
@@ -85,13 +94,19 @@ class CrossAttentionFusion(nn.Module):
 
         Corrected: softmax of cosine similarities (q, k L2-normalised over the positions) times the
         per-head temperature. Official: softmax of raw dot products over all positions divided by √d,
-        which saturates at large images (it has no effect on the official output either way).
+        which saturates at large images (it has no effect on the official output either way); computed
+        in float32 under autocast, where the fp16 products would overflow.
         """
         b, n = s1.shape[0], s1.shape[-2] * s1.shape[-1]
         q = self.query_conv(s1).reshape(b, self.heads, -1, n)
         k = self.key_conv(s2).reshape(b, self.heads, -1, n)
         if self.compat == "official":
-            return torch.softmax(q @ k.transpose(-2, -1) / q.shape[2] ** 0.5, dim=-1)
+            # In float32 even under autocast: the raw products over all H·W positions exceed the fp16
+            # range at 256² (inf → NaN softmax → NaN output, though the map has no effect on the output).
+            wide = torch.promote_types(q.dtype, torch.float32)
+            with _no_autocast(q.device):
+                logits = q.to(wide) @ k.to(wide).transpose(-2, -1) / q.shape[2] ** 0.5
+                return torch.softmax(logits, dim=-1)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return torch.softmax(q @ k.transpose(-2, -1) * self.temperature, dim=-1)
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from models import Student, Teacher
-from utils.checkpoint import load_weights, read_checkpoint, save_weights
+from utils.checkpoint import FORMAT_VERSION, load_weights, read_checkpoint, save_weights
 from utils.fileio import atomic_write_text
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_outputs"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "official"
 SMALL = dict(bands=31, msi_bands=3, num_base_chs=8, num_agg_feat=4, scale=4)
 
 
@@ -77,7 +77,7 @@ def test_round_trip_keeps_weights_and_config(tmp_path: Path) -> None:
     path = tmp_path / "student" / "best.pth"
     save_weights(path, model, {"lr": 1e-4, "prefix": "demo"})
     saved = read_checkpoint(path)
-    assert saved["format_version"] == 1 and saved["role"] == "student"
+    assert saved["format_version"] == FORMAT_VERSION and saved["role"] == "student"
     assert saved["model"]["student_layers"] == [1, 2, 2, 1]
     assert not any(k.startswith(("decoder.", "_orig_mod.")) for k in saved["state_dict"])
     torch.manual_seed(1)

@@ -174,7 +174,9 @@ def test_defaults_and_flags():
 
 def test_missing_split_file_is_clear_only_when_used(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--train_file '\./data/train\.txt': no such file"):
-        build_dataset(dict(DATA_DEFAULTS), "train")
+        build_dataset({**DATA_DEFAULTS, "root": str(tmp_path)}, "train")
+    with pytest.raises(FileNotFoundError, match=r"--root .*nowhere: no such folder"):
+        build_dataset({**DATA_DEFAULTS, "root": str(tmp_path / "nowhere")}, "train")
     (tmp_path / "empty.txt").write_text("\n# nothing\n")
     with pytest.raises(ValueError, match=r"empty\.txt: the split is empty"):
         build_dataset(dict(root=str(tmp_path), train_file=str(tmp_path / "empty.txt")), "train")

@@ -21,12 +21,18 @@ import torch.nn.functional as F
 
 from losses import (
     BEBALoss,
+    FeatureAdapter,
     FeatureKDLoss,
+    NormalisedFeatureKDLoss,
     ReconstructionLoss,
     ResponseKDLoss,
     SAMLoss,
     StudentLoss,
     TeacherLoss,
+    standardise_channels,
+    term_gradient_cosines,
+    term_gradient_norms,
+    warmup_factor,
 )
 
 GOLDEN_PATH = Path(__file__).parent / "fixtures" / "golden_losses.json"
@@ -69,8 +75,33 @@ def compute_golden_values() -> dict[str, float]:
         "teacher_total_official": TeacherLoss(compat="official")(t, y)[0],
         "student_total": StudentLoss()(s, fs, y, t, ft)[0],
         "student_total_official": StudentLoss(compat="official")(s, fs, y, t, ft)[0],
+        "feat_std": NormalisedFeatureKDLoss("std")(fs, ft),
+        "feat_cosine": NormalisedFeatureKDLoss("cosine")(fs, ft),
+        "feat_std_adapted": NormalisedFeatureKDLoss("std")(golden_adapter()(fs), ft),
+        "warmup_e3_of_8": warmup_factor(3, 8),
+        **golden_gradient_values(x),
     }
-    return {name: float(value) for name, value in values.items()}
+    return {name: float(torch.as_tensor(value).detach()) for name, value in values.items()}
+
+
+def golden_adapter() -> FeatureAdapter:
+    """A 3 → 3 adapter moved off its identity initialisation by a fixed, seed-free perturbation."""
+    adapter = FeatureAdapter(3, 3).double()
+    with torch.no_grad():
+        adapter.proj.weight += 0.1 * torch.arange(9, dtype=torch.float64).view(3, 3, 1, 1) - 0.4
+        adapter.proj.bias += torch.tensor([0.2, -0.1, 0.05], dtype=torch.float64)
+    return adapter
+
+
+def golden_gradient_values(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-term gradient norms and cosines (vs the reconstruction term) on the student output and feature."""
+    s = x["student"].clone().requires_grad_(True)
+    fs = x["student_feat"].clone().requires_grad_(True)
+    terms = {"rec": ReconstructionLoss()(s, x["target"]), "sam": 0.1 * SAMLoss()(s, x["target"]),
+             "kd": 0.1 * ResponseKDLoss()(s, x["teacher"]), "feat": 0.1 * FeatureKDLoss()(fs, x["teacher_feat"])}
+    norms = term_gradient_norms(terms, [s, fs])
+    cosines = term_gradient_cosines(terms, [s, fs], reference="rec")
+    return {**{f"grad_norm_{k}": v for k, v in norms.items()}, **{f"grad_cos_{k}": v for k, v in cosines.items()}}
 
 
 def write_golden_values(path: Path = GOLDEN_PATH) -> None:
@@ -317,6 +348,111 @@ def test_shape_mismatch_is_rejected():
         SAMLoss()(torch.zeros(4, 8, 8), y)
     with pytest.raises(ValueError, match="student_feat and teacher_feat"):
         StudentLoss()(y, torch.zeros(1, 3, 8, 8), y, y, torch.zeros(1, 5, 8, 8))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CSAKD-variant pieces: feature adapter, normalised feature distillation, warm-up, per-term gradient diagnostics
+
+
+def test_feature_adapter_initialisation_is_a_channel_copy_and_draws_no_random_numbers():
+    state = torch.get_rng_state()
+    same, wider = FeatureAdapter(3, 3).double(), FeatureAdapter(3, 5).double()
+    assert torch.equal(torch.get_rng_state(), state)
+    fs = golden_inputs()["student_feat"]
+    assert torch.equal(same(fs), fs)
+    torch.testing.assert_close(wider(fs), fs[:, [0, 1, 2, 0, 1]], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"FeatureAdapter: expected a \(B, 3, H, W\) student feature"):
+        same(torch.zeros(1, 4, 2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="student_channels"):
+        FeatureAdapter(0, 3)
+
+
+def numpy_standardised_mse(a: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> float:
+    def standardise(x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                m = x[i, c]
+                out[i, c] = (m - m.mean()) / math.sqrt(m.var() + eps)
+        return out
+
+    return float(np.mean((standardise(a) - standardise(b)) ** 2))
+
+
+def test_standardised_feature_kd_matches_numpy_and_ignores_channel_offset_and_scale():
+    x = golden_inputs()
+    fs, ft = x["student_feat"], x["teacher_feat"]
+    loss = NormalisedFeatureKDLoss("std")
+    assert loss(fs, ft).item() == pytest.approx(numpy_standardised_mse(fs.numpy(), ft.numpy()), rel=1e-12)
+    scale = torch.tensor([0.5, 3.0, 20.0], dtype=torch.float64).view(1, 3, 1, 1)
+    offset = torch.tensor([-4.0, 1.0, 7.0], dtype=torch.float64).view(1, 3, 1, 1)
+    assert loss(ft * scale + offset, ft).item() < 1e-6  # a positive affine copy per channel: (almost) 0
+    assert loss(fs * scale + offset, ft).item() == pytest.approx(loss(fs, ft).item(), rel=1e-5)
+    assert loss(-ft, ft).item() == pytest.approx(4.0, rel=1e-4)  # the maximum: anti-correlated maps
+    z = standardise_channels(fs)
+    torch.testing.assert_close(z.mean(dim=(2, 3)), torch.zeros(2, 3, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_cosine_feature_kd_is_per_pixel_scale_free_and_matches_restatement():
+    x = golden_inputs()
+    fs, ft = x["student_feat"], x["teacher_feat"]
+    loss = NormalisedFeatureKDLoss("cosine")
+    cos = (fs * ft).sum(1) / (fs.norm(dim=1) * ft.norm(dim=1))
+    assert loss(fs, ft).item() == pytest.approx(1 - cos.mean().item(), rel=1e-12)
+    pixel_scale = 0.1 + torch.rand(2, 1, 5, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert loss(fs * pixel_scale, ft).item() == pytest.approx(loss(fs, ft).item(), rel=1e-12)
+    assert loss(ft, ft).item() == pytest.approx(0.0, abs=1e-12)
+    assert loss(-ft, ft).item() == pytest.approx(2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["std", "cosine"])
+def test_normalised_feature_kd_sends_no_gradient_to_the_teacher(kind):
+    x = golden_inputs()
+    fs = x["student_feat"].clone().requires_grad_(True)
+    ft = x["teacher_feat"].clone().requires_grad_(True)
+    NormalisedFeatureKDLoss(kind)(fs, ft).backward()
+    assert ft.grad is None and torch.isfinite(fs.grad).all() and fs.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="kind must be one of"):
+        NormalisedFeatureKDLoss("l2")
+
+
+def test_warmup_factor_is_a_linear_ramp():
+    assert [warmup_factor(e, 4) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0 and warmup_factor(1.5, 3) == 0.5
+    with pytest.raises(ValueError, match="warmup_epochs must be >= 0"):
+        warmup_factor(1, -1)
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        warmup_factor(float("nan"), 2)
+
+
+def test_term_gradient_norms_and_cosines_match_separate_backward_passes():
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 1, dtype=torch.float64)
+    unused = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    inputs = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    y = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    out = net(inputs)
+    terms = {"rec": ReconstructionLoss()(out, y), "sam": 0.5 * SAMLoss()(out, y), "neg": -ReconstructionLoss()(out, y),
+             "const": torch.tensor(1.0, dtype=torch.float64)}
+    params = [*net.parameters(), unused]
+    norms = term_gradient_norms(terms, params)
+    cosines = term_gradient_cosines(terms, params, reference="rec")
+    sum(terms.values()).backward()  # the graph was kept: the total can still be back-propagated
+    manual = {}
+    for name in ("rec", "sam"):
+        net.zero_grad()
+        term = (ReconstructionLoss() if name == "rec" else (lambda a, b: 0.5 * SAMLoss()(a, b)))(net(inputs), y)
+        term.backward()
+        manual[name] = torch.cat([p.grad.flatten() for p in net.parameters()])
+    for name in ("rec", "sam"):
+        assert norms[name].item() == pytest.approx(manual[name].norm().item(), rel=1e-12)
+    assert norms["neg"].item() == pytest.approx(norms["rec"].item(), rel=1e-12) and norms["const"].item() == 0.0
+    expected = (manual["sam"] @ manual["rec"]) / (manual["sam"].norm() * manual["rec"].norm())
+    assert cosines["sam"].item() == pytest.approx(expected.item(), rel=1e-10)
+    assert cosines["rec"].item() == pytest.approx(1.0) and cosines["neg"].item() == pytest.approx(-1.0)
+    assert cosines["const"].item() == 0.0
+    with pytest.raises(ValueError, match="reference 'kd' is not one of the terms"):
+        term_gradient_cosines(terms, params, reference="kd")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ from utils.metrics import (
     cc,
     ergas,
     evaluate_batch,
+    improves,
     mean_metrics,
     psnr,
     rmse,
     sam,
     ssim,
+    ssim_window,
     to_unit_range,
     uiqi,
 )
@@ -260,8 +262,7 @@ def test_mean_metrics_and_directions():
         (lambda p, g: evaluate_batch(p, g, 1.0, 0.0, metrics=["psnr", "qnr"]), "unknown metric"),
         (lambda p, g: evaluate_batch(p, g, 1.0, 0.0, compat="offical"), "compat"),
         (lambda p, g: evaluate_batch(p, g.clone().fill_(math.nan), 1.0, 0.0), "gt contains NaN"),
-        (lambda p, g: ssim(p[0, :, :8, :8], g[0, :, :8, :8]), "at least 11"),
-        (lambda p, g: uiqi(p[0, :, :16], g[0, :, :16]), "block"),
+        (lambda p, g: uiqi(p[0, :, :16], g[0, :, :16], block=32), "block"),
         (lambda p, g: rmse(p[0], g[0], maxv=0.0, minv=1.0), "maxv must be >= minv"),
         (lambda p, g: ergas(p[0], g[0], 0), "ratio"),
         (lambda p, g: sam(p[0], g[0], unit="grad"), "unit"),
@@ -272,3 +273,51 @@ def test_bad_input_is_rejected(call, message):
     gt = torch.zeros(2, 4, 32, 32)
     with pytest.raises(ValueError, match=message):
         call(pred, gt)
+
+
+@pytest.mark.parametrize("size", [4, 8, 16])
+def test_small_images_use_windows_that_fit(size):
+    """SSIM: the largest odd window ≤ min(11, H, W); UIQI: min(32, H, W) (README "Metrics")."""
+    pred, gt = random_pair(shape=(3, size, size))
+    expected = min(11, size if size % 2 else size - 1)
+    assert ssim_window(size, size) == expected and ssim_window(size, 50) == expected
+    # UIQI with the default window equals the explicit fitting window; SSIM of identical images is 1.
+    assert uiqi(pred, gt) == pytest.approx(uiqi(pred, gt, block=min(32, size)), rel=1e-12)
+    assert ssim(gt, gt) == pytest.approx(1.0) and ssim(gt, gt, border="reflect") == pytest.approx(1.0)
+    assert -1 <= ssim(pred, gt) <= 1
+    rows = evaluate_batch(2 * pred[None] - 1, 2 * gt[None] - 1, 1.0, 0.0)
+    assert all(math.isfinite(rows[0][k]) for k in ("ssim", "uiqi"))
+
+
+def test_windows_of_large_images_are_unchanged():
+    pred, gt = random_pair(shape=(2, 40, 40))
+    assert ssim_window(40, 40) == 11
+    assert uiqi(pred, gt) == pytest.approx(uiqi(pred, gt, block=32), rel=0, abs=0)
+
+
+@pytest.mark.parametrize("compat", [None, "official"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_prediction_pixel_makes_sam_nan(compat, bad):
+    """Before, a NaN pixel had ‖p‖·‖g‖ = NaN, was skipped like a zero spectrum, and the rest scored well."""
+    pred, gt = random_pair(shape=(4, 16, 16))
+    pred[2, 3, 4] = bad
+    value, zero = sam(pred, gt, compat=compat, return_zero_pixels=True)
+    assert math.isnan(value) and zero == 0
+    row = evaluate_batch(2 * pred[None] - 1, 2 * gt[None] - 1, 1.0, 0.0, compat=compat, metrics=("sam",))[0]
+    assert math.isnan(row["sam"])
+
+
+def test_improves_never_accepts_a_non_finite_value():
+    assert improves("sam", 1.0, math.inf) and not improves("sam", 2.0, 1.0)
+    assert not improves("sam", math.nan, math.inf) and not improves("sam", -math.inf, 1.0)
+    assert improves("psnr", 30.0, 20.0) and not improves("psnr", math.inf, 20.0)
+
+
+def test_validation_rmse_under_official_compat_has_no_offset():
+    """The official training validation de-normalises then takes the RMSE; only its test script adds minv."""
+    pred, gt = random_pair(shape=(3, 8, 8))
+    p, g = 2 * pred[None] - 1, 2 * gt[None] - 1
+    default = evaluate_batch(p, g, 300.0, 100.0, metrics=("rmse",))[0]["rmse"]
+    test = evaluate_batch(p, g, 300.0, 100.0, compat="official", metrics=("rmse",))[0]["rmse"]
+    val = evaluate_batch(p, g, 300.0, 100.0, compat="official", metrics=("rmse",), test_rmse=False)[0]["rmse"]
+    assert val == pytest.approx(default, rel=1e-12) and test == pytest.approx(default + 100.0, rel=1e-12)

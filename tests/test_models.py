@@ -15,7 +15,7 @@ from models import CrossAttentionFusion, CSAFusion, Student, Teacher, build_fusi
 from utils.checkpoint import load_weights
 from utils.complexity import complexity
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_outputs"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "official"
 PAPER_LR, PAPER_HR4, PAPER_HR6 = (172, 64, 64), (4, 256, 256), (6, 256, 256)
 
 

@@ -28,13 +28,16 @@ def _batched(shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def complexity(model: nn.Module, lrhsi_shape: Sequence[int], hrmsi_shape: Sequence[int]) -> dict[str, int]:
+def complexity(model: nn.Module, lrhsi_shape: Sequence[int], hrmsi_shape: Sequence[int],
+               gt_shape: Sequence[int] | None = None) -> dict[str, int]:
     """Count parameters and operations of one forward pass of ``model(lrhsi, hrmsi)``.
 
     Args:
         model: a DTS network (any module with that call signature).
         lrhsi_shape: (C, h, w) or (B, C, h, w); batch 1 when omitted.
         hrmsi_shape: (M, H, W) or (B, M, H, W).
+        gt_shape: (C, H, W) or (B, C, H, W) for a network that also takes the GT (the privileged PSD
+            teacher, ``model(lrhsi, hrmsi, gt)``); None otherwise.
 
     Returns:
         ``params``: parameters of the modules that run (the paper's convention);
@@ -59,9 +62,10 @@ def complexity(model: nn.Module, lrhsi_shape: Sequence[int], hrmsi_shape: Sequen
     try:
         lrhsi = torch.empty(_batched(lrhsi_shape), device="meta")
         hrmsi = torch.empty(_batched(hrmsi_shape), device="meta")
+        extra = () if gt_shape is None else (torch.empty(_batched(gt_shape), device="meta"),)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            meta(lrhsi, hrmsi)
+            meta(lrhsi, hrmsi, *extra)
     finally:
         for h in handles:
             h.remove()

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from models import PAPER_STUDENT_LAYERS, parse_student_layers
+from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 
 MODEL_DEFAULTS = {
     "bands": 172,
@@ -35,6 +37,7 @@ MODEL_DEFAULTS = {
     "num_agg_feat": 43,
     "adaptive_fuse": None,  # resolved by compat: 3 (the paper's CSA), or 0 under --compat official
     "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
+    "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
     "groups": 1,
     "scale": 4,
     "num_blocks": 6,
@@ -45,11 +48,42 @@ KD_MODES = ("online", "offline", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
 TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
+CONFIG_RELATIVE_KEYS = ("train_file", "val_file", "test_file")  # looked up beside the YAML file first
 OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
 class ConfigError(ValueError):
     """A configuration problem: names the flag or YAML key, what was found and what was expected."""
+
+
+class Range(NamedTuple):
+    """Allowed values of a numeric flag: ``low <= v`` (``low < v`` if ``open_low``), ``v <= high`` if set."""
+
+    low: float
+    open_low: bool = False
+    high: float | None = None
+
+    def describe(self) -> str:
+        text = f"{'>' if self.open_low else '>='} {self.low:g}"
+        return text + (f" and <= {self.high:g}" if self.high is not None else "")
+
+    def holds(self, v: float) -> bool:
+        return (v > self.low if self.open_low else v >= self.low) and (self.high is None or v <= self.high)
+
+
+# The one place for value ranges (both scripts and data.prepare; a flag a parser lacks is skipped). Every float
+# flag is also required to be finite (`--lr inf` would train to NaN weights); lists are checked element-wise.
+RANGES: dict[str, Range] = {
+    **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
+                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size"),
+                    Range(1)),
+    **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
+                     "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
+                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
+                     "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
+    "synthetic_size": Range(1),
+    "lr": Range(0, open_low=True),
+}
 
 
 def parse_compat(value: str | None) -> str | None:
@@ -102,6 +136,8 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                         "(default 3; 0 under --compat official)")
     g.add_argument("--student_layers", type=str, default=MODEL_DEFAULTS["student_layers"],
                    help="student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)")
+    g.add_argument("--teacher_layers", type=str, default=MODEL_DEFAULTS["teacher_layers"],
+                   help="teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)")
     g.add_argument("--groups", type=int, default=MODEL_DEFAULTS["groups"], help="groups of the head conv")
     g.add_argument("--num_blocks", type=int, default=MODEL_DEFAULTS["num_blocks"],
                    help="accepted for compatibility; ignored, as in the official code")
@@ -272,13 +308,55 @@ def _names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return out
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys (the last would silently win) and reads integers the
+    YAML 1.2 way: YAML 1.1's octal (``0122`` → 82) and sexagesimal (``1:20`` → 80) forms stay strings, so a
+    string flag (``student_layers: 0122``) keeps its digits and an int flag reads them in decimal."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key != "<<" and isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_ConfigLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
 def load_config_file(path: str | os.PathLike) -> dict:
-    """Read a YAML config: a mapping of flag names to values."""
+    """Read a YAML config (UTF-8): a mapping of flag names to values, read by :class:`_ConfigLoader`."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--config {path}: no such file")
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          f"save the file as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_ConfigLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML ({exc})") from None
     if data is None:
@@ -291,6 +369,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
 def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     """Apply a flag's type and choices to a YAML value, as argparse does to a command-line string."""
     def one(v: Any) -> Any:
+        v = _yaml_scalar(action, key, v, source)
         if action.type is not None and (isinstance(v, str) or action.type is _metric_list):
             try:
                 v = action.type(v)
@@ -301,6 +380,9 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         return v
 
     if value is None:
+        if action.default is not None:  # null is "unset" only for flags whose default is unset
+            raise ConfigError(f"{source}: key {key!r} is null; expected a value like the default {action.default!r} "
+                              f"(or leave the key out)")
         return None
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         if not isinstance(value, bool):
@@ -314,6 +396,50 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     if isinstance(value, list) and action.type is not _metric_list:
         raise ConfigError(f"{source}: key {key!r} takes one value, got the list {value}")
     return one(value)
+
+
+def _yaml_scalar(action: argparse.Action, key: str, v: Any, source: str) -> Any:
+    """Check a YAML scalar's type against the flag's: an int flag takes whole numbers only (``epochs: 1.5``
+    is refused, not truncated), a float flag takes numbers, a string flag takes strings (digits too)."""
+    kind = action.type if action.type in (int, float, str) else (str if action.type is None else None)
+    if kind is None or isinstance(v, str):
+        return v
+    number = isinstance(v, int | float) and not isinstance(v, bool)
+    if kind is int and not (number and isinstance(v, int)):
+        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a whole number")
+    if kind is float and not number:
+        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a number")
+    if kind is str:
+        if not (number and isinstance(v, int)):
+            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a string (quote it: {key}: \"{v}\")")
+        return str(v)
+    return float(v) if kind is float else v
+
+
+def check_ranges(cfg: dict) -> None:
+    """Raise ConfigError for the first value outside :data:`RANGES` and for any non-finite number."""
+    for key, value in cfg.items():
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"--{key}: expected a finite number, got {v}")
+            rule = RANGES.get(key)
+            if rule is not None and isinstance(v, int | float) and not isinstance(v, bool) and not rule.holds(v):
+                raise ConfigError(f"--{key}: expected a number {rule.describe()}, got {v}")
+
+
+def _beside_config(config: str, values: dict) -> dict:
+    """Split-list paths of a YAML file that name a file relative to the YAML file's folder, made relative to
+    the working directory (so ``configs/aviris_band4.yaml`` finds ``configs/splits/aviris/*.txt`` from any
+    folder). Other values are left as given: the dataset then looks them up as given, then under ``--root``."""
+    folder = os.path.dirname(os.path.abspath(config))
+    out = {}
+    for key in CONFIG_RELATIVE_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            candidate = os.path.join(folder, value)
+            if os.path.isfile(candidate):
+                out[key] = os.path.relpath(candidate)
+    return out
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
@@ -347,27 +473,45 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
             if key in mine:
                 action = mine[key]
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
+        overrides.update(_beside_config(known.config, overrides))
     parser.set_defaults(**overrides)
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
     return cfg
 
 
+def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
+    """The flag names (``dest``) that ``argv`` or its ``--config`` YAML file set, as opposed to defaults.
+
+    ``parser`` is a fresh parser of the script (its defaults are replaced here). Used where a value read
+    from a file (a checkpoint's widths) takes the place of a default but must not silently override a flag.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    given = set()
+    if known.config:
+        names = _names(parser)
+        given |= {names[k].dest for k in load_config_file(known.config) if k in names}
+    unset = object()  # not a string, so argparse never converts it
+    parser.set_defaults(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    given |= {k for k, v in vars(parser.parse_args(argv)).items() if v is not unset}
+    given.discard("config")
+    return given
+
+
 def resolve_config(cfg: dict) -> dict:
     """Normalise a parsed flag dict in place (compat-dependent defaults, canonical forms) and check it."""
     resolve_model_config(cfg)
-    try:
-        layers = parse_student_layers(cfg["student_layers"])
-    except ValueError as exc:
-        raise ConfigError(f"--{exc}") from None
-    cfg["student_layers"] = ("".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers)))
-    for key in ("batch_size", "epochs", "eval_step", "step_size", "nan_patience", "val_batch_size"):
-        if key in cfg and cfg[key] is not None and cfg[key] < 1:
-            raise ConfigError(f"--{key}: expected a positive number, got {cfg[key]}")
-    for key in ("snr", "lr", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers", "tile", "tile_overlap",
-                "warmup"):
-        if key in cfg and cfg[key] is not None and not cfg[key] >= 0:
-            raise ConfigError(f"--{key}: expected a number >= 0, got {cfg[key]}")
+    for key in ("student_layers", "teacher_layers"):
+        if key not in cfg:
+            continue
+        try:
+            layers = parse_student_layers(cfg[key], key)
+        except ValueError as exc:
+            raise ConfigError(f"--{exc}") from None
+        cfg[key] = "".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers))
+    check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
     if cfg.get("resume_ind", 0) and "epochs" in cfg and cfg["resume_ind"] >= cfg["epochs"]:

@@ -15,12 +15,17 @@ Conventions (the same with and without ``compat="official"`` unless stated):
   images give 0 up to arccos rounding (~1e-6°).
   ``compat="official"``: no exclusion and no clamp, sum over all pixels / (H·W), so one zero spectrum
   (or a rounding |cos| > 1) gives NaN; ``"sam_zero_pixels"`` still counts the zero spectra.
+  In both settings a NaN or ±inf anywhere in either image makes SAM NaN (such a pixel is not a zero
+  spectrum to skip: a partly diverged network must not score well).
 - **ERGAS**: (100 / ratio)·sqrt(mean_b [mean((p_b − g_b)²) / mean(g_b)²]) on the [0, 1] images.
   ratio = the model's scale factor by default; 4 with ``compat="official"``. (torchmetrics ≥ 1.4 and
   Vivone's toolbox use the same 100/ratio convention.)
 - **RMSE** (raw data units): both images de-normalised with the GT's min/max, v ↦ v·(max − min) + min,
   then sqrt(mean((p − g)²)) over all elements. ``compat="official"`` (test_CSAKD.py): RMSE of the
   [0, 1] images times (max − min) **plus min** (the official test-script offset).
+- **Small images**: the SSIM and UIQI windows shrink to fit: SSIM uses the largest odd size
+  ≤ min(11, H, W) (σ stays 1.5), UIQI min(32, H, W). Images of 11×11 (SSIM) and 32×32 (UIQI) and
+  larger are scored exactly as below.
 - **SSIM**: per band, Wang et al. 2004: Gaussian window 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03,
   data_range 1; weighted (population) variances. Borders: ``border="valid"`` (default) averages the
   SSIM map over the window positions that lie entirely inside the image, (H − 10)×(W − 10), as
@@ -147,8 +152,10 @@ def sam(
     dot = (p * g).sum(dim=0)
     norm_product = torch.sqrt(p.pow(2).sum(dim=0) * g.pow(2).sum(dim=0))
     valid = norm_product > 0
-    zero_pixels = int((~valid).sum())
-    if compat == "official":
+    zero_pixels = int((norm_product == 0).sum())
+    if not (torch.isfinite(p).all() and torch.isfinite(g).all()):
+        value = math.nan  # non-finite pixels would otherwise be dropped (default) like zero spectra
+    elif compat == "official":
         angles = torch.arccos(dot / norm_product)
         value = (angles.sum() / angles.numel()).item()
     else:
@@ -218,28 +225,31 @@ def _separable_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return rows.transpose(0, 1) @ x @ cols
 
 
+def ssim_window(height: int, width: int) -> int:
+    """SSIM window side for an H×W image: 11, or the largest odd size ≤ min(H, W) when that is smaller."""
+    side = min(SSIM_WINDOW, height, width)
+    return side if side % 2 else side - 1 if side > 1 else 1
+
+
 def ssim(pred: ImageLike, gt: ImageLike, data_range: float = 1.0, border: str = "valid") -> float:
     """Mean over bands of the band SSIM (Gaussian 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03).
 
     Args:
         pred, gt: (C, H, W) images, with ``data_range`` the dynamic range (1 for [0, 1] data).
-        border: ``"valid"`` (window positions inside the image only; needs H, W ≥ 11) or
-            ``"reflect"`` (reflect padding, all H×W positions; matches torchmetrics).
+        border: ``"valid"`` (window positions inside the image only) or ``"reflect"`` (reflect padding,
+            all H×W positions; matches torchmetrics).
+
+    The window is 11×11, or the largest odd size ≤ min(H, W) for smaller images (:func:`ssim_window`).
     """
     if border not in ("valid", "reflect"):
         raise ValueError(f"ssim: border must be 'valid' or 'reflect', got {border!r}")
     p, g = _pair(pred, gt, "ssim")
-    height, width = p.shape[1:]
-    half = SSIM_WINDOW // 2
-    smallest = SSIM_WINDOW if border == "valid" else half + 1
-    if min(height, width) < smallest:
-        raise ValueError(
-            f"ssim: images must be at least {smallest}×{smallest} for border={border!r}, got {height}×{width}"
-        )
+    size = ssim_window(*p.shape[1:])
+    half = size // 2
     if border == "reflect":
         p = F.pad(p.unsqueeze(0), (half, half, half, half), mode="reflect").squeeze(0)
         g = F.pad(g.unsqueeze(0), (half, half, half, half), mode="reflect").squeeze(0)
-    window = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, p.dtype, p.device)
+    window = _gaussian_window(size, SSIM_SIGMA, p.dtype, p.device)
     stats = _separable_filter(torch.stack((p, g, p * p, g * g, p * g)), window)
     mu_p, mu_g, e_pp, e_gg, e_pg = stats
     # Cancellation in E[x²] − μ² can go slightly negative on flat regions.
@@ -252,14 +262,17 @@ def ssim(pred: ImageLike, gt: ImageLike, data_range: float = 1.0, border: str = 
     return ssim_map.mean(dim=(1, 2)).mean().item()
 
 
-def uiqi(pred: ImageLike, gt: ImageLike, block: int = UIQI_BLOCK) -> float:
+def uiqi(pred: ImageLike, gt: ImageLike, block: int | None = None) -> float:
     """Mean over bands of the universal image quality index Q (Wang & Bovik 2002).
 
     Q = 4·σ_pg·μ_p·μ_g / ((σ_p² + σ_g²)(μ_p² + μ_g²)) over each block×block window, the window sliding
     with stride 1 over positions inside the image (needs H, W ≥ block); mean over windows, then bands.
+    ``block`` defaults to min(32, H, W), so that small images are scored with the largest window that fits.
     """
     p, g = _pair(pred, gt, "uiqi")
     height, width = p.shape[1:]
+    if block is None:
+        block = min(UIQI_BLOCK, height, width)
     if block < 1 or min(height, width) < block:
         raise ValueError(
             f"uiqi: block must be in [1, min(H, W)], got block={block} for {height}×{width} images"
@@ -320,6 +333,7 @@ def evaluate_batch(
     scale: int = 4,
     compat: str | None = None,
     metrics: Iterable[str] | None = None,
+    test_rmse: bool = True,
 ) -> list[dict[str, float]]:
     """Metrics of every image of a batch.
 
@@ -330,6 +344,8 @@ def evaluate_batch(
         scale: the model's scale factor, used as the ERGAS ratio unless ``compat="official"`` (then 4).
         compat: ``None`` or ``"official"`` (SAM, RMSE and ERGAS conventions, see the module docstring).
         metrics: names from :data:`METRIC_NAMES` to compute; ``None`` = all.
+        test_rmse: with ``compat="official"``, RMSE as the official test script computes it (``+ minv``);
+            ``False``: as the official training validation computes it (the default RMSE, docs/csakd.md §6.1).
 
     Returns:
         One dict per image with the requested metrics as floats; when ``"sam"`` is requested the
@@ -360,7 +376,7 @@ def evaluate_batch(
             elif name == "ergas":
                 row["ergas"] = ergas(pi, gi, ratio)
             elif name == "rmse":
-                row["rmse"] = rmse(pi, gi, maxvs[i], minvs[i], compat=compat)
+                row["rmse"] = rmse(pi, gi, maxvs[i], minvs[i], compat=compat if test_rmse else None)
             elif name == "ssim":
                 row["ssim"] = ssim(pi, gi)
             elif name == "uiqi":
@@ -369,6 +385,16 @@ def evaluate_batch(
                 row["cc"] = cc(pi, gi)
         results.append(row)
     return results
+
+
+def improves(metric: str, value: float, best: float) -> bool:
+    """Whether ``value`` of ``metric`` beats ``best`` (its :data:`METRIC_DIRECTIONS`); a NaN or infinite value
+    never does, so a diverged network cannot become the best checkpoint (docs/decisions.md #8)."""
+    if not math.isfinite(value):
+        return False
+    if METRIC_DIRECTIONS[metric] == "lower":
+        return value < best
+    return value > best
 
 
 def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:

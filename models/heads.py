@@ -1,0 +1,128 @@
+"""Intermediate image heads on a DTS network, for HKDSR-style intermediate-layer distillation.
+
+HKDSR (docs: ../shared/spec/other-seeds.md §1.2) adds K image heads inside the teacher and the student so
+that both emit intermediate SR images besides the final one (authors' code: ``RCAN_ft``, branches after
+residual groups 3 and 7 of 10, i.e. at 30 % and 70 % of the trunk). For the DTS networks the taps are:
+
+- where: the outputs of CLRA blocks ``round(f·n)`` (clamped to 1 … n) of one stream's stack of n blocks,
+  f ∈ :data:`HEAD_DEPTH_FRACTIONS` = (0.3, 0.7) (:func:`tap_depths`);
+- which stream (:func:`tap_stream`): the teacher's Z_hm stack ``hmfeat`` (6 blocks → taps after blocks 2
+  and 4; HR features (B, nf, s·h, s·w)): the deepest HR trunk. The student never runs ``hmfeat`` (only its
+  input conv; docs/decisions.md #4), so its taps sit in its Z_mh stack ``mhfeat`` (``1441`` → 4 blocks →
+  after blocks 1 and 3; LR features (B, nf, h, w)), the stack the official student keeps deepest;
+- head: conv3x3 nf → bands on the tapped feature, bilinearly up-sampled to HR when the tap is LR (the
+  bands-channel head output is up-sampled, not the nf-channel feature: cheaper), added to the bilinear
+  up-sampled LR-HSI (the base image), so every head predicts a residual like the heads of §3.2.
+
+The taps are captured with forward hooks on the CLRA blocks (:func:`collect_taps`), so ``models/dts.py``
+is not changed and the plain forward is the same; a later change may compute them inside
+``DTS.forward_aux``. The authors' teacher-side blend (each intermediate output replaced by 0.6·inter +
+0.4·final) is not reproduced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dts import DTS
+from .outputs import FusionOutput
+
+#: Relative depths of the intermediate heads in the tapped stack (HKDSR: after groups 3 and 7 of 10).
+HEAD_DEPTH_FRACTIONS = (0.3, 0.7)
+
+
+def tap_stream(dts: DTS) -> str:
+    """The stack the heads tap: ``"hmfeat"`` (HR) when the network runs its Z_hm blocks, else ``"mhfeat"`` (LR)."""
+    return "hmfeat" if dts.run_hm_stack and len(dts.hmfeat) > 0 else "mhfeat"
+
+
+def tap_depths(num_blocks: int, fractions: Sequence[float] = HEAD_DEPTH_FRACTIONS) -> tuple[int, ...]:
+    """1-based block indices ``round(f·num_blocks)`` clamped to 1 … num_blocks, one per fraction."""
+    if num_blocks < 1:
+        raise ValueError(f"intermediate heads: the tapped stack has no CLRA block (num_blocks={num_blocks}); "
+                         f"give the stream at least one block")
+    return tuple(min(num_blocks, max(1, round(f * num_blocks))) for f in fractions)
+
+
+def default_depths(dts: DTS) -> tuple[int, ...]:
+    """The documented tap depths of ``dts``: :func:`tap_depths` of the stack :func:`tap_stream` names."""
+    return tap_depths(len(getattr(dts, tap_stream(dts))))
+
+
+def collect_taps(dts: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
+                 depths: Sequence[int]) -> tuple[tuple[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
+    """Run ``dts(lrhsi, hrmsi)`` once and capture the outputs of blocks ``depths`` (1-based) of the
+    :func:`tap_stream` stack with forward hooks (removed afterwards, also on error).
+
+    Returns ((HR-HSI (B, bands, H, W), fused (B, nf, H, W)), [tap (B, nf, H, W) or (B, nf, h, w)] in the
+    order of ``depths``). The taps keep their autograd history.
+    """
+    stack = getattr(dts, tap_stream(dts))
+    for d in depths:
+        if not 1 <= d <= len(stack):
+            raise ValueError(f"intermediate heads: tap depth {d} is outside the {tap_stream(dts)} stack "
+                             f"(1 … {len(stack)})")
+    captured: dict[int, torch.Tensor] = {}
+
+    def hook_for(depth: int):
+        def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+            captured[depth] = output
+        return hook
+
+    handles = [stack[d - 1].register_forward_hook(hook_for(d)) for d in sorted(set(depths))]
+    try:
+        result = dts(lrhsi, hrmsi)
+    finally:
+        for h in handles:
+            h.remove()
+    return result, [captured[d] for d in depths]
+
+
+class IntermediateHeads(nn.Module):
+    """K image heads: head_i(t_i) = base + up(conv3x3_i(t_i)), t_i (B, nf, h_i, w_i) → (B, bands, H, W).
+
+    ``base`` = bilinear↑(LR-HSI) to (H, W); ``up`` = bilinear resize to (H, W) (identity for HR taps).
+    ``depths`` (1-based CLRA block indices) are stored with the heads, so saved heads say where they belong.
+    Parameters: K·(9·nf·bands + bands).
+    """
+
+    def __init__(self, num_base_chs: int, bands: int, depths: Sequence[int]) -> None:
+        super().__init__()
+        if not depths:
+            raise ValueError("intermediate heads: expected at least one tap depth, got none")
+        self.depths = tuple(int(d) for d in depths)
+        self.heads = nn.ModuleList(nn.Conv2d(num_base_chs, bands, 3, 1, 1) for _ in self.depths)
+
+    def config(self) -> dict:
+        """The constructor arguments that rebuild these heads (plain types, for a checkpoint)."""
+        conv = self.heads[0]
+        return {"num_base_chs": conv.in_channels, "bands": conv.out_channels, "depths": list(self.depths)}
+
+    @classmethod
+    def for_network(cls, dts: DTS, depths: Sequence[int] | None = None) -> IntermediateHeads:
+        """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths`)."""
+        return cls(dts.num_base_chs, dts.bands, default_depths(dts) if depths is None else depths)
+
+    def forward(self, taps: Sequence[torch.Tensor], lrhsi: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor]:
+        """K tapped features, LR-HSI (B, bands, h, w), HR size (H, W) → K images (B, bands, H, W)."""
+        if len(taps) != len(self.heads):
+            raise ValueError(f"intermediate heads: expected {len(self.heads)} tapped features, got {len(taps)}")
+        size = tuple(size)
+        base = F.interpolate(lrhsi, size=size, mode="bilinear", align_corners=False)
+        outs = []
+        for head, tap in zip(self.heads, taps, strict=True):
+            residual = head(tap)
+            if tuple(residual.shape[-2:]) != size:
+                residual = F.interpolate(residual, size=size, mode="bilinear", align_corners=False)
+            outs.append(base + residual)
+        return outs
+
+
+def forward_with_heads(dts: DTS, heads: IntermediateHeads, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> FusionOutput:
+    """One DTS forward with the heads: ``FusionOutput(out, feat=fused, inter_outs=[K head images])``."""
+    (out, fused), taps = collect_taps(dts, lrhsi, hrmsi, heads.depths)
+    return FusionOutput(out=out, feat=fused, inter_outs=heads(taps, lrhsi, tuple(out.shape[-2:])))

@@ -1,0 +1,152 @@
+"""``python -m benchmarks.kd``: end to end on a tiny configuration, skip-on-rerun, the paired statistics
+(golden numbers) and the spec errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_train_run import TINY_YAML as TRAIN_TINY_YAML
+
+import benchmarks.kd as kd
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# The training tests' tiny synthetic runs, one epoch each, no TensorBoard figures.
+TINY_YAML = TRAIN_TINY_YAML.replace("tb_scenes: 1", "tb_scenes: 0") + "epochs: 1\n"
+METRICS = "psnr,sam,ergas,rmse,ssim"  # UIQI needs ≥ 32×32 images
+
+
+def bench_argv(tmp_path: Path, *specs: str, seeds: tuple[str, ...] = ("1", "2")) -> list[str]:
+    config = tmp_path / "tiny.yaml"
+    if not config.exists():
+        config.write_text(TINY_YAML)
+    return ["--config", str(config), "--strategies", *specs, "--seeds", *seeds, "--json",
+            str(tmp_path / "kd.json"), "--out", str(tmp_path / "bench"), "--metrics", METRICS]
+
+
+def test_bench_end_to_end_then_skips_finished_runs(tmp_path, monkeypatch):
+    argv = bench_argv(tmp_path, "none", "csakd:w_feat=0")
+    assert kd.main(argv) == 0
+    report = json.loads((tmp_path / "kd.json").read_text())
+    assert [(r["spec"], r["seed"]) for r in report["runs"]] == [("none", 1), ("none", 2), ("csakd:w_feat=0", 1),
+                                                                 ("csakd:w_feat=0", 2)]
+    assert list(report["summary"]) == ["none", "csakd:w_feat=0", "teacher (csakd:w_feat=0)", "bicubic"]
+    by = {(r["spec"], r["seed"]): r for r in report["runs"]}
+    assert by[("none", 1)]["teacher"] is None and by[("csakd:w_feat=0", 1)]["teacher"] is not None
+    assert by[("csakd:w_feat=0", 1)]["config"]["w_feat"] == 0 and by[("none", 1)]["config"]["kd_mode"] == "none"
+    for r in report["runs"]:
+        assert r["test_images"] == 2 and set(r["student"]) >= set(METRICS.split(","))
+        assert r["best_epoch"]["student"] == 0  # selected on validation (1 epoch: the only candidate)
+        # the record's numbers are the test script's own summary
+        summary = json.loads((tmp_path / "bench" / "results" / r["run"] / "student" / "summary.json").read_text())
+        assert summary["split"] == "test" and summary["metrics"] == r["student"]
+    # the bicubic row is the same for every spec of a seed
+    assert by[("none", 2)]["bicubic"] == by[("csakd:w_feat=0", 2)]["bicubic"]
+    psnr = report["summary"]["csakd:w_feat=0"]["psnr"]
+    assert psnr["per_seed"] == {"1": by[("csakd:w_feat=0", 1)]["student"]["psnr"],
+                                "2": by[("csakd:w_feat=0", 2)]["student"]["psnr"]}
+    diff = report["paired_vs_none"]["csakd:w_feat=0"]["sam"]["per_seed"]["2"]
+    assert diff == pytest.approx(by[("csakd:w_feat=0", 2)]["student"]["sam"] - by[("none", 2)]["student"]["sam"])
+    table = (tmp_path / "kd.md").read_text()
+    assert "| csakd:w_feat=0 | 2 |" in table and "python -m benchmarks.kd" in table
+    assert (tmp_path / "kd.png").stat().st_size > 1000
+
+    # Re-run: every run is finished with the same configuration, so nothing is trained again.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(kd, "run_one", no_training)
+    assert kd.main(argv) == 0
+    assert json.loads((tmp_path / "kd.json").read_text())["runs"] == report["runs"]
+
+
+def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path):
+    argv = bench_argv(tmp_path, "none")
+    assert kd.main(argv) == 0
+    bench = kd.Bench(str(tmp_path / "tiny.yaml"), str(tmp_path / "bench"), tuple(METRICS.split(",")))
+    spec = kd.parse_spec("none")
+    (_, _, cfg), _ = kd.prepare_runs(bench, [spec], [1, 2])
+    assert kd.finished_record(bench, spec, 1, cfg) is not None
+    assert kd.finished_record(bench, spec, 1, {**cfg, "epochs": 2}) is None  # another configuration
+    assert kd.finished_record(kd.Bench(bench.config, bench.out, ("psnr",)), spec, 1, cfg) is None  # other metrics
+    (tmp_path / "bench" / "results" / kd.run_name(spec, 1) / "student" / "summary.json").unlink()
+    assert kd.finished_record(bench, spec, 1, cfg) is None  # test summary missing
+
+
+def test_offline_runs_test_the_frozen_teacher_and_failures_name_the_run(tmp_path, monkeypatch, capsys):
+    import train_CSAKD
+    from engine.train import train
+
+    config, ckpt_dir = bench_argv(tmp_path)[1], tmp_path / "teacher_run"
+    train(train_CSAKD.load_config(["--config", config, "--prefix", "t", "--checkpoint_dir", str(ckpt_dir),
+                                   "--log_dir", str(tmp_path / "runs"), "--no_progress"]))
+    teacher = ckpt_dir / "t" / "teacher" / "best.pth"
+    spec = f"csakd:kd_mode=offline,teacher_ckpt={teacher}"
+    assert kd.main(bench_argv(tmp_path, spec, seeds=("1",))) == 0
+    (record,) = json.loads((tmp_path / "kd.json").read_text())["runs"]
+    teacher_summary = json.loads((tmp_path / "bench" / "results" / record["run"] / "teacher" / "summary.json")
+                                 .read_text())
+    assert teacher_summary["checkpoint"].startswith(str(teacher)) and record["teacher"] == teacher_summary["metrics"]
+    assert list(record["best_epoch"]) == ["student"]  # the frozen teacher is not trained
+
+    def diverged(*args, **kwargs):
+        raise RuntimeError("training diverged")
+
+    monkeypatch.setattr(kd, "run_one", diverged)
+    capsys.readouterr()
+    assert kd.main(bench_argv(tmp_path, "none", seeds=("1",))) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the closed progress bar
+    assert last_line == "benchmarks.kd: error: --strategies 'none', seed 1: training diverged"
+
+
+def run(spec: str, seed: int, psnr: float, sam: float, teacher: bool = True) -> dict:
+    metrics = {"psnr": psnr, "sam": sam}
+    return {"spec": spec, "seed": seed, "student": metrics, "teacher": {"psnr": psnr + 1, "sam": sam} if teacher
+            else None, "bicubic": {"psnr": 20.0 + seed, "sam": 9.0}}
+
+
+def test_summary_and_paired_differences_golden_numbers():
+    runs = [run("none", 1, 30.0, 5.0, False), run("none", 2, 31.0, 4.0, False), run("none", 3, 32.0, 4.5, False),
+            run("a", 1, 30.5, 4.0), run("a", 2, 31.7, 3.5), run("a", 3, 32.3, 4.0), run("b", 2, 33.0, 4.0)]
+    summary = kd.summarise(runs, ["psnr", "sam"])
+    assert list(summary) == ["none", "a", "b", "teacher (a)", "teacher (b)", "bicubic"]
+    assert summary["none"]["psnr"]["mean"] == pytest.approx(31.0) and summary["none"]["psnr"]["std"] == pytest.approx(1)
+    assert summary["bicubic"]["psnr"]["per_seed"] == {"1": 21.0, "2": 22.0, "3": 23.0}
+    assert summary["b"]["psnr"] == {"mean": 33.0, "std": None, "per_seed": {"2": 33.0}}  # one seed: no std
+    paired = kd.paired_vs_none(runs, ["psnr", "sam"])
+    assert set(paired) == {"a", "b"}
+    # a − none per seed: PSNR +0.5, +0.7, +0.3 → mean 0.5, sample std 0.2; SAM −1.0, −0.5, −0.5 → −2/3, √(1/12)
+    assert paired["a"]["psnr"]["mean"] == pytest.approx(0.5) and paired["a"]["psnr"]["std"] == pytest.approx(0.2)
+    assert paired["a"]["sam"]["mean"] == pytest.approx(-2 / 3) and paired["a"]["sam"]["std"] == pytest.approx(
+        (1 / 12) ** 0.5)
+    assert paired["b"]["psnr"] == {"mean": 2.0, "std": None, "per_seed": {"2": 2.0}}  # only the shared seed
+    assert kd.paired_vs_none([r for r in runs if r["spec"] != "none"], ["psnr"]) == {}
+
+
+def test_spec_to_training_flags():
+    assert kd.parse_spec("none:epochs=3").train_argv(False) == ["--kd_mode", "none", "--epochs", "3"]
+    spec = kd.parse_spec("csakd:w_feat=0,deterministic=false,misreg=1 2,grad_checkpoint=true")
+    assert spec.train_argv(False) == ["--w_feat", "0", "--misreg", "1", "2", "--grad_checkpoint"]
+    assert spec.train_argv(True)[:2] == ["--kd_strategy", "csakd"]
+    assert kd.run_name(spec, 3) == "csakd_w_feat=0_deterministic=false_misreg=1_2_grad_checkpoint=true_seed3"
+
+
+@pytest.mark.parametrize(("specs", "message"), [
+    (["csakd:w_fet=0"], "unknown training flag 'w_fet' (did you mean 'w_feat'?)"),
+    (["csakd:w_feat"], "'w_feat' is not flag=value"),
+    (["hkd"], "unknown strategy 'hkd'"),
+    (["csakd:seed=3"], "flag 'seed' is set by the bench itself"),
+    (["none:kd_mode=online"], "flag 'kd_mode' is set by the bench itself"),
+    (["csakd:w_feat=abc"], "flag 'w_feat': invalid value 'abc'"),
+    (["csakd:kd_mode=teacher"], "flag 'kd_mode' = 'teacher'; expected one of"),
+    (["csakd:deterministic=maybe"], "flag 'deterministic' is a switch"),
+    (["none", "none"], "given more than once"),
+    (["csakd:kd_mode=offline"], "--kd_mode offline needs --teacher_ckpt"),
+])
+def test_bad_specs_end_with_one_clear_message(tmp_path, capsys, specs, message):
+    assert kd.main(bench_argv(tmp_path, *specs)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("benchmarks.kd: error: --strategies") and message in err and "\n" not in err
+    assert not (tmp_path / "bench").exists() and not (tmp_path / "kd.json").exists()  # nothing written
