@@ -27,7 +27,8 @@ import torch
 from engine.deploy import compare_with_fp32, deployed_network, describe_change
 from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
-from engine.train import resolve_device, weight_path
+from engine.run_folder import weight_path
+from engine.runtime import resolve_device
 from models import build_model
 from models.describe import build_from_checkpoint
 from utils.complexity import complexity

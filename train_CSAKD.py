@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import sys
 
+from engine.run_folder import find_resume_state
 from engine.state import load_training_state
-from engine.train import find_resume_state, train
+from engine.train import train
 from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
 from utils.fileio import WriteError
 

@@ -10,7 +10,7 @@ Parts (``--what``, default all):
   (max |Δ| and PSNR over the [-1, 1] range).
 - ``accuracy``: with ``--checkpoint`` (a trained student, e.g. the quick start's), the test-set metrics of every
   variant on the checkpoint's own test split, and their change against fp32 on the same images.
-- ``train``: one co-training step (``engine.train.co_train_step``) with ``--amp bf16`` beside fp32: time, peak
+- ``train``: one co-training step (``engine.cotrainer.CoTrainer.step``) with ``--amp bf16`` beside fp32: time, peak
   memory (child process RSS), first-step losses and their difference.
 
 Example (README "Deploying the student")::

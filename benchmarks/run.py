@@ -5,7 +5,7 @@ Parts (``--what``, default all):
 - ``peak``: fp32 matmul throughput (GFLOP/s) of this machine, the reference for the networks' figures;
 - ``networks``: per configuration and network, parameters, conv MACs, batch-1 latency (min/median/max)
   of the reference and the fast path, achieved GFLOP/s (2·MACs / min latency) and % of the peak;
-- ``train``: one co-training step (teacher step + student step, ``engine.train.co_train_step``), time and
+- ``train``: one co-training step (teacher step + student step, ``engine.cotrainer.CoTrainer.step``), time and
   peak memory (CPU: peak RSS of a child process; CUDA: peak allocated), reference / fast / checkpointed;
 - ``data``: samples/s of the synthetic dataset and of the official-layout reader;
 - ``tiling``: tiled inference of a large scene (``utils.tiling.tiled_forward``) at two scene sizes, and the

@@ -114,8 +114,7 @@ def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, 
     weights and batch) or "checkpoint" (fast plus ``set_grad_checkpoint(True)``). Runs in a child process
     (``run_in_child``) for the peak RSS on the CPU; on CUDA it reports the peak allocated memory.
     """
-    from engine.train import co_train_step
-    from losses import StudentLoss, TeacherLoss
+    from engine.cotrainer import CoTrainer
 
     dev = torch.device(device)
     fmt = torch.contiguous_format if variant == "reference" else torch.channels_last
@@ -124,15 +123,15 @@ def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, 
     if variant == "checkpoint":
         teacher.set_grad_checkpoint(True)
         student.set_grad_checkpoint(True)
-    opt_t = torch.optim.AdamW(teacher.parameters(), lr=1e-4, weight_decay=0)
-    opt_s = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0)
     batch = {k: v.contiguous(memory_format=fmt) for k, v in make_inputs(cfg, batch_size, crop, dev).items()}
-    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": amp}  # amp: off | bf16 (``--amp``)
+    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": amp, "lr": 1e-4, "weight_decay": 0.0, "epochs": 1,
+                "lr_scheduler": "cosine", "step_size": 1, "w_sam": 0.1, "w_beba": 0.1, "w_kd": 0.1, "w_feat": 0.1,
+                "joint_loss": 1}  # amp: off | bf16 (``--amp``)
+    cot = CoTrainer(step_cfg, student, teacher, device=dev)
     noise = torch.Generator().manual_seed(0)
-    losses = (TeacherLoss(), StudentLoss())
 
     def step() -> dict:
-        return co_train_step(teacher, student, batch, opt_t, opt_s, *losses, step_cfg, noise=noise)
+        return cot.step(batch, noise)
 
     with official_dense_blocks() if variant == "reference" else contextlib.nullcontext():
         if dev.type == "cuda":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from utils import defaults
+
 from .degrade import BLUR_KINDS, BORDER_MODES, Degradation
 
 DATA_DEFAULTS: dict = {
@@ -20,15 +22,15 @@ DATA_DEFAULTS: dict = {
     "train_file": "./data/train.txt",
     "val_file": "./data/val.txt",
     "test_file": "./data/test.txt",
-    "msi_bands": 4,
+    "msi_bands": defaults.MSI_BANDS,
     "mis_pix": 0,
     "mixed_align_opt": 0,
     "crop_size": 128,
     "image_size": 256,
-    "bands": 172,
+    "bands": defaults.BANDS,
     # shared with the model / scripts
-    "scale": 4,
-    "seed": 1029,
+    "scale": defaults.SCALE,
+    "seed": defaults.SEED,
     "compat": None,
     # generated scenes (synthetic, realistic): counts for train, val, test (HR size = image_size, C = bands)
     "synthetic_scenes": [32, 8, 8],

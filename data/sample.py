@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils import defaults
+
 LR_LEVELS = (0, 1, 2, 3)  # aligned + the three misaligned LR-HSIs of the official layout
 
 
@@ -98,14 +100,14 @@ class FusionDataset(Dataset):
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         self.split = split
         self.train = split == "train"
-        self.scale = int(cfg.get("scale", 4))
+        self.scale = int(cfg.get("scale", defaults.SCALE))
         self.crop_size = int(cfg.get("crop_size", 128))
         self.mis_pix = int(cfg.get("mis_pix", 0))
         self.mixed = bool(int(cfg.get("mixed_align_opt", 0)))
         self.compat = normalise_compat(cfg.get("compat"))
         if self.mis_pix not in LR_LEVELS:
             raise ValueError(f"--mis_pix must be one of {LR_LEVELS}, got {self.mis_pix}")
-        self.reseed(int(cfg.get("seed", 1029)) * 10 + ("train", "val", "test").index(split))
+        self.reseed(int(cfg.get("seed", defaults.SEED)) * 10 + ("train", "val", "test").index(split))
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation RNG (called by ``seed_worker`` in each DataLoader worker)."""

@@ -7,7 +7,6 @@ baseline is the LR-HSI upsampled ×scale (bicubic, align_corners=False) and scor
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import sys
@@ -28,19 +27,7 @@ from utils.metrics import evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
 
 from .noise import awgn
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``--amp bf16|fp16`` on ``device``; a no-op context for ``off``."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued kernels (so that wall-clock timing measures the computation)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .runtime import DistContext, autocast, synchronize
 
 
 def predict(model: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor, tile: int = 0, overlap: int = 0,
@@ -57,21 +44,25 @@ def bicubic(lrhsi: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(lrhsi.float(), scale_factor=scale, mode="bicubic", align_corners=False)
 
 
-@torch.no_grad()
 def validation_every(cfg: Mapping[str, Any]) -> int:
     """Score every n-th validation batch: 1 (the whole set), or every 5th under ``--compat official``
     (docs/decisions.md #7)."""
     return OFFICIAL_VAL_EVERY if cfg.get("compat") == "official" else 1
 
 
+@torch.no_grad()
 def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, device: torch.device,
-             every: int = 1, keep_scenes: int = 0) -> tuple[dict[str, dict[str, float]], list[dict]]:
+             every: int = 1, keep_scenes: int = 0, dist: DistContext | None = None
+             ) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Mean validation metrics of each network (``cfg["val_metrics"]``), in eval mode, without noise.
 
     Args:
         models: {"teacher": .., "student": ..} (any subset).
-        every: score only every ``every``-th batch (official: 5; docs/decisions.md #7).
-        keep_scenes: also return the first ``keep_scenes`` scored images for the figures.
+        every: score only every ``every``-th batch of ``loader`` (official: 5; docs/decisions.md #7).
+        keep_scenes: also return the first ``keep_scenes`` scored images (of this process) for the figures.
+        dist: with several processes, each scores its shard (``engine.loaders.ValidationShard``: process r
+            holds images r, r + W, …) and the per-image rows are gathered back into the single-process
+            order, so the mean counts every validation image exactly once, as one process would.
 
     Returns:
         ({role: {metric: mean}}, scenes) with scenes = [{"name", "gt", "bicubic", role: pred}], each image
@@ -103,7 +94,17 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
     finally:
         for role, m in models.items():
             m.train(was_training[role])
+    if dist is not None and dist.distributed:
+        rows = {role: interleave(dist.gather(r)) for role, r in rows.items()}
     return {role: mean_metrics(r) for role, r in rows.items()}, scenes
+
+
+def interleave(shards: Sequence[Sequence[Any]]) -> list[Any]:
+    """Undo a round-robin split: shard r holds items r, r + W, r + 2W, … of the original list (W shards)."""
+    out = []
+    for k in range(max((len(s) for s in shards), default=0)):
+        out += [s[k] for s in shards if k < len(s)]
+    return out
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:

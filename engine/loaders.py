@@ -1,13 +1,17 @@
-"""DataLoaders of the three splits, with the checks that turn bad data into one clear message."""
+"""DataLoaders of the three splits, with the checks that turn bad data into one clear message, and the
+samplers that split an epoch between the processes of a distributed run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data import build_dataset, seed_worker
+
+from .evaluate import validation_every
 
 SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
@@ -38,6 +42,47 @@ def check_dataset(dataset: Dataset, cfg: dict, split: str) -> None:
     if tuple(gt.shape[-2:]) != (s * lr.shape[-2], s * lr.shape[-1]) or msi.shape[-2:] != gt.shape[-2:]:
         raise ValueError(f"{where}: {name}: sizes do not match --scale {s}: LR-HSI {tuple(lr.shape[-2:])}, "
                          f"HR-MSI {tuple(msi.shape[-2:])}, GT {tuple(gt.shape[-2:])}")
+
+
+class ShardedShuffle(Sampler[int]):
+    """The training order of one process: a permutation of the ``n`` samples drawn from ``generator`` (seed
+    it with (seed, epoch) before each epoch), padded by its own first indices to a multiple of
+    ``world_size``; process ``rank`` takes positions rank, rank + W, … (the rule of torch's
+    DistributedSampler, with the order owned by the caller's generator).
+
+    Every process draws the same permutation, so the processes' k-th batches together are the block
+    k·B·W … (k+1)·B·W − 1 of it (B = per-process batch). With one process this is exactly
+    ``DataLoader(shuffle=True, generator=generator)``.
+    """
+
+    def __init__(self, n: int, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.generator, self.rank, self.world_size = n, generator, rank, world_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        # A generator function: the permutation is drawn when iteration starts, after the DataLoader has
+        # drawn its worker base seed from the same generator (the order RandomSampler has).
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        padded = (order * (-(-len(self) * self.world_size // self.n)))[:len(self) * self.world_size]
+        yield from padded[self.rank::self.world_size]
+
+
+class ValidationShard(Sampler[int]):
+    """The validation images of process ``rank``: of the images that single-process validation scores (all,
+    or those in every ``every``-th batch of ``batch_size`` under ``--compat official``), positions
+    rank, rank + W, …; no padding, so gathering the shards counts every image exactly once."""
+
+    def __init__(self, n: int, batch_size: int, every: int = 1, rank: int = 0, world_size: int = 1) -> None:
+        scored = [i for i in range(n) if (i // batch_size) % every == 0]
+        self.indices = scored[rank::world_size]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.indices
 
 
 _MARK = "<<csakd-data-error>>"  # delimits the message inside the traceback text a worker sends back
@@ -77,14 +122,40 @@ class _WorkerErrors(Dataset):
 
 
 def build_loader(cfg: dict, split: str, batch_size: int, shuffle: bool = False,
-                 generator: torch.Generator | None = None) -> DataLoader:
+                 generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
     """The checked DataLoader of ``split``; ``generator`` drives the shuffling and the worker seeds
-    (``data.seed_worker``), so a seeded generator gives a reproducible order and augmentation."""
+    (``data.seed_worker``), so a seeded generator gives a reproducible order and augmentation.
+    ``sampler`` (e.g. :class:`ShardedShuffle`) replaces ``shuffle``."""
     dataset = build_dataset(cfg, split)
     check_dataset(dataset, cfg, split)
+    return make_loader(dataset, cfg, batch_size, shuffle=shuffle, generator=generator, sampler=sampler)
+
+
+def make_loader(dataset: Dataset, cfg: dict, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
+    """The DataLoader over an already checked ``dataset`` (``cfg["workers"]`` processes)."""
     workers = int(cfg.get("workers", 0))
     if workers > 0:
         dataset = _WorkerErrors(dataset)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
                       worker_init_fn=seed_worker, generator=generator, drop_last=False,
                       pin_memory=torch.cuda.is_available())
+
+
+def training_loaders(cfg: dict, generator: torch.Generator, rank: int = 0, world_size: int = 1
+                     ) -> tuple[DataLoader, DataLoader]:
+    """(train, val) loaders of process ``rank`` of ``world_size``, both splits checked.
+
+    Train: ``--batch_size`` samples **per process** (the global batch is W × that, as in BasicSR), order
+    :class:`ShardedShuffle` from ``generator``. Val: ``--val_batch_size`` per process over this process's
+    :class:`ValidationShard` (every 5th batch of the single-process order under ``--compat official``).
+    """
+    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    check_dataset(train_set, cfg, "train")
+    check_dataset(val_set, cfg, "val")
+    every = validation_every(cfg)
+    val_bs = cfg.get("val_batch_size") or cfg["batch_size"]
+    train = make_loader(train_set, cfg, cfg["batch_size"], generator=generator,
+                        sampler=ShardedShuffle(len(train_set), generator, rank, world_size))
+    val = make_loader(val_set, cfg, val_bs, sampler=ValidationShard(len(val_set), val_bs, every, rank, world_size))
+    return train, val

@@ -3,15 +3,24 @@
 ``state.pth`` is what ``--resume`` continues from (the per-network weight files under ``teacher/`` and
 ``student/`` are for evaluation and deployment). It holds::
 
-    {"format": "csakd-train-state", "format_version": 2,
+    {"format": "csakd-train-state", "format_version": 3,
      "epoch": last completed epoch (-1 before the first), "iteration": optimiser steps so far,
      "networks": {"teacher": state_dict, "student": state_dict},       # only the trained ones
      "optimizers": {...}, "schedulers": {...}, "scalers": {...},        # same keys
+     "strategy": state_dict,                                            # the distillation strategy's own
+                                                                        # parameters and buffers (may be empty)
+     "world_size": processes that trained it (informational: any number may resume it),
      "best": {"teacher": {"sam": .., "epoch": ..}, "student": {...}},    # lowest mean val SAM so far
      "counters": {"nonfinite_steps": {...}, "nan_restores": int},
      "rng": {"python": .., "numpy": .., "torch": .., "cuda": [..]},
      "config": resolved flag dict,
      "tensor_sha256": digest of every tensor above (version 2, utils.checkpoint.tensor_digest)}
+
+Version 2 added "tensor_sha256", version 3 "strategy" and "world_size"; version-1 and -2 files load (as a
+strategy without state, trained by one process). The
+student's optimiser holds the student's parameters followed by the strategy's, in one parameter group.
+Weights are those of the plain networks (never DDP's ``module.`` names), so a state saved by N processes
+resumes with M.
 
 It is written atomically (temporary file + rename): a process killed at any moment leaves either the
 previous state or the new one, both loadable. Every load verifies the archive's CRCs and the stored
@@ -42,7 +51,7 @@ from utils.checkpoint import (
 from utils.fileio import atomic_torch_save
 
 STATE_FORMAT = TRAIN_STATE_FORMAT
-STATE_FORMAT_VERSION = 2  # 2 added "tensor_sha256"
+STATE_FORMAT_VERSION = 3  # 2 added "tensor_sha256"; 3 added "strategy" and "world_size"
 STATE_FILE = "state.pth"
 
 

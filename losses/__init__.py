@@ -22,7 +22,7 @@ from losses.fidelity import (
     official_sam_loss,
     spectral_cosine_loss,
 )
-from losses.joint import StudentLoss, TeacherLoss
+from losses.joint import FidelityLoss, StudentLoss, TeacherLoss
 
 __all__ = [
     "BAND_ENERGY_OFFSET",
@@ -30,6 +30,7 @@ __all__ = [
     "BEBALoss",
     "FeatureAdapter",
     "FeatureKDLoss",
+    "FidelityLoss",
     "NormalisedFeatureKDLoss",
     "ReconstructionLoss",
     "ResponseKDLoss",

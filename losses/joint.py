@@ -23,8 +23,10 @@ def _check_weights(where: str, **weights: float) -> None:
             raise ValueError(f"{where}: {name} must be a non-negative number, got {value!r}")
 
 
-class TeacherLoss(nn.Module):
-    """L_T = L_rec(T, Y) + w_sam·L_SAM(T, Y) + w_beba·L_BEBA(T, Y) (official weights 0.1 and 0.1).
+class FidelityLoss(nn.Module):
+    """The fidelity objective L_F(X, Y) = L_rec + w_sam·L_SAM + w_beba·L_BEBA, the online teacher's whole loss
+    (official: the teacher's loss in train_CSAKD.py) and the student's loss without distillation:
+    L_T = L_rec(T, Y) + w_sam·L_SAM(T, Y) + w_beba·L_BEBA(T, Y) (official weights 0.1 and 0.1).
 
     ``forward(teacher_out, target)`` with (B, C, H, W) tensors in the [-1, 1] domain returns
     ``(total, {"rec", "sam", "beba"})``. ``compat`` selects the SAM and BEBA variants
@@ -35,8 +37,8 @@ class TeacherLoss(nn.Module):
         self, w_sam: float = 0.1, w_beba: float = 0.1, joint: bool = True, compat: str | None = None
     ) -> None:
         super().__init__()
-        check_compat(compat, "TeacherLoss")
-        _check_weights("TeacherLoss", w_sam=w_sam, w_beba=w_beba)
+        check_compat(compat, "FidelityLoss")
+        _check_weights("FidelityLoss", w_sam=w_sam, w_beba=w_beba)
         self.w_sam, self.w_beba, self.joint, self.compat = w_sam, w_beba, joint, compat
         self.rec = ReconstructionLoss()
         self.sam = SAMLoss(compat)
@@ -55,6 +57,9 @@ class TeacherLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"w_sam={self.w_sam}, w_beba={self.w_beba}, joint={self.joint}, compat={self.compat!r}"
+
+
+TeacherLoss = FidelityLoss  # the former name, kept for existing code
 
 
 class StudentLoss(nn.Module):
@@ -83,9 +88,7 @@ class StudentLoss(nn.Module):
         _check_weights("StudentLoss", w_sam=w_sam, w_beba=w_beba, w_kd=w_kd, w_feat=w_feat)
         self.w_sam, self.w_beba, self.w_kd, self.w_feat = w_sam, w_beba, w_kd, w_feat
         self.joint, self.compat = joint, compat
-        self.rec = ReconstructionLoss()
-        self.sam = SAMLoss(compat)
-        self.beba = BEBALoss(compat)
+        self.fidelity = FidelityLoss(w_sam, w_beba, joint, compat)  # its terms, summed here in the official order
         self.kd = ResponseKDLoss()
         self.feat = FeatureKDLoss()
 
@@ -97,12 +100,13 @@ class StudentLoss(nn.Module):
         teacher_out: torch.Tensor,
         teacher_feat: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        rec = self.rec(student_out, target)
+        fid = self.fidelity
+        rec = fid.rec(student_out, target)
         with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
             kd = self.kd(student_out, teacher_out)
             feat = self.feat(student_feat, teacher_feat)
-            beba = self.beba(student_out, target)
-            sam = self.sam(student_out, target)
+            beba = fid.beba(student_out, target)
+            sam = fid.sam(student_out, target)
         if self.joint:
             # Same summation order as the official script.
             total = rec + self.w_kd * kd + self.w_feat * feat + self.w_beba * beba + self.w_sam * sam

@@ -31,13 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.compat import check_compat
+from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS, SCALE
 
 from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
+from .outputs import FusionOutput, check_needs
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
 TEACHER_LARGE_LAYERS = (8, 8, 6, 6)  # the official Teacher-Large (models/KQD_Large.py), ``--teacher_layers 8866``
 PAPER_STUDENT_LAYERS = (1, 4, 4, 1)  # the paper's student, ``--student_layers 1441``
+DTS_AUX = frozenset({"feat"})  # the auxiliary outputs (models.outputs.AUX_FIELDS) a DTS network provides
 
 
 def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_layers") -> tuple[int, int, int, int]:
@@ -190,9 +193,17 @@ class DTS(nn.Module):
                 f"{tuple(lrhsi.shape[-2:])}, got {tuple(hrmsi.shape[-2:])}"
             )
 
-    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w)."""
+    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor] | FusionOutput:
+        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w).
+
+        With ``needs`` given, returns :meth:`forward_aux`'s :class:`FusionOutput` instead: a wrapper that only
+        hooks ``forward`` (DistributedDataParallel, ``torch.compile``) then still sees the auxiliary call.
+        """
         self.check_inputs(lrhsi, hrmsi)
+        if needs is not None and needs - DTS_AUX:
+            raise ValueError(f"{type(self).__name__}: needs {sorted(needs - DTS_AUX)}, but the DTS networks provide "
+                             f"only {sorted(DTS_AUX)}")
         hr_size, lr_size = hrmsi.shape[-2:], lrhsi.shape[-2:]
         lrhsi_up = F.interpolate(lrhsi, size=hr_size, mode="bilinear", align_corners=False)
         hrmsi_down = F.interpolate(hrmsi, size=lr_size, mode="bicubic", align_corners=False)
@@ -204,7 +215,19 @@ class DTS(nn.Module):
 
         up = F.interpolate(z_h, size=hr_size, mode="nearest"), F.interpolate(z_mh, size=hr_size, mode="nearest")
         fused = self.fuse_att(up[0], z_m, up[1], z_hm)
-        return self.last(self.lrelu(self.fuse(fused))), fused
+        out = self.last(self.lrelu(self.fuse(fused)))
+        if needs is None:
+            return out, fused
+        return FusionOutput(out=out, feat=fused if "feat" in needs else None)
+
+    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset()
+                    ) -> FusionOutput:
+        """The forward pass as a :class:`FusionOutput` for a distillation strategy.
+
+        ``needs`` ⊆ {"feat"}: the fused HR feature (B, nf, s·h, s·w) that feeds the head. DTS has no
+        intermediate outputs or per-stage features; asking for them is a ValueError.
+        """
+        return self(lrhsi, hrmsi, needs=check_needs(needs, f"{type(self).__name__}.forward_aux"))
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
@@ -223,13 +246,13 @@ class Teacher(DTS):
 
     def __init__(
         self,
-        bands: int = 172,
-        msi_bands: int = 4,
-        num_base_chs: int = 86,
-        num_agg_feat: int = 43,
+        bands: int = BANDS,
+        msi_bands: int = MSI_BANDS,
+        num_base_chs: int = NUM_BASE_CHS,
+        num_agg_feat: int = NUM_AGG_FEAT,
         adaptive_fuse: int = 3,
-        groups: int = 1,
-        scale: int = 4,
+        groups: int = GROUPS,
+        scale: int = SCALE,
         compat: str | None = None,
         teacher_layers: str | int | Sequence[int] = TEACHER_LAYERS,
     ) -> None:
@@ -256,13 +279,13 @@ class Student(DTS):
 
     def __init__(
         self,
-        bands: int = 172,
-        msi_bands: int = 4,
-        num_base_chs: int = 86,
-        num_agg_feat: int = 43,
+        bands: int = BANDS,
+        msi_bands: int = MSI_BANDS,
+        num_base_chs: int = NUM_BASE_CHS,
+        num_agg_feat: int = NUM_AGG_FEAT,
         adaptive_fuse: int = 3,
-        groups: int = 1,
-        scale: int = 4,
+        groups: int = GROUPS,
+        scale: int = SCALE,
         student_layers: str | int | Sequence[int] = PAPER_STUDENT_LAYERS,
         compat: str | None = None,
     ) -> None:

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.defaults import BANDS, MSI_BANDS, SCALE
+
 from .dts import DTS
 from .outputs import FusionOutput, check_needs
 
@@ -244,7 +246,7 @@ class PSDNet(nn.Module):
 
     arch = "psd"
 
-    def __init__(self, bands: int = 172, msi_bands: int = 4, num_base_chs: int = 64, scale: int = 4,
+    def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
                  privileged: bool = False, patches: Sequence[int] | None = None,
                  patch_overlap: int = PATCH_OVERLAP) -> None:
         super().__init__()

@@ -14,7 +14,8 @@ from test_train_run import tiny
 import engine.train as engine_train
 import train_CSAKD
 from engine.evaluate import validate, validation_every
-from engine.train import train, warm_start_paths
+from engine.run_folder import warm_start_paths
+from engine.train import train
 from models import Student
 from models.fusion import CSAFusion
 from utils.checkpoint import read_checkpoint

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.cotrainer import CoTrainer, build_optimizers
 from engine.noise import awgn
-from engine.train import build_losses, build_optimizers, co_train_step
+from engine.strategies.csakd import CSAKDStrategy
+from losses import FidelityLoss, StudentLoss, TeacherLoss
 from models import Student, Teacher
 from utils.config import (
     ConfigError,
@@ -31,37 +33,38 @@ def tiny_batch(b: int = 2, h: int = 4, seed: int = 0) -> dict:
             "gt": torch.rand(b, 8, 4 * h, 4 * h, generator=g) * 2 - 1}
 
 
-def tiny_setup(kd_mode: str = "online", snr: float = 35.0):
+def tiny_cfg(kd_mode: str = "online", snr: float = 35.0, amp: str = "off") -> dict:
+    return {"kd_mode": kd_mode, "kd_strategy": "csakd", "snr": snr, "amp": amp, "joint_loss": 1, "compat": None,
+            "w_sam": 0.1, "w_beba": 0.1, "w_kd": 0.1, "w_feat": 0.1, "lr": 1e-3, "weight_decay": 0.0, "epochs": 4,
+            "lr_scheduler": "cosine", "step_size": 2}
+
+
+def tiny_setup(kd_mode: str = "online", snr: float = 35.0, amp: str = "off",
+               strategy: CSAKDStrategy | None = None) -> CoTrainer:
     torch.manual_seed(0)
     teacher = Teacher(**TINY) if kd_mode != "none" else None
     student = Student(student_layers="1111", **TINY)
-    cfg = {"kd_mode": kd_mode, "snr": snr, "amp": "off", "joint_loss": 1, "compat": None, "w_sam": 0.1,
-           "w_beba": 0.1, "w_kd": 0.1, "w_feat": 0.1, "lr": 1e-3, "weight_decay": 0.0, "epochs": 4,
-           "lr_scheduler": "cosine", "step_size": 2}
-    if kd_mode == "offline":
-        teacher.requires_grad_(False).eval()
-    opts, _ = build_optimizers(cfg, teacher if kd_mode == "online" else None, student)
-    t_loss, s_loss = build_losses(cfg)
-    return teacher, student, opts, t_loss, s_loss, cfg
+    return CoTrainer(tiny_cfg(kd_mode, snr, amp), student, teacher, strategy=strategy)
 
 
 def test_student_gradients_never_reach_the_teacher() -> None:
     """In the step, every teacher parameter receives exactly one gradient (its own loss's backward); the
-    student's loss sees only detached teacher tensors, and the student receives gradients."""
-    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
+    student's objective sees only detached teacher tensors, and the student receives gradients."""
+    seen = {}
+
+    class Spy(CSAKDStrategy):
+        def student_objective(self, student, teacher, gt):
+            seen.update(t_out=teacher.out.requires_grad, t_feat=teacher.feat.requires_grad,
+                        s_out=student.out.requires_grad)
+            return super().student_objective(student, teacher, gt)
+
+    cot = tiny_setup(strategy=Spy())
+    teacher, student = cot.teacher, cot.student
     calls = {name: 0 for name, _ in teacher.named_parameters()}
     for name, p in teacher.named_parameters():
         p.register_hook(lambda g, name=name: calls.__setitem__(name, calls[name] + 1))
-    seen = {}
-
-    class Spy(torch.nn.Module):
-        def forward(self, s_out, s_feat, gt, t_out, t_feat):
-            seen.update(t_out=t_out.requires_grad, t_feat=t_feat.requires_grad, s_out=s_out.requires_grad)
-            return s_loss(s_out, s_feat, gt, t_out, t_feat)
-
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    stats = co_train_step(teacher, student, tiny_batch(), opts["teacher"], opts["student"], t_loss, Spy(), cfg,
-                          noise=torch.Generator().manual_seed(1))
+    stats = cot.step(tiny_batch(), noise=torch.Generator().manual_seed(1))
     assert seen == {"t_out": False, "t_feat": False, "s_out": True}
     used = {n for n, c in calls.items() if c}
     assert used and all(calls[n] == 1 for n in used), "a teacher parameter got a gradient from the student loss"
@@ -73,16 +76,18 @@ def test_student_gradients_never_reach_the_teacher() -> None:
 
 def test_online_step_matches_manual_order() -> None:
     """Teacher step then student step, with the teacher output computed before the teacher's update and
-    two independent noise draws in that order (docs/csakd.md §5.2)."""
-    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
+    two independent noise draws in that order (docs/csakd.md §5.2); the csakd strategy's objectives are
+    exactly FidelityLoss and StudentLoss."""
+    cot = tiny_setup()
+    teacher, student, cfg = cot.teacher, cot.student, cot.cfg
     t_ref, s_ref = Teacher(**TINY), Student(student_layers="1111", **TINY)
     t_ref.load_state_dict(teacher.state_dict())
     s_ref.load_state_dict(student.state_dict())
     batch = tiny_batch()
-    co_train_step(teacher, student, batch, opts["teacher"], opts["student"], t_loss, s_loss, cfg,
-                  noise=torch.Generator().manual_seed(5))
+    cot.step(batch, noise=torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
     o_t, o_s = build_optimizers(cfg, t_ref, s_ref)[0].values()
+    t_loss, s_loss = FidelityLoss(), StudentLoss()
     t_out, t_feat = t_ref(awgn(batch["lrhsi"], 35.0, g), batch["hrmsi"])
     t_loss(t_out, batch["gt"])[0].backward()
     o_t.step()
@@ -94,16 +99,51 @@ def test_online_step_matches_manual_order() -> None:
             torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
 
 
+def test_forward_aux_shares_the_plain_forward() -> None:
+    """``forward_aux`` is the plain forward's computation as a FusionOutput (only the requested fields)."""
+    torch.manual_seed(0)
+    net = Student(student_layers="1111", **TINY)
+    batch = tiny_batch()
+    out, feat = net(batch["lrhsi"], batch["hrmsi"])
+    aux = net.forward_aux(batch["lrhsi"], batch["hrmsi"], frozenset({"feat"}))
+    assert torch.equal(aux.out, out) and torch.equal(aux.feat, feat)
+    assert net.forward_aux(batch["lrhsi"], batch["hrmsi"]).feat is None
+    with pytest.raises(ValueError, match="stage_feats"):
+        net.forward_aux(batch["lrhsi"], batch["hrmsi"], frozenset({"stage_feats"}))
+    assert TeacherLoss is FidelityLoss
+
+
+def test_strategy_parameters_train_with_the_student_and_live_in_the_state() -> None:
+    """A strategy's own parameters (here a scale on the student's fused feature) join the student's optimiser,
+    are updated by the student's step, and are saved and restored with the co-trainer's state."""
+
+    class Scaled(CSAKDStrategy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(()))
+
+        def student_objective(self, student, teacher, gt):
+            return super().student_objective(student.map(lambda t: t * self.gain), teacher, gt)
+
+    cot = tiny_setup(strategy=Scaled())
+    group = cot.opts["student"].param_groups[0]["params"]
+    assert group[-1] is cot.strategy.gain and len(group) == len(list(cot.student.parameters())) + 1
+    saved = {k: v.clone() for k, v in cot.state_dict()["strategy"].items()}
+    cot.step(tiny_batch(), noise=torch.Generator().manual_seed(5))
+    assert set(saved) == {"gain"} and not torch.equal(cot.strategy.gain.detach(), saved["gain"])
+    cot.load_state_dict({**cot.state_dict(), "strategy": saved})
+    assert torch.equal(cot.strategy.gain.detach(), saved["gain"])
+
+
 def test_grad_checkpoint_step_gives_the_same_weights() -> None:
     """``--grad_checkpoint`` recomputes activations in the backward pass; the step's result is unchanged."""
     results = []
     for enabled in (False, True):
-        teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
-        teacher.set_grad_checkpoint(enabled)
-        student.set_grad_checkpoint(enabled)
-        co_train_step(teacher, student, tiny_batch(), opts["teacher"], opts["student"], t_loss, s_loss, cfg,
-                      noise=torch.Generator().manual_seed(5))
-        results.append([v.clone() for net in (teacher, student) for v in net.state_dict().values()])
+        cot = tiny_setup()
+        cot.teacher.set_grad_checkpoint(enabled)
+        cot.student.set_grad_checkpoint(enabled)
+        cot.step(tiny_batch(), noise=torch.Generator().manual_seed(5))
+        results.append([v.clone() for net in (cot.teacher, cot.student) for v in net.state_dict().values()])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
@@ -112,14 +152,12 @@ def test_grad_checkpoint_step_gives_the_same_weights() -> None:
 def test_mixed_precision_step_trains_both_networks(amp: str) -> None:
     """``--amp``: the step runs in reduced precision (fp16 with gradient scaling), keeps fp32 weights and
     updates both networks with finite values."""
-    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
-    cfg["amp"] = amp
-    before = [v.clone() for net in (teacher, student) for v in net.parameters()]
-    scalers = {r: torch.amp.GradScaler("cpu") for r in ("teacher", "student")} if amp == "fp16" else None
-    stats = co_train_step(teacher, student, tiny_batch(), opts["teacher"], opts["student"], t_loss, s_loss, cfg,
-                          noise=torch.Generator().manual_seed(5), scalers=scalers)
+    cot = tiny_setup(amp=amp)
+    assert set(cot.scalers) == ({"teacher", "student"} if amp == "fp16" else set())
+    before = [v.clone() for net in (cot.teacher, cot.student) for v in net.parameters()]
+    stats = cot.step(tiny_batch(), noise=torch.Generator().manual_seed(5))
     assert math.isfinite(stats["teacher/loss"]) and math.isfinite(stats["student/loss"])
-    after = [v for net in (teacher, student) for v in net.parameters()]
+    after = [v for net in (cot.teacher, cot.student) for v in net.parameters()]
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
     changed = sum(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert changed > len(after) // 2
@@ -127,24 +165,27 @@ def test_mixed_precision_step_trains_both_networks(amp: str) -> None:
 
 @pytest.mark.parametrize("kd_mode", ["offline", "none"])
 def test_other_kd_modes_train_only_the_student(kd_mode: str) -> None:
-    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup(kd_mode)
-    assert "teacher" not in opts and t_loss is None
+    cot = tiny_setup(kd_mode)
+    teacher = cot.teacher
+    assert "teacher" not in cot.opts and set(cot.trained) == {"student"}
     t_before = {k: v.clone() for k, v in teacher.state_dict().items()} if teacher is not None else {}
-    stats = co_train_step(teacher, student, tiny_batch(), None, opts["student"], None, s_loss, cfg)
+    stats = cot.step(tiny_batch())
     assert not any(k.startswith("teacher/") for k in stats)
     assert ("student/kd" in stats) == (kd_mode == "offline")
     if teacher is not None:
+        assert not teacher.training
         assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())
         assert all(p.grad is None for p in teacher.parameters())
 
 
 def test_nonfinite_loss_skips_the_step() -> None:
-    teacher, student, opts, t_loss, s_loss, cfg = tiny_setup()
+    cot = tiny_setup()
+    teacher, student = cot.teacher, cot.student
     batch = tiny_batch()
     batch["gt"][0, 0, 0, 0] = float("nan")
     t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     s_before = {k: v.clone() for k, v in student.state_dict().items()}
-    stats = co_train_step(teacher, student, batch, opts["teacher"], opts["student"], t_loss, s_loss, cfg)
+    stats = cot.step(batch)
     assert stats["teacher/skipped"] == 1.0 and stats["student/skipped"] == 1.0
     assert math.isnan(stats["teacher/loss"])
     assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())

@@ -16,7 +16,7 @@ import test_CSAKD
 import train_CSAKD
 from data import write_entry
 from data.splits import flight_line, leakage, read_splits, scene_disjoint_split
-from engine.train import frozen_teacher
+from engine.cotrainer import frozen_teacher
 from models import Student, Teacher
 from models.describe import infer_model_config
 from utils.checkpoint import load_weights, save_weights

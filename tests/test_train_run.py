@@ -181,20 +181,18 @@ def test_tensorboard_tags(tmp_path: Path) -> None:
 def test_nonfinite_losses_restore_and_halve_lr(tmp_path: Path, monkeypatch, capsys) -> None:
     """Non-finite losses are skipped and counted; after --nan_patience in a row the last good state is
     restored with halved learning rates and training goes on."""
-    import engine.train as engine_train
+    from engine.cotrainer import CoTrainer
 
-    real = engine_train.co_train_step
+    real = CoTrainer.step
     calls = {"n": 0}
 
-    def flaky(*args, **kwargs):
+    def flaky(self, batch, noise=None):
         calls["n"] += 1
         if calls["n"] in (2, 3):  # two bad batches in a row in epoch 0
-            batch = dict(args[2])
-            batch["gt"] = torch.full_like(batch["gt"], float("nan"))
-            args = (*args[:2], batch, *args[3:])
-        return real(*args, **kwargs)
+            batch = {**batch, "gt": torch.full_like(batch["gt"], float("nan"))}
+        return real(self, batch, noise)
 
-    monkeypatch.setattr(engine_train, "co_train_step", flaky)
+    monkeypatch.setattr(CoTrainer, "step", flaky)
     summary = train(train_CSAKD.load_config(tiny(tmp_path, "--nan_patience", "2", prefix="nan", epochs=2)))
     out = capsys.readouterr().out
     assert "restored the last good state" in out

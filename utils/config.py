@@ -29,17 +29,18 @@ from typing import Any, NamedTuple
 import yaml
 
 from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
+from utils import defaults
 
 MODEL_DEFAULTS = {
-    "bands": 172,
-    "msi_bands": 4,
-    "num_base_chs": 86,
-    "num_agg_feat": 43,
+    "bands": defaults.BANDS,
+    "msi_bands": defaults.MSI_BANDS,
+    "num_base_chs": defaults.NUM_BASE_CHS,
+    "num_agg_feat": defaults.NUM_AGG_FEAT,
     "adaptive_fuse": None,  # resolved by compat: 3 (the paper's CSA), or 0 under --compat official
     "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
     "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
-    "groups": 1,
-    "scale": 4,
+    "groups": defaults.GROUPS,
+    "scale": defaults.SCALE,
     "num_blocks": 6,
     "compat": None,
 }
@@ -158,7 +159,7 @@ def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> N
     g = parser.add_argument_group("run")
     g.add_argument("--config", type=str, default=None, metavar="FILE.yaml",
                    help="YAML file whose keys are flag names; the command line overrides it")
-    g.add_argument("--seed", "--SEED", dest="seed", type=int, default=1029,
+    g.add_argument("--seed", "--SEED", dest="seed", type=int, default=defaults.SEED,
                    help="seed of every random stream (official --SEED 1029)")
     g.add_argument("--device", type=str, default="auto",
                    help=f"auto | cpu | cuda | cuda:N (official default {official_device})")
@@ -173,7 +174,9 @@ def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> N
                    help="official input mode; CSAKD has only mode 1 (LR-HSI + HR-MSI)")
     g.add_argument("--DEBUG", dest="debug", type=_str2bool, nargs="?", const=True, default=False,
                    help="accepted for compatibility; no effect")
-    g.add_argument("--gpus", type=int, default=1, help="accepted for compatibility; one device is used (--device)")
+    g.add_argument("--gpus", type=int, default=1,
+                   help="accepted for compatibility; no effect: one process uses one device, several GPUs or "
+                        "machines are used with torchrun --nproc_per_node N (README: Many GPUs and machines)")
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -183,11 +186,18 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     add_data_args(parser)
 
 
+def _strategy_names() -> list[str]:
+    from engine.strategies import STRATEGIES  # local import: the strategies import the losses and models
+
+    return sorted(STRATEGIES)
+
+
 def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Training flags: the official ones (docs/csakd.md §5.1) with their official meaning and defaults, then
     this project's additions."""
     g = parser.add_argument_group("training (official flags)")
-    g.add_argument("--batch_size", type=int, default=4, help="training batch size (paper run: 8)")
+    g.add_argument("--batch_size", type=int, default=4,
+                   help="training batch size per process (global batch = this × processes; paper run: 8)")
     g.add_argument("--epochs", type=int, default=600, help="training epochs (paper run: 800)")
     g.add_argument("--lr", type=float, default=1e-4, help="initial learning rate of both networks")
     g.add_argument("--lr_scheduler", choices=("cosine", "step"), default="cosine",
@@ -216,6 +226,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     n.add_argument("--kd_mode", choices=KD_MODES, default="online",
                    help="online: the paper's per-batch co-training; offline: frozen teacher from --teacher_ckpt; "
                         "none: the student alone (baseline without distillation)")
+    n.add_argument("--kd_strategy", choices=_strategy_names(), default="csakd",
+                   help="distillation strategy (engine/strategies): what the student learns from the teacher; "
+                        "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
     n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
                    help="continue exactly from a full training state (default <run>/state.pth)")

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.compat import check_compat
+from utils.defaults import SCALE
 
 METRIC_NAMES = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 
@@ -330,7 +331,7 @@ def evaluate_batch(
     gt: torch.Tensor,
     maxv: float | Sequence[float] | torch.Tensor,
     minv: float | Sequence[float] | torch.Tensor,
-    scale: int = 4,
+    scale: int = SCALE,
     compat: str | None = None,
     metrics: Iterable[str] | None = None,
     test_rmse: bool = True,

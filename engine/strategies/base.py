@@ -53,6 +53,11 @@ class DistillationStrategy(nn.Module):
         super().__init_subclass__(**kwargs)
         check_needs(cls.needs, f"{cls.__name__}.needs")
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> DistillationStrategy:
+        """The strategy as the resolved flag dict ``cfg`` configures it (loss weights, ``compat``)."""
+        return cls()
+
     def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
                         gt: torch.Tensor) -> FusionOutput:
         """The teacher's forward pass: (B, C, h, w), (B, M, s·h, s·w), GT (B, C, s·h, s·w) in [-1, 1]."""

@@ -1,0 +1,209 @@
+"""Distributed training (DistributedDataParallel, gloo, 2 CPU processes spawned by torch.multiprocessing):
+a DDP step equals one process's step over the global batch, a non-finite loss on one process skips the
+step everywhere, sharded validation equals single-process validation, a killed DDP run resumes to the
+weights of an uninterrupted one, and a 2-process state resumes in one process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_engine_step import TINY, tiny_batch, tiny_cfg
+from test_train_run import TINY_YAML, assert_same_weights, weights
+
+WORLD = 2
+# 8 training scenes: two steps of 2 × 2 per epoch; 3 validation scenes: an odd number, split 2 + 1.
+DDP_YAML = TINY_YAML.replace("synthetic_scenes: [4, 2, 2]", "synthetic_scenes: [8, 3, 2]")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join(rank: int, port: int) -> None:
+    """Make this process rank ``rank`` of a torchrun-like environment (read by engine.runtime)."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+
+
+def _spawn(fn, *args, limit_s: float = 180.0) -> None:
+    """Run ``fn(rank, port, *args)`` in WORLD processes; a process group that hangs fails the test."""
+    context = mp.start_processes(fn, args=(_free_port(), *args), nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + limit_s
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                if p.is_alive():
+                    p.terminate()
+            pytest.fail(f"the {WORLD} processes of {fn.__name__} did not finish within {limit_s} s")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One step
+
+
+def _step_worker(rank: int, port: int, out: str) -> None:
+    """Rank ``rank``: one step on its half of a global batch of 4, then a step with a NaN on process 1 only."""
+    from engine.cotrainer import CoTrainer
+    from engine.runtime import init_distributed
+    from models import Student, Teacher
+
+    _join(rank, port)
+    dist, device = init_distributed("cpu")
+    try:
+        torch.manual_seed(0)
+        teacher, student = Teacher(**TINY), Student(student_layers="1111", **TINY)
+        cot = CoTrainer(tiny_cfg(snr=0.0), student, teacher, device=device, dist=dist)
+        shard = {k: v[2 * rank:2 * rank + 2] for k, v in tiny_batch(b=2 * WORLD).items()}
+        first = cot.step(shard)
+        after_first = {r: {k: v.clone() for k, v in n.state_dict().items()} for r, n in cot.trained.items()}
+        bad = {k: v.clone() for k, v in shard.items()}
+        if rank == 1:
+            bad["gt"][0, 0, 0, 0] = float("nan")
+        second = cot.step(bad)
+        after_second = {r: n.state_dict() for r, n in cot.trained.items()}
+        torch.save({"first": first, "second": second, "after_first": after_first, "after_second": after_second},
+                   os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.close()
+
+
+def test_ddp_step_equals_single_process_step_and_nonfinite_skips_everywhere(ddp_runs: Path) -> None:
+    """Two processes with 2 samples each step exactly like one process with the 4 samples (weights within
+    1e-6). Every objective is a mean over the batch and the per-process batches are equal, so DDP's average
+    of the per-process gradients is the global batch's gradient. The AWGN is off (--snr 0): its power is
+    measured over the whole batch tensor, which differs between a shard and the global batch; explicit
+    batches are used, so no augmentation is drawn.
+
+    Then a NaN in process 1's ground truth only: both processes skip both networks' steps."""
+    from engine.cotrainer import CoTrainer
+    from models import Student, Teacher
+
+    torch.manual_seed(0)
+    teacher, student = Teacher(**TINY), Student(student_layers="1111", **TINY)
+    single = CoTrainer(tiny_cfg(snr=0.0), student, teacher)
+    single.step(tiny_batch(b=2 * WORLD))
+    results = [torch.load(ddp_runs / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    for res in results:
+        assert res["first"]["teacher/skipped"] == 0.0 and res["first"]["student/skipped"] == 0.0
+        for role, net in single.trained.items():
+            for k, v in net.state_dict().items():
+                torch.testing.assert_close(res["after_first"][role][k], v, rtol=0, atol=1e-6, msg=f"{role} {k}")
+        assert res["second"]["teacher/skipped"] == 1.0 and res["second"]["student/skipped"] == 1.0
+        for role in ("teacher", "student"):
+            for k, v in res["after_second"][role].items():
+                assert torch.equal(v, res["after_first"][role][k]), f"{role} {k} changed in a skipped step"
+    import math
+
+    assert math.isfinite(results[0]["second"]["teacher/loss"]) and math.isnan(results[1]["second"]["teacher/loss"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole runs
+
+
+def _run_args(tmp_path: Path, prefix: str, *extra: str) -> list[str]:
+    cfg = tmp_path / "ddp.yaml"
+    if not cfg.exists():
+        cfg.write_text(DDP_YAML + f"log_dir: {tmp_path / 'runs'}\ncheckpoint_dir: {tmp_path / 'ck'}\n")
+    return ["--config", str(cfg), "--epochs", "2", "--prefix", prefix, *extra]
+
+
+def _run_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
+    """The step worker, an uninterrupted 2-epoch run, then the same run killed (os._exit) in the middle of
+    epoch 1; each with a fresh rendezvous port (a finished group's store may still be closing)."""
+    import train_CSAKD
+    from engine.cotrainer import CoTrainer
+    from engine.train import train
+
+    _step_worker(rank, port, tmp)
+    os.environ["MASTER_PORT"] = str(ports[0])
+    summary = train(train_CSAKD.load_config(_run_args(Path(tmp), "full")))
+    torch.save(summary, os.path.join(tmp, f"summary{rank}.pt"))
+    real, calls = CoTrainer.step, {"n": 0}
+
+    def killed(self, batch, noise=None):
+        calls["n"] += 1
+        if calls["n"] == 4:  # epoch 1, second step: both processes die without saving anything
+            os._exit(0)
+        return real(self, batch, noise)
+
+    CoTrainer.step = killed
+    os.environ["MASTER_PORT"] = str(ports[1])
+    train(train_CSAKD.load_config(_run_args(Path(tmp), "cut")))
+
+
+def _resume_worker(rank: int, port: int, tmp: str) -> None:
+    import train_CSAKD
+    from engine.train import train
+
+    _join(rank, port)
+    train(train_CSAKD.load_config(_run_args(Path(tmp), "cut", "--resume")))
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ddp")
+    _spawn(_run_worker, [_free_port(), _free_port()], str(tmp))
+    _spawn(_resume_worker, str(tmp))
+    return tmp
+
+
+def test_ddp_run_killed_and_resumed_ends_where_an_uninterrupted_one_does(ddp_runs: Path) -> None:
+    """--deterministic DDP run: killed during epoch 1, resumed from state.pth (epoch 0), same final weights;
+    only the main process wrote the run folder (one TensorBoard event file per run)."""
+    from engine.state import load_training_state
+
+    full, cut = ddp_runs / "ck" / "full", ddp_runs / "ck" / "cut"
+    for role in ("teacher", "student"):
+        assert_same_weights(full / role / "last.pth", cut / role / "last.pth")
+    state = load_training_state(cut / "state.pth")
+    assert state["epoch"] == 1 and state["world_size"] == WORLD
+    assert len(list((ddp_runs / "runs" / "full").glob("events.out.tfevents.*"))) == 1
+
+
+def test_ddp_validation_of_odd_scene_count_equals_single_process(ddp_runs: Path) -> None:
+    """The DDP run's last validation (3 scenes, split 2 + 1 over the processes, gathered) equals one process
+    validating the same weights; every process reports the same value."""
+    import train_CSAKD
+    from engine.evaluate import validate
+    from engine.loaders import build_loader
+    from models import build_model
+
+    summaries = [torch.load(ddp_runs / f"summary{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert summaries[0]["val"] == summaries[1]["val"] and summaries[0]["world_size"] == WORLD
+    cfg = train_CSAKD.load_config(_run_args(ddp_runs, "single"))
+    nets = {}
+    for role in ("teacher", "student"):
+        nets[role] = build_model(cfg, role)
+        nets[role].load_state_dict(weights(ddp_runs / "ck" / "full" / role / "last.pth"))
+    loader = build_loader(cfg, "val", 2)
+    assert len(loader.dataset) == 3
+    single, _ = validate(nets, loader, cfg, torch.device("cpu"))
+    for role, values in single.items():
+        for k, v in values.items():
+            assert summaries[0]["val"][role][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (role, k)
+
+
+def test_state_saved_by_two_processes_resumes_in_one(ddp_runs: Path) -> None:
+    """A state written by 2 processes continues in 1 (plain weights, no DDP names): one more epoch."""
+    import train_CSAKD
+    from engine.state import load_training_state
+    from engine.train import train
+
+    shutil.copytree(ddp_runs / "ck" / "full", ddp_runs / "ck" / "more")  # the other tests read "full"
+    args = _run_args(ddp_runs, "more", "--resume")
+    args[args.index("--epochs") + 1] = "3"
+    summary = train(train_CSAKD.load_config(args))
+    assert summary["epoch"] == 2 and summary["world_size"] == 1
+    state = load_training_state(ddp_runs / "ck" / "more" / "state.pth")
+    assert state["world_size"] == 1 and state["iteration"] == 4 + 4  # 2 DDP epochs of 2 steps, then 4 alone
