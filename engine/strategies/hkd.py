@@ -116,5 +116,5 @@ def frozen_teacher_heads(cfg: dict) -> IntermediateHeads | None:
     if saved.get("arch", "dts") != "dts" or saved.get("hkd_heads"):
         return None
     blocks = parse_student_layers(saved.get("teacher_layers", TEACHER_LAYERS), "teacher_layers")[0]
-    count = cfg.get("hkd_heads") or len(head_fractions(2))
+    count = cfg.get("hkd_heads") or 2  # 0 only for a PSD student, whose two earlier stage images are matched
     return IntermediateHeads(saved["num_base_chs"], saved["bands"], tap_depths(blocks, head_fractions(count)))
