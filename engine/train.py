@@ -128,7 +128,10 @@ def _train(cfg: dict, dist: DistContext, device: torch.device, stop_after: int |
             steps = 0
             progress.set_description(f"epoch {epoch}/{cfg['epochs'] - 1}")
             for batch in train_loader:
-                stats = cot.step(batch, noise)
+                every = cfg.get("grad_log_every") or 0
+                stats = cot.step(batch, noise, log_gradients=bool(every) and run["iteration"] % every == 0)
+                for k in [k for k in stats if k.startswith("grad/")]:  # per step, not averaged over the epoch
+                    writer.add_scalar(k, stats.pop(k), run["iteration"])
                 run["iteration"] += 1
                 skipped = [r for r in cot.trained if stats[f"{r}/skipped"]]
                 consecutive = consecutive + 1 if skipped else 0

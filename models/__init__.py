@@ -27,7 +27,8 @@ def build_model(cfg: dict, role: str) -> DTS:
 
     Missing keys take the constructor defaults; ``compat`` is read from ``cfg["compat"]``.
     """
-    keys = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "groups", "scale", "compat")
+    keys = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "groups", "scale", "compat",
+            "residual")
     kwargs = {k: cfg[k] for k in keys if k in cfg}
     if role == "teacher":
         if "teacher_layers" in cfg:
