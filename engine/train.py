@@ -129,7 +129,10 @@ def _train(cfg: dict, dist: DistContext, device: torch.device, stop_after: int |
             progress.set_description(f"epoch {epoch}/{cfg['epochs'] - 1}")
             for batch in train_loader:
                 every = cfg.get("grad_log_every") or 0
-                stats = cot.step(batch, noise, log_gradients=bool(every) and run["iteration"] % every == 0)
+                if every and run["iteration"] % every == 0:
+                    stats = cot.step(batch, noise, log_gradients=True)
+                else:
+                    stats = cot.step(batch, noise)
                 for k in [k for k in stats if k.startswith("grad/")]:  # per step, not averaged over the epoch
                     writer.add_scalar(k, stats.pop(k), run["iteration"])
                 run["iteration"] += 1

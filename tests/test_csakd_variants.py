@@ -74,6 +74,11 @@ def test_default_strategy_keeps_the_official_terms_exactly(compat):
         assert float(got) == GOLDEN["student_total_official"]
 
 
+def test_w_feat_default_depends_on_compat():
+    assert flags()["w_feat"] == 0.0 and flags("--compat", "official")["w_feat"] == 0.1
+    assert flags("--w_feat", "0.3")["w_feat"] == 0.3 and flags("--compat", "official", "--w_feat", "0")["w_feat"] == 0
+
+
 def test_warmup_epoch_zero_is_the_fidelity_objective():
     x = golden_inputs()
     strategy = CSAKDStrategy(kd_warmup=4).double()
@@ -118,7 +123,8 @@ def test_gradient_log_is_the_weighted_terms_and_leaves_the_step_unchanged():
     results = []
     for log in (False, True):
         torch.manual_seed(0)
-        cot = CoTrainer(flags("--feat_norm", "std"), Student(student_layers="1111", **TINY), Teacher(**TINY))
+        cot = CoTrainer(flags("--feat_norm", "std", "--w_feat", "0.1"), Student(student_layers="1111", **TINY),
+                        Teacher(**TINY))
         stats = cot.step(tiny_batch(), noise=torch.Generator().manual_seed(3), log_gradients=log)
         total = torch.cat([p.grad.flatten() for p in cot.student.parameters() if p.grad is not None]).norm()
         results.append((stats, cot.student.state_dict(), float(total)))
@@ -132,7 +138,7 @@ def test_gradient_log_is_the_weighted_terms_and_leaves_the_step_unchanged():
 def test_adapter_parameters_are_saved_resumed_exactly_and_not_exported(tmp_path: Path):
     """--feat_adapter: the adapter trains (moves off its identity start), lives in state.pth, resumes exactly,
     and the student's best/last.pth hold only the student's own keys."""
-    extra = ("--feat_adapter", "--feat_norm", "std", "--kd_warmup", "1", "--grad_log_every", "2")
+    extra = ("--feat_adapter", "--feat_norm", "std", "--w_feat", "0.1", "--kd_warmup", "1", "--grad_log_every", "2")
     train(train_CSAKD.load_config(tiny(tmp_path, *extra, prefix="straight", epochs=2)))
     split = tiny(tmp_path, *extra, prefix="split", epochs=2)
     train(train_CSAKD.load_config(split), stop_after=0)
