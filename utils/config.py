@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from losses.distillation import FEATURE_NORMS
 from models import PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 from utils import defaults
 
@@ -258,7 +259,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     v.add_argument("--feat_adapter", action="store_true",
                    help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature "
                         "term (trained with the student, saved in state.pth, not in the student's weights)")
-    v.add_argument("--feat_norm", choices=("none", "std", "cosine"), default="none",
+    v.add_argument("--feat_norm", choices=("none", *FEATURE_NORMS), default="none",
                    help="feature term: none = official BCE; std = MSE of per-channel standardised features; "
                         "cosine = 1 − per-pixel cosine")
     v.add_argument("--kd_warmup", type=float, default=0.0,
