@@ -50,6 +50,8 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
                   "overwrite", "no_progress")
 #: Keys of a resolved training config that control one command, not what the run computes.
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
+#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
+TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt")
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4}
 
@@ -237,6 +239,8 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
     """``record`` is finished (test summaries present) with the same metrics and a config computing ``cfg``."""
     if record is None or record.get("metrics_requested") != list(bench.metrics):
         return False
+    if cfg.get("kd_mode") == "none":
+        ignore = (*ignore, *TEACHER_ONLY_FLAGS)
     if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg), ignore):
         return False
     results = bench.paths(str(record.get("run")))["results"]
@@ -246,7 +250,8 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
 def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | None:
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
     (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
-    only by its name computes the same: its record is returned under this spec, with ``reused_from``."""
+    only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
+    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default)."""
     name = run_name(spec, seed)
     record = _load_record(bench.paths(name)["record"])
     if _complete(bench, record, cfg):

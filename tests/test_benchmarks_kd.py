@@ -91,6 +91,7 @@ def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path)
     (_, _, cfg), _ = kd.prepare_runs(bench, [spec], [1, 2])
     assert kd.finished_record(bench, spec, 1, cfg) is not None
     assert kd.finished_record(bench, spec, 1, {**cfg, "epochs": 2}) is None  # another configuration
+    assert kd.finished_record(bench, spec, 1, {**cfg, "w_feat": 0.7}) is not None  # no teacher: no effect
     assert kd.finished_record(kd.Bench(bench.config, bench.out, ("psnr",)), spec, 1, cfg) is None  # other metrics
     (tmp_path / "bench" / "results" / kd.run_name(spec, 1) / "student" / "summary.json").unlink()
     assert kd.finished_record(bench, spec, 1, cfg) is None  # test summary missing
