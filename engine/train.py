@@ -17,7 +17,8 @@ global RNG states). With ``--deterministic``, a run resumed from any ``state.pth
 weights of an uninterrupted run with the same number of processes.
 
 Interrupts (``engine.interrupts``): SIGINT / SIGTERM stop the run at the next step boundary with a state that
-records the position in the epoch (k batches done), the AWGN generator's state and the epoch's loss sums.
+records the position in the epoch (k batches done), every process's AWGN generator state and the epoch's loss
+sums.
 ``--resume`` re-seeds the epoch's streams, loads and discards the first k batches (so the data order and the
 augmentation draws replay exactly, workers or not), then restores the AWGN and global RNG states and trains on:
 the run ends as an uninterrupted one would.
@@ -227,14 +228,16 @@ class _Loop:
             log(f"warning: resuming with changed settings, the run will differ from an uninterrupted one: "
                 f"{', '.join(changed)}")
 
-    def snapshot(self, done: int, tally: _Tally | None = None) -> dict[str, Any]:
-        """The training state after epoch ``done`` (plus ``tally.position`` batches of the next one)."""
+    def snapshot(self, done: int, tally: _Tally | None = None, noise: list[torch.Tensor] | None = None
+                 ) -> dict[str, Any]:
+        """The training state after epoch ``done`` (plus ``tally.position`` batches of the next one, with
+        ``noise``: every process's AWGN generator state, in rank order)."""
         state = {"epoch": done, "iteration": self.iteration, "first_iteration": self.first_iteration,
                  **self.cot.state_dict(), "best": self.best, "counters": self.counters, "val": self.val,
                  "consecutive": self.consecutive, "rng": rng_state(), "config": self.cfg,
                  "world_size": self.dist.world_size}
         if tally is not None and tally.position:
-            state.update(position=tally.position, noise_rng=self.noise.get_state(),
+            state.update(position=tally.position, noise_rng=noise,
                          epoch_tally={"position": tally.position, "steps": tally.steps, "sums": tally.sums,
                                       "clean": tally.clean})
         return state
@@ -242,8 +245,9 @@ class _Loop:
     def _restore_streams(self) -> None:
         """After the skipped batches: the AWGN generator and the global RNGs as the interrupted run had them."""
         if self.pending is not None:
-            if "noise_rng" in self.pending:
-                self.noise.set_state(self.pending["noise_rng"])
+            noise = self.pending.get("noise_rng")
+            if noise is not None and len(noise) == self.dist.world_size:  # else another run: the epoch's own draws
+                self.noise.set_state(noise[self.dist.rank])
             set_rng_state(self.pending["rng"])
             self.pending = None
 
@@ -329,8 +333,10 @@ class _Loop:
         if not self.dist.any(self.signals.requested is not None, self.device):
             return
         signum = self.signals.requested or signal.SIGTERM  # processes without the signal stop with the others
-        if tally is not None and self.dist.is_main:
-            self.folder.save_state(self.snapshot(epoch - 1, tally))
+        if tally is not None:
+            noise = self.dist.gather(self.noise.get_state())
+            if self.dist.is_main:
+                self.folder.save_state(self.snapshot(epoch - 1, tally, noise))
         self.dist.barrier()
         self.signals.saved = True
         where = (f"step {tally.position} of {len(self.train_loader)} of epoch {epoch}" if tally is not None
