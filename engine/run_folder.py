@@ -272,6 +272,10 @@ class RunFolder:
         so that nothing stale can be evaluated or resumed (after all inputs have been checked: nothing is
         written before)."""
         try:
+            os.makedirs(self.tb_dir, exist_ok=True)  # can TensorBoard write? (before anything old is removed)
+        except OSError as exc:
+            raise WriteError(self.tb_dir, exc) from None
+        try:
             os.makedirs(self.path, exist_ok=True)
             if fresh and (self.cfg.get("overwrite") or self.replaces_empty_run):
                 self._remove_old_run()

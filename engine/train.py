@@ -48,11 +48,11 @@ import torch
 from tqdm import tqdm
 
 from utils.fileio import WriteError
+from utils.interrupts import Interrupted, StopSignals, signal_name
 from utils.metrics import improves
 
 from .cotrainer import CoTrainer
 from .evaluate import validate
-from .interrupts import Interrupted, StopSignals, signal_name
 from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
 from .runtime import DistContext, derive_seed, init_distributed, log, setup_determinism
@@ -89,7 +89,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     """
     dist, device = init_distributed(cfg["device"])
     try:
-        with StopSignals() as signals:
+        with StopSignals(announce=log) as signals:
             return _train(dict(cfg), dist, device, stop_after, signals)
     finally:
         dist.close()

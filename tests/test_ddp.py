@@ -149,9 +149,9 @@ def _resume_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
     processes stop after that step with one state, which the same 2 processes resume."""
     import train_CSAKD
     from engine.cotrainer import CoTrainer
-    from engine.interrupts import Interrupted
     from engine.state import load_training_state
     from engine.train import train
+    from utils.interrupts import Interrupted
 
     _join(rank, port)
     train(train_CSAKD.load_config(_run_args(Path(tmp), "cut", "--resume")))
