@@ -314,16 +314,18 @@ class _Loop:
         rates, or stop after :data:`MAX_NAN_RESTORES` restores (the same decision on every process)."""
         self.counters["nan_restores"] += 1
         path, good = self.folder.last_good_state()
+        when = "the initial state" if good["epoch"] < 0 else f"after epoch {good['epoch']}"
         if self.counters["nan_restores"] > MAX_NAN_RESTORES:
-            raise TrainingDiverged(f"training diverged: still {self.consecutive} non-finite steps in a row after "
-                                   f"{MAX_NAN_RESTORES} restores of the last known-good state with halved learning "
-                                   f"rates (see the lines above); {path} keeps that state (after epoch "
-                                   f"{good['epoch']})")
+            raise TrainingDiverged(f"training diverged: the losses stayed non-finite through {MAX_NAN_RESTORES} "
+                                   f"restores of the last known-good state with halved learning rates (see the "
+                                   f"lines above); {path} keeps that state ({when})")
+        # Halved once per restore since that state was saved (it may itself come after earlier restores).
+        halvings = self.counters["nan_restores"] - int(good["counters"]["nan_restores"])
         self.cot.load_state_dict(good)
-        self.cot.scale_lrs(0.5)
+        self.cot.scale_lrs(0.5 ** halvings)
         lrs = ", ".join(f"{r} {lr:.3g}" for r, lr in self.cot.lrs().items())
-        log(f"{self.consecutive} non-finite steps in a row: restored the last known-good state ({path}, after "
-            f"epoch {good['epoch']}) and halved the learning rates ({lrs})")
+        log(f"{self.consecutive} non-finite step(s) in a row: restored the last known-good state ({path}, {when}) "
+            f"and halved the learning rates {halvings} time(s) since it ({lrs})")
         self.writer.add_scalar("train/nan_restores", self.counters["nan_restores"], self.iteration)
         self.consecutive = 0
 

@@ -262,11 +262,14 @@ def test_divergence_restores_the_known_good_state_and_ends_in_one_line(tmp_path:
     monkeypatch.setattr(engine.train, "MAX_NAN_RESTORES", 2)
     run = tmp_path / "ck" / "run"
     assert train_CSAKD.main(args(tmp_path, "--nan_patience", "2", epochs=4)) == 3
-    err = one_line_error(capsys)
-    assert err == (f"error: training diverged: still 2 non-finite steps in a row after 2 restores of the last "
+    captured = capsys.readouterr()
+    err, out = captured.err.strip(), captured.out
+    assert err == (f"error: training diverged: the losses stayed non-finite through 2 restores of the last "
                    f"known-good state with halved learning rates (see the lines above); {run / 'state_good.pth'} "
                    f"keeps that state (after epoch 0)")
     assert restored == [0, 0]  # never the state saved after epoch 1's non-finite step
+    assert f"restored the last known-good state ({run / 'state_good.pth'}, after epoch 0) and halved the " in out
+    assert "halved the learning rates 2 time(s) since it (teacher " in out and "student 0.00025)" in out  # 1e-3 / 4
     assert load_training_state(run / "state_good.pth")["epoch"] == 0
     assert load_training_state(run / "state.pth")["epoch"] == 2
     assert not leftovers(run)
