@@ -151,6 +151,9 @@ class RunFolder:
         Then delete temporary files that killed runs left in the folder."""
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+        if os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"run folder {self.path}: a file is in the way (expected a folder); move it, or choose "
+                             f"another --prefix or --checkpoint_dir")
         try:
             self._created = not os.path.isdir(self.path)
             os.makedirs(self.path, exist_ok=True)
