@@ -127,6 +127,16 @@ def _describe_holder(holder: Mapping[str, Any]) -> str:
             f"{holder.get('command')}")
 
 
+def _missing_folders(path: str) -> list[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 class RunFolder:
     """The files of the run named by ``cfg`` (``checkpoint_dir``, ``prefix``, ``log_dir``)."""
 
@@ -139,7 +149,7 @@ class RunFolder:
         self.tb_dir = os.path.join(cfg["log_dir"], cfg["prefix"])
         self.replaces_empty_run = False  # set by resume_state: the folder holds a run without a single step
         self._locked = False
-        self._created = False
+        self._created: list[str] = []  # the folders the lock created, deepest first
 
     def weights(self, role: str, which: str) -> str:
         return weight_path(self.cfg, role, which)
@@ -155,7 +165,7 @@ class RunFolder:
             raise ValueError(f"run folder {self.path}: a file is in the way (expected a folder); move it, or choose "
                              f"another --prefix or --checkpoint_dir")
         try:
-            self._created = not os.path.isdir(self.path)
+            self._created = _missing_folders(self.path)
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
             raise WriteError(self.path, exc) from None
@@ -218,9 +228,11 @@ class RunFolder:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.lock_file)
             self._locked = False
-        if self._created:
-            with contextlib.suppress(OSError):
-                os.rmdir(self.path)  # only if empty: a run that failed on its inputs leaves nothing
+        for folder in self._created:  # deepest first; only if empty: a run that failed on its inputs leaves nothing
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
     # -- reading ------------------------------------------------------------------------------------------------------
 
