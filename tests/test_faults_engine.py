@@ -24,13 +24,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import data.prepare
 import engine.train
+import test_CSAKD
 import train_CSAKD
 from data.sample import FusionDataset
 from engine.cotrainer import CoTrainer
 from engine.state import load_training_state
 from tests.test_faults import one_line_error, tree
-from tests.test_train_run import ROOT, assert_same_weights, tiny
+from tests.test_train_run import ROOT, assert_same_weights, tiny, tiny_test
 
 STEPS = 4  # steps per epoch: 8 training scenes, batch 2
 EPOCHS = 2
@@ -115,6 +117,32 @@ def test_second_signal_during_the_save_keeps_the_previous_state(tmp_path: Path, 
     state = load_training_state(run / "state.pth")  # the end of epoch 0, complete
     assert state["epoch"] == 0 and "position" not in state
     assert not leftovers(run)
+
+
+def test_signals_stop_the_one_shot_scripts_with_nothing_written(straight: Path, tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:
+    real_evaluate, real_scene = test_CSAKD.evaluate, data.prepare.make_scene
+
+    def evaluate(*a, **k):  # SIGTERM while testing
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_evaluate(*a, **k)
+
+    def make_scene(*a, **k):  # Ctrl-C while preparing
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_scene(*a, **k)
+
+    monkeypatch.setattr(test_CSAKD, "evaluate", evaluate)
+    monkeypatch.setattr(data.prepare, "make_scene", make_scene)
+    assert test_CSAKD.main([*tiny_test(straight, prefix="run"), "--results", str(tmp_path / "res")]) == 143
+    assert one_line_error_any(capsys) == ("interrupted by SIGTERM: no results were written (a --results folder "
+                                          "appears whole or not at all)")
+    out = tmp_path / "ds"
+    assert data.prepare.main(["--out", str(out), "--synthetic", "2", "--synthetic_size", "32", "--bands", "8"]) == 130
+    err = capsys.readouterr().err  # after the progress bar: the one line
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"data.prepare: interrupted by SIGINT: no dataset was written ({out} "
+                                            f"appears whole or not at all)")
+    assert os.listdir(tmp_path) == []
 
 
 def one_line_error_any(capsys) -> str:
