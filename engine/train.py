@@ -220,8 +220,8 @@ class _Loop:
         self.skip, self.pending = int(state.get("position", 0)), state
         if self.skip:
             self.tally = _Tally(**state["epoch_tally"])
-        at = f"step {self.skip} of epoch {int(state['epoch']) + 1}" if self.skip else f"epoch {int(state['epoch']) + 1}"
-        log(f"resumed from {path}: {at} of {self.cfg['epochs']}, iteration {self.iteration} "
+        at = f"epoch {int(state['epoch']) + 1}" + (f" after its step {self.skip}" if self.skip else "")
+        log(f"resumed from {path}: {at} (of {self.cfg['epochs']} epochs), iteration {self.iteration} "
             f"(saved by {state.get('world_size', 1)} process(es), resumed by {self.dist.world_size})")
         changed = self.folder.changed_settings(state["config"])
         if changed:
