@@ -18,10 +18,11 @@ Only the main process of a distributed run writes here and takes the lock (the c
 ``DistContext.is_main``); every process may read.
 
 The lock (:meth:`RunFolder.lock`): ``run.lock`` is created atomically (written completely under a temporary
-name, then hard-linked to ``run.lock``, which fails if the name exists), so two runs can never both own the
-folder. A lock whose process is gone (same host, no such pid; or the pid of the process asking, as after a
-container restart) is stale and taken over with a note; a live holder is named in the refusal. The lock is
-released when the run ends, however it ends; a SIGKILLed run leaves a stale lock for the next run to take over.
+name, then hard-linked to ``run.lock``, which fails if the name exists; where the file system has no hard
+links, created with ``O_EXCL``), so two runs can never both own the folder. A lock whose process is gone
+(same host, no such pid; or the pid of the process asking, as after a container restart) is stale and taken
+over with a note; a live holder is named in the refusal. The lock is released when the run ends, however it
+ends; a SIGKILLed run leaves a stale lock for the next run to take over.
 
 A run folder whose ``state.pth`` records no optimiser step yet (a run that failed in its first batches, e.g.
 on bad data) holds no work: a fresh run replaces it, with a note, without ``--overwrite``.
@@ -194,6 +195,11 @@ class RunFolder:
                 os.link(tmp, self.lock_file)
             except FileNotFoundError:  # the holder's start-up removed our temporary file: the lock exists
                 return False
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: exclusive creation (briefly empty)
+                with os.fdopen(os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as f:
+                    f.write(text)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
