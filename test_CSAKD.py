@@ -24,6 +24,7 @@ import sys
 
 import torch
 
+from engine.deploy import compare_with_fp32, deployed_network, describe_change
 from engine.evaluate import evaluate, format_table
 from engine.loaders import build_loader
 from engine.run_folder import weight_path
@@ -34,6 +35,7 @@ from utils.complexity import complexity
 from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
 from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
 from utils.inference import prepare
+from utils.interrupts import Interrupted, StopAtOnce
 
 ROLES = {1: "teacher", 2: "student"}
 RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)
@@ -95,7 +97,7 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     summary = {"model": role, "checkpoint": source, "split": cfg["split"], "images": result["images"],
                "metrics": result["metrics"], "baselines": result["baselines"], "time_ms": result["time_ms"],
                "peak_memory_mb": result["peak_memory_mb"], "peak_memory_kind": result["peak_memory_kind"],
-               "config": {k: v for k, v in cfg.items()}}
+               "config": {k: v for k, v in cfg.items()}, **result.get("deploy", {})}
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
@@ -114,15 +116,20 @@ def check_results_folder(folder: str) -> None:
 
 
 def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: str, device: torch.device,
-                        folder: str | None) -> None:
-    """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``."""
+                        folder: str | None, compare=None) -> None:
+    """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``.
+    ``compare(metrics, loader) -> dict``: the backend/precision record (``engine.deploy.compare_with_fp32``)."""
     loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
     pred_dir = os.path.join(folder, "pred") if folder else None
     result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    if compare is not None:
+        result["deploy"] = compare(result["metrics"], loader)
     print(f"{role} from {source}, {result['images']} {cfg['split']} images")
     print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
     print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
           f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if "deploy" in result:
+        print(describe_change(result["deploy"]))
     if folder:
         write_results(folder, role, cfg, result, source)
 
@@ -138,24 +145,38 @@ def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
     role = ROLES[cfg["test_mode"]]
     device = resolve_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
-    model, source = load_network(cfg, role, device, given)
+
+    def load_torch(path: str | None) -> tuple[torch.nn.Module, str]:
+        return load_network({**cfg, "checkpoint": path} if path else cfg, role, device, given)
+
+    model, source, precision = deployed_network(cfg, role, load_torch)
+
+    def compare(metrics: dict, loader) -> dict:
+        return compare_with_fp32(cfg, model, precision, metrics, load_torch, loader, device)
+
     if not cfg.get("results"):
-        evaluate_and_report(cfg, model, role, source, device, None)
+        evaluate_and_report(cfg, model, role, source, device, None, compare)
         return 0
     check_results_folder(cfg["results"])
     with staged_folder(cfg["results"]) as stage:  # created first: an unwritable folder fails before evaluating
-        evaluate_and_report(cfg, model, role, source, device, stage)
+        evaluate_and_report(cfg, model, role, source, device, stage, compare)
     print(f"results in {cfg['results']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 2 bad input or an OS fault (one line); 130 / 143 stopped by SIGINT / SIGTERM (one
+    line; a --results folder is only ever written whole)."""
     try:
-        cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
-        return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
+        with StopAtOnce("no results were written (a --results folder appears whole or not at all)"):
+            cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
+            return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 # co-training step
 
 
-def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, device: str) -> dict[str, Any]:
+def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, device: str,
+               amp: str = "off") -> dict[str, Any]:
     """Time ``steps`` co-training steps (after one untimed step that also allocates the optimiser state).
 
     variant: "reference" (concatenating dense blocks, NCHW), "fast" (one-buffer dense blocks, channels-last
@@ -123,9 +124,9 @@ def train_step(cfg: dict, variant: str, batch_size: int, crop: int, steps: int, 
         teacher.set_grad_checkpoint(True)
         student.set_grad_checkpoint(True)
     batch = {k: v.contiguous(memory_format=fmt) for k, v in make_inputs(cfg, batch_size, crop, dev).items()}
-    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": "off", "lr": 1e-4, "weight_decay": 0.0, "epochs": 1,
+    step_cfg = {"kd_mode": "online", "snr": 35.0, "amp": amp, "lr": 1e-4, "weight_decay": 0.0, "epochs": 1,
                 "lr_scheduler": "cosine", "step_size": 1, "w_sam": 0.1, "w_beba": 0.1, "w_kd": 0.1, "w_feat": 0.1,
-                "joint_loss": 1}
+                "joint_loss": 1}  # amp: off | bf16 (``--amp``)
     cot = CoTrainer(step_cfg, student, teacher, device=dev)
     noise = torch.Generator().manual_seed(0)
 

@@ -18,6 +18,9 @@ pass: about a quarter of the activation memory in training, and no concatenation
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -175,6 +178,20 @@ class CLRA(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch before scaling: ``MFB3(MFB2(MFB1(x)))``."""
         return self.MFB3(self.MFB2(self.MFB1(x)))
+
+
+@contextlib.contextmanager
+def concatenating_dense_blocks() -> Iterator[None]:
+    """Within the block, every MFB runs :meth:`DenseResidualBlock.reference_forward` (the official
+    concatenations, plain operators) instead of :class:`DenseFeatureConvs`: the form that graph exporters
+    (ONNX) can trace, and the official code's operation order for reference measurements. Same outputs.
+    Process-wide while active (it swaps the class's ``forward``)."""
+    fast = DenseResidualBlock.forward
+    DenseResidualBlock.forward = DenseResidualBlock.reference_forward
+    try:
+        yield
+    finally:
+        DenseResidualBlock.forward = fast
 
 
 def clra_stack(num_blocks: int, nf: int, gc: int, groups: int = 1) -> nn.Sequential:

@@ -303,6 +303,14 @@ def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=int, default=2, help="untimed forwards before timing")
     g.add_argument("--snr", type=float, default=0.0, help="AWGN on the test LR-HSI in dB (0 = none, official)")
     g.add_argument("--json", type=str, default=None, help="--test_mode 3: also write the figures to this JSON file")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch: a weight file run by PyTorch; onnxruntime: an exported .onnx --checkpoint")
+    g.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
+                   help="torch: fp32 (default) or bf16 weights and activations; onnxruntime: must match the file "
+                        "(default: the file's). Not fp32: the fp32 network is also run on the same images")
+    g.add_argument("--reference", type=str, default=None,
+                   help="fp32 network (weight file or .onnx) for the metrics' change; default: the same weights in "
+                        "fp32, or the source checkpoint recorded in the .onnx file")
     g.add_argument("--resume_ind", type=int, default=999,
                    help="accepted for compatibility (official: >0 loads the checkpoint); the weights are always loaded")
     for name, kind in (("lr", float), ("step_size", int), ("eval_step", int), ("finetuning_step", int),
