@@ -38,6 +38,7 @@ from utils.complexity import complexity
 from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
 from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
 from utils.inference import prepare
+from utils.interrupts import Interrupted, StopAtOnce
 
 ROLES = {1: "teacher", 2: "student"}
 RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)
@@ -168,12 +169,18 @@ def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 2 bad input or an OS fault (one line); 130 / 143 stopped by SIGINT / SIGTERM (one
+    line; a --results folder is only ever written whole)."""
     try:
-        cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
-        return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
+        with StopAtOnce("no results were written (a --results folder appears whole or not at all)"):
+            cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
+            return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

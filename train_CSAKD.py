@@ -16,9 +16,10 @@ import sys
 
 from engine.run_folder import find_resume_state
 from engine.state import load_training_state
-from engine.train import train
+from engine.train import TrainingDiverged, train
 from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
 from utils.fileio import WriteError
+from utils.interrupts import Interrupted
 
 
 def load_config(argv: list[str] | None = None) -> dict:
@@ -32,11 +33,22 @@ def load_config(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 finished; 2 bad input, a locked run folder or an OS fault (one line); 3 diverged (one line);
+    130 / 143 stopped by SIGINT / SIGTERM (one line; the state to ``--resume`` from is saved)."""
     try:
         summary = train(load_config(argv))
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except Interrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # outside the training loop (reading the configuration, starting up)
+        print("interrupted by SIGINT before training started: nothing was written", file=sys.stderr)
+        return 130
     best = ", ".join(f"{r} SAM {b['sam']:.4f} (epoch {b['epoch']})" for r, b in summary["best"].items())
     print(f"finished: epoch {summary['epoch']}, iteration {summary['iteration']}; best {best}; "
           f"checkpoints in {summary['run_dir']}")

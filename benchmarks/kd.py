@@ -19,7 +19,9 @@ Outputs: ``--json`` ``{"runs", "summary": {row: {metric: {mean, std, per_seed}}}
 {metric: {mean, std, per_seed}}}}`` (std: sample standard deviation over seeds, null for one seed; paired
 differences are spec − none on the same seed, hence the same data and initial streams), a Markdown table
 (``.md``) and a plot (``.png``) next to it. Re-running skips every finished run: one whose test summaries exist
-and whose resolved training configuration equals the one the command asks for. Note that ``--seed`` also
+and whose resolved training configuration computes the same as the one the command asks for (:func:`same_run`;
+a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the finished run of
+the old spelling and says so in its record's ``reused_from``). Note that ``--seed`` also
 draws the built-in synthetic and realistic scenes, so each seed is a different dataset: compare rows through
 the paired differences.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -48,6 +51,8 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
                   "overwrite", "no_progress")
 #: Keys of a resolved training config that control one command, not what the run computes.
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
+#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
+TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt")
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4}
 
@@ -184,24 +189,81 @@ def comparable(cfg: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS}, default=str))
 
 
+@functools.lru_cache(maxsize=4)
+def _flag_defaults(compat: str | None) -> dict:
+    from utils.config import parse_config, resolve_config
+
+    argv = ["--compat", compat] if compat else []
+    return comparable(resolve_config(parse_config(build_train_parser(), argv)))
+
+
+def flag_defaults(compat: str | None = None) -> dict:
+    """Every training flag's resolved default (:func:`comparable` form) in the given ``--compat`` mode."""
+    return dict(_flag_defaults(compat))
+
+
+def same_run(stored: dict, current: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether a finished run's stored config (``comparable`` form) computes what ``current`` asks for.
+
+    The rule: every key of either config must have equal values, except that a key the stored config lacks
+    matches when the current value is that flag's default (resolved in the current ``--compat`` mode). Such
+    a key was added by a newer version of the code, and a flag added at its default computes what the code
+    computed before the flag existed (the rule every new flag of this project follows: its default keeps
+    the previous behaviour). A key only the stored config has (a removed flag) never matches. Keys in
+    ``ignore`` (e.g. ``prefix``, the run's name) are not compared.
+    """
+    defaults = flag_defaults(current.get("compat"))
+    for key in (set(stored) | set(current)) - set(ignore):
+        if key in stored:
+            if key not in current or stored[key] != current[key]:
+                return False
+        elif key not in defaults or current[key] != defaults[key]:
+            return False
+    return True
+
+
 def roles_of(cfg: dict) -> tuple[str, ...]:
     """The networks a run tests: the student, and the teacher unless it is the student alone."""
     return ("student",) if cfg["kd_mode"] == "none" else ("student", "teacher")
 
 
-def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | None:
-    """The saved record of (spec, seed) if that run is finished with the same configuration, else None."""
-    p = bench.paths(run_name(spec, seed))
+def _load_record(path: str) -> dict | None:
     try:
-        with open(p["record"]) as f:
+        with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    if record.get("config") != comparable(cfg) or record.get("metrics_requested") != list(bench.metrics):
-        return None
-    if not all(os.path.isfile(os.path.join(p["results"], role, "summary.json")) for role in roles_of(cfg)):
-        return None
-    return record
+    return record if isinstance(record, dict) else None
+
+
+def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """``record`` is finished (test summaries present) with the same metrics and a config computing ``cfg``."""
+    if record is None or record.get("metrics_requested") != list(bench.metrics):
+        return False
+    if cfg.get("kd_mode") == "none":
+        ignore = (*ignore, *TEACHER_ONLY_FLAGS)
+    if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg), ignore):
+        return False
+    results = bench.paths(str(record.get("run")))["results"]
+    return all(os.path.isfile(os.path.join(results, role, "summary.json")) for role in roles_of(cfg))
+
+
+def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | None:
+    """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
+    (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
+    only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
+    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default)."""
+    name = run_name(spec, seed)
+    record = _load_record(bench.paths(name)["record"])
+    if _complete(bench, record, cfg):
+        return record
+    folder = os.path.dirname(bench.paths(name)["record"])
+    others = sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+    for file in others:
+        other = _load_record(os.path.join(folder, file))
+        if other is not None and other.get("seed") == seed and _complete(bench, other, cfg, ignore=("prefix",)):
+            return {**other, "spec": spec.text, "reused_from": other.get("reused_from", other["run"])}
+    return None
 
 
 def _read_summary(folder: str) -> dict:

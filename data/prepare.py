@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from utils.config import check_ranges
 from utils.fileio import WriteError, atomic_write, staged_folder
+from utils.interrupts import Interrupted, StopAtOnce
 
 from .aviris import write_entry
 from .degrade import simulate_scene, simulated_tiles, unusable_scene
@@ -235,11 +236,15 @@ def _write_dataset(args: argparse.Namespace, out: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_ranges(vars(args))
-        m = prepare(args)
+        with StopAtOnce(f"no dataset was written ({args.out} appears whole or not at all)"):
+            check_ranges(vars(args))
+            m = prepare(args)
     except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"data.prepare: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"data.prepare: {e}", file=sys.stderr)
+        return e.exit_code
     print(
         f"wrote {sum(m['entries'].values())} entries {m['entries']} to {args.out} "
         "(manifest.json lists every parameter and checksum)"

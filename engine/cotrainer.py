@@ -175,7 +175,8 @@ class CoTrainer:
 
     # -- one step ------------------------------------------------------------------------------------------------------
 
-    def step(self, batch: dict[str, Any], noise: torch.Generator | None = None) -> dict[str, float]:
+    def step(self, batch: dict[str, Any], noise: torch.Generator | None = None,
+             log_gradients: bool = False) -> dict[str, float]:
         """One co-training step on one batch: the teacher's step (online), then the student's.
 
         Args:
@@ -183,13 +184,16 @@ class CoTrainer:
                 all in [-1, 1]; moved to the device here. B is the per-process batch.
             noise: CPU generator of the AWGN (teacher and student draw from it one after the other, so their
                 noise is independent); None uses the global RNG.
+            log_gradients: also return the strategy's per-term gradient norms on the student's parameters,
+                ``"grad/student/<term>"`` (one extra backward per term; this process's batch).
 
         A network whose loss is not finite on any process skips its backward and step on every process
         (its ``skipped`` entry is 1.0).
 
         Returns:
             {"teacher/loss", "teacher/<term>"..., "teacher/skipped", "student/loss", "student/<term>"...,
-            "student/skipped"} as floats of this process's batch (loss = the optimised total, terms unweighted).
+            "student/skipped"} as floats of this process's batch (loss = the optimised total, terms unweighted),
+            and with ``log_gradients`` the "grad/student/<term>" norms of the weighted terms.
         """
         amp, snr, dev = self.cfg.get("amp", "off"), float(self.cfg.get("snr", 0)), self.device
         lrhsi, hrmsi, gt = (batch[k].to(dev, non_blocking=True) for k in ("lrhsi", "hrmsi", "gt"))
@@ -211,6 +215,10 @@ class CoTrainer:
         # Detached: the teacher's graph (already freed by its backward) must never receive the student's loss.
         teacher_view = None if t_out is None else t_out.detach().map(torch.Tensor.float)
         total, parts = strategy.student_objective(s_out.map(torch.Tensor.float), teacher_view, gt)
+        if log_gradients:  # before the backward, which frees the graph the extra backwards need
+            norms = strategy.student_gradient_norms(self.student.parameters())
+            values = torch.stack(list(norms.values())).tolist() if norms else []  # one sync
+            stats.update({f"grad/student/{k}": v for k, v in zip(norms, values, strict=True)})
         stats.update(_floats("student", total, parts, self._optimise("student", total)))
         return stats
 

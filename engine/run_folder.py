@@ -6,19 +6,41 @@ Layout::
     <checkpoint_dir>/<prefix>/
         config.yaml                  the resolved flags (a valid --config)
         state.pth                    the full training state (engine.state; what --resume continues)
+        state_good.pth               the last known-good state: the initial one, then the state after the
+                                     latest epoch with finite losses and finite validation (what the
+                                     recovery from non-finite losses restores; a hard link, no copy)
+        run.lock                     while a run is using the folder: {pid, host, started, command}
         teacher/{best,last}.pth      weights (utils.checkpoint) for evaluation and deployment
         student/{best,last}.pth
     <log_dir>/<prefix>/              TensorBoard events
 
-Only the main process of a distributed run writes here (the callers check ``DistContext.is_main``); every
-process may read. Several nodes need the folder on a filesystem they all see to resume or to recover
-from non-finite losses.
+Only the main process of a distributed run writes here and takes the lock (the callers check
+``DistContext.is_main``); every process may read.
+
+The lock (:meth:`RunFolder.lock`): ``run.lock`` is created atomically (written completely under a temporary
+name, then hard-linked to ``run.lock``, which fails if the name exists; where the file system has no hard
+links, created with ``O_EXCL``), so two runs can never both own the folder. A lock whose process is gone
+(same host, no such pid; or the pid of the process asking, as after a container restart) is stale and taken
+over with a note; a live holder is named in the refusal. The lock is released when the run ends, however it
+ends; a SIGKILLed run leaves a stale lock for the next run to take over.
+
+A run folder whose ``state.pth`` records no optimiser step yet (a run that failed in its first batches, e.g.
+on bad data) holds no work: a fresh run replaces it, with a note, without ``--overwrite``.
+
+Several nodes need the folder on a filesystem they all see to resume or to recover from non-finite losses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,10 +48,14 @@ from torch import nn
 
 from utils.checkpoint import load_weights, save_weights
 from utils.config import config_to_yaml, run_dir
-from utils.fileio import atomic_write_text
+from utils.fileio import WriteError, atomic_write_text, remove_stale_temps, temp_name_prefix
 
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
+
+GOOD_STATE_FILE = "state_good.pth"
+LOCK_FILE = "run.lock"
+ROLES = ("teacher", "student")
 
 #: Settings that may change between a run and its resumption without changing what it computes.
 RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
@@ -83,6 +109,35 @@ def warm_start_paths(cfg: dict, roles: Sequence[str]) -> dict[str, str]:
     return {r: os.path.join(folder, r, "last.pth") for r in roles}
 
 
+class RunLocked(ValueError):
+    """The run folder is in use by another run (the message names it)."""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _describe_holder(holder: Mapping[str, Any]) -> str:
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+            f"{holder.get('command')}")
+
+
+def _missing_folders(path: str) -> list[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 class RunFolder:
     """The files of the run named by ``cfg`` (``checkpoint_dir``, ``prefix``, ``log_dir``)."""
 
@@ -90,31 +145,134 @@ class RunFolder:
         self.cfg = cfg
         self.path = run_dir(cfg)
         self.state_file = os.path.join(self.path, STATE_FILE)
+        self.good_state_file = os.path.join(self.path, GOOD_STATE_FILE)
+        self.lock_file = os.path.join(self.path, LOCK_FILE)
         self.tb_dir = os.path.join(cfg["log_dir"], cfg["prefix"])
+        self.replaces_empty_run = False  # set by resume_state: the folder holds a run without a single step
+        self._locked = False
+        self._created: list[str] = []  # the folders the lock created, deepest first
 
     def weights(self, role: str, which: str) -> str:
         return weight_path(self.cfg, role, which)
+
+    # -- the lock (main process only) ---------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the folder's lock (creating the folder), or raise :class:`RunLocked` naming the live holder.
+        Then delete temporary files that killed runs left in the folder."""
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+        if os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"run folder {self.path}: a file is in the way (expected a folder); move it, or choose "
+                             f"another --prefix or --checkpoint_dir")
+        try:
+            self._created = _missing_folders(self.path)
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(self.path, exc) from None
+        while not self._create_lock(json.dumps(record) + "\n"):
+            holder = self._read_lock()
+            if holder is None:
+                continue  # released meanwhile: try again
+            if not self._stale(holder):
+                raise RunLocked(f"run folder {self.path} is in use by another run ({_describe_holder(holder)}); "
+                                f"wait for it, stop it, or choose another --prefix (if no such run exists, "
+                                f"delete {self.lock_file})")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_file)
+            log(f"note: took over the lock of a run that ended without releasing it ({_describe_holder(holder)})")
+        self._locked = True
+        for path in remove_stale_temps(self.path):
+            log(f"note: removed {path}, a temporary file of a run that was killed")
+
+    def _create_lock(self, text: str) -> bool:
+        """Write ``text`` to ``run.lock`` unless it exists (False): a complete file appears at once or not at all."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(self.lock_file), dir=self.path)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(text)
+                os.link(tmp, self.lock_file)
+            except FileNotFoundError:  # the holder's start-up removed our temporary file: the lock exists
+                return False
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: exclusive creation (briefly empty)
+                with os.fdopen(os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as f:
+                    f.write(text)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise WriteError(self.lock_file, exc) from None
+        return True
+
+    def _read_lock(self) -> dict[str, Any] | None:
+        try:
+            with open(self.lock_file, encoding="utf-8") as f:
+                holder = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise RunLocked(f"run folder {self.path} is locked by {self.lock_file}, which cannot be read ({exc}); "
+                            f"if no run is using this folder, delete it") from None
+        return holder if isinstance(holder, dict) else {"pid": None, "host": None, "command": repr(holder)}
+
+    def _stale(self, holder: Mapping[str, Any]) -> bool:
+        """Whether the holder is certainly gone: on this host, and its pid does not exist or is this process's
+        own (which holds no lock yet: the pid of a previous incarnation, e.g. a restarted container)."""
+        pid = holder.get("pid")
+        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+            return False
+        return pid == os.getpid() or not _process_alive(pid)
+
+    def unlock(self) -> None:
+        """Release the lock (if taken); a folder this run created and left empty is removed."""
+        if self._locked:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_file)
+            self._locked = False
+        for folder in self._created:  # deepest first; only if empty: a run that failed on its inputs leaves nothing
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
     # -- reading ------------------------------------------------------------------------------------------------------
 
     def resume_state(self) -> tuple[str | None, dict[str, Any] | None]:
         """(path, state) that this run continues from, or (None, None) for a fresh run.
 
-        Raises a ValueError when the folder already holds a run and the flags neither continue it
-        (``--resume``, ``--resume_ind``) nor replace it (``--overwrite``).
+        Raises a ValueError when the folder already holds a run with at least one optimiser step and the
+        flags neither continue it (``--resume``, ``--resume_ind``) nor replace it (``--overwrite``).
         """
         path = find_resume_state(self.cfg)
         if path is not None:
             return path, load_training_state(path)
         cfg = self.cfg
         if not cfg.get("resume_ind") and not cfg.get("overwrite") and os.path.isfile(self.state_file):
+            if self._holds_no_step():
+                self.replaces_empty_run = True
+                log(f"note: {self.path} holds a run that failed before its first step; replacing it")
+                return None, None
             raise ValueError(f"run folder {self.path} already holds a run ({self.state_file}); continue it with "
                              f"--resume, start afresh with --overwrite, or choose another --prefix")
         return None, None
 
-    def last_good_state(self) -> dict[str, Any]:
-        """The latest saved training state (the recovery point of non-finite losses)."""
-        return load_training_state(self.state_file)
+    def _holds_no_step(self) -> bool:
+        try:
+            state = load_training_state(self.state_file)
+        except (ValueError, FileNotFoundError):
+            return False  # unreadable: not this code's to judge; the refusal names the file
+        return state.get("first_iteration") is not None and state["iteration"] == state["first_iteration"]
+
+    def last_good_state(self) -> tuple[str, dict[str, Any]]:
+        """(path, state) of the last known-good state (``state_good.pth``; the recovery point of non-finite
+        losses); never a state saved after the losses blew up."""
+        path = self.good_state_file if os.path.isfile(self.good_state_file) else self.state_file
+        return path, load_training_state(path)
 
     def warm_start(self, nets: Mapping[str, nn.Module]) -> None:
         """``--resume_ind N``: load every network's weights from :func:`warm_start_paths`."""
@@ -130,16 +288,57 @@ class RunFolder:
     # -- writing (main process only) ----------------------------------------------------------------------------------
 
     def prepare(self, fresh: bool) -> None:
-        """Create the folder and write ``config.yaml``; a fresh ``--overwrite`` run drops the old TensorBoard
-        events (after all inputs have been checked: nothing is written before)."""
-        os.makedirs(self.path, exist_ok=True)
-        if fresh and self.cfg.get("overwrite"):
-            for old in glob.glob(os.path.join(self.tb_dir, "events.out.tfevents.*")):
-                os.remove(old)
+        """Create the folder and write ``config.yaml``. A fresh run that replaces an old one (``--overwrite``, or
+        a run without a single step) first deletes the old run's weights, states, config and TensorBoard events,
+        so that nothing stale can be evaluated or resumed (after all inputs have been checked: nothing is
+        written before)."""
+        try:
+            os.makedirs(self.tb_dir, exist_ok=True)  # can TensorBoard write? (before anything old is removed)
+        except OSError as exc:
+            raise WriteError(self.tb_dir, exc) from None
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            if fresh and (self.cfg.get("overwrite") or self.replaces_empty_run):
+                self._remove_old_run()
+        except OSError as exc:
+            raise WriteError(getattr(exc, "filename", None) or self.path, exc) from None
         atomic_write_text(os.path.join(self.path, "config.yaml"), config_to_yaml(self.cfg))
+
+    def _remove_old_run(self) -> None:
+        old = [self.state_file, self.good_state_file, os.path.join(self.path, "config.yaml"),
+               *(self.weights(r, w) for r in ROLES for w in ("best", "last")),
+               *glob.glob(os.path.join(glob.escape(self.tb_dir), "events.out.tfevents.*"))]
+        for path in old:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        for role in ROLES:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(self.path, role))  # only if empty (a user's own files stay)
 
     def save_weights(self, role: str, which: str, net: nn.Module) -> None:
         save_weights(self.weights(role, which), net, self.cfg)
 
-    def save_state(self, state: Mapping[str, Any]) -> None:
+    def save_state(self, state: Mapping[str, Any], good: bool = False) -> None:
+        """Write ``state.pth``; ``good`` (finite losses and validation) also makes it ``state_good.pth``."""
         save_training_state(self.state_file, state)
+        if good:
+            self.keep_as_good()
+
+    def keep_as_good(self, source: str | None = None) -> None:
+        """``state_good.pth`` := ``source`` (default: the current ``state.pth``): a hard link under a temporary
+        name renamed into place (atomic; no copy), or a copy where the file system has no hard links.
+        ``state.pth`` is always replaced by a new file, never written in place, so the link keeps the good
+        state's bytes."""
+        tmp = os.path.join(self.path, f"{temp_name_prefix(self.good_state_file)}{os.getpid()}")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            try:
+                os.link(source or self.state_file, tmp)
+            except OSError:
+                shutil.copyfile(source or self.state_file, tmp)
+            os.replace(tmp, self.good_state_file)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise WriteError(self.good_state_file, exc) from None

@@ -12,12 +12,18 @@
      "world_size": processes that trained it (informational: any number may resume it),
      "best": {"teacher": {"sam": .., "epoch": ..}, "student": {...}},    # lowest mean val SAM so far
      "counters": {"nonfinite_steps": {...}, "nan_restores": int},
+     "consecutive": non-finite steps in a row so far, "first_iteration": the iteration this run folder's
+                    training started at (a state with iteration == first_iteration holds no step),
+     # only in a state saved by SIGINT / SIGTERM within an epoch (engine.train):
+     "position": batches of epoch "epoch" + 1 already trained, "noise_rng": [AWGN generator state per rank],
+     "epoch_tally": {"position", "steps", "sums", "clean"} (that epoch's loss sums so far),
      "rng": {"python": .., "numpy": .., "torch": .., "cuda": [..]},
      "config": resolved flag dict,
      "tensor_sha256": digest of every tensor above (version 2, utils.checkpoint.tensor_digest)}
 
 Version 2 added "tensor_sha256", version 3 "strategy" and "world_size"; version-1 and -2 files load (as a
-strategy without state, trained by one process). The
+strategy without state, trained by one process). The keys "consecutive", "first_iteration", "position",
+"noise_rng" and "epoch_tally" are optional (absent in older version-3 files). The
 student's optimiser holds the student's parameters followed by the strategy's, in one parameter group.
 Weights are those of the plain networks (never DDP's ``module.`` names), so a state saved by N processes
 resumes with M.

@@ -44,16 +44,28 @@ class FidelityLoss(nn.Module):
         self.sam = SAMLoss(compat)
         self.beba = BEBALoss(compat)
 
-    def forward(
+    def weighted_terms(
         self, pred: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(weighted, parts)``: {rec, sam, beba} as w·L in the official summation order (attached to the
+        graph, for per-term gradients) and as unweighted detached values."""
         rec = self.rec(pred, target)
         with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
             sam = self.sam(pred, target)
             beba = self.beba(pred, target)
-        # Same summation order as the official script (bit-for-bit equal totals in float32).
-        total = rec + self.w_sam * sam + self.w_beba * beba if self.joint else rec
-        return total, {"rec": rec.detach(), "sam": sam.detach(), "beba": beba.detach()}
+        weighted = {"rec": rec, "sam": self.w_sam * sam, "beba": self.w_beba * beba}
+        return weighted, {"rec": rec.detach(), "sam": sam.detach(), "beba": beba.detach()}
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        weighted, parts = self.weighted_terms(pred, target)
+        return self.total(weighted), parts
+
+    def total(self, weighted: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The total of :meth:`weighted_terms`: the official script's summation order (bit-for-bit equal totals in
+        float32); L_rec alone when not joint."""
+        return weighted["rec"] + weighted["sam"] + weighted["beba"] if self.joint else weighted["rec"]
 
     def extra_repr(self) -> str:
         return f"w_sam={self.w_sam}, w_beba={self.w_beba}, joint={self.joint}, compat={self.compat!r}"
@@ -67,11 +79,15 @@ class StudentLoss(nn.Module):
     + w_beba·L_BEBA(S, Y) + w_sam·L_SAM(S, Y), with T̂, F̂_T the detached teacher tensors
     (official weights all 0.1).
 
-    ``forward(student_out, student_feat, target, teacher_out, teacher_feat)``: outputs and target
-    (B, C, H, W) in the [-1, 1] domain, fused features (B, nf, H, W). The teacher tensors are detached
-    inside, so no gradient reaches the teacher. Returns ``(total, {"rec", "sam", "beba", "kd", "feat"})``.
-    ``joint=False`` → total = L_rec (official ``--joint_loss 0`` trains the student without
+    ``forward(student_out, student_feat, target, teacher_out, teacher_feat, kd_scale=1.0)``: outputs and
+    target (B, C, H, W) in the [-1, 1] domain, fused features (B, nf, H, W). The teacher tensors are
+    detached inside, so no gradient reaches the teacher. Returns ``(total, {"rec", "sam", "beba", "kd",
+    "feat"})``. ``joint=False`` → total = L_rec (official ``--joint_loss 0`` trains the student without
     distillation).
+
+    Variants of this project (no official counterpart): ``feat_loss`` replaces the BCE feature term (e.g.
+    :class:`~losses.distillation.NormalisedFeatureKDLoss`); ``kd_scale`` in [0, 1] multiplies both
+    distillation weights (a warm-up). With the defaults the total is the official sum, bit for bit.
     """
 
     def __init__(
@@ -82,6 +98,7 @@ class StudentLoss(nn.Module):
         w_feat: float = 0.1,
         joint: bool = True,
         compat: str | None = None,
+        feat_loss: nn.Module | None = None,
     ) -> None:
         super().__init__()
         check_compat(compat, "StudentLoss")
@@ -90,7 +107,39 @@ class StudentLoss(nn.Module):
         self.joint, self.compat = joint, compat
         self.fidelity = FidelityLoss(w_sam, w_beba, joint, compat)  # its terms, summed here in the official order
         self.kd = ResponseKDLoss()
-        self.feat = FeatureKDLoss()
+        self.feat = FeatureKDLoss() if feat_loss is None else feat_loss
+
+    def weighted_terms(
+        self,
+        student_out: torch.Tensor,
+        student_feat: torch.Tensor,
+        target: torch.Tensor,
+        teacher_out: torch.Tensor,
+        teacher_feat: torch.Tensor,
+        kd_scale: float = 1.0,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(weighted, parts)``: the weighted terms w·L in the official summation order (rec, kd, feat, beba,
+        sam; attached to the graph, for per-term gradients) and the unweighted, detached values."""
+        if not 0.0 <= kd_scale <= 1.0:
+            raise ValueError(f"StudentLoss: kd_scale must lie in [0, 1], got {kd_scale!r}")
+        fid = self.fidelity
+        rec = fid.rec(student_out, target)
+        with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
+            kd = self.kd(student_out, teacher_out)
+            feat = self.feat(student_feat, teacher_feat)
+            beba = fid.beba(student_out, target)
+            sam = fid.sam(student_out, target)
+        # kd_scale 1.0 leaves the weights' bits unchanged (x · 1.0 = x in floating point)
+        weighted = {"rec": rec, "kd": (self.w_kd * kd_scale) * kd, "feat": (self.w_feat * kd_scale) * feat,
+                    "beba": self.w_beba * beba, "sam": self.w_sam * sam}
+        parts = {"rec": rec, "sam": sam, "beba": beba, "kd": kd, "feat": feat}
+        return weighted, {name: value.detach() for name, value in parts.items()}
+
+    def total(self, weighted: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The total of :meth:`weighted_terms` (the official script's order; L_rec alone when not joint)."""
+        if not self.joint:
+            return weighted["rec"]
+        return weighted["rec"] + weighted["kd"] + weighted["feat"] + weighted["beba"] + weighted["sam"]
 
     def forward(
         self,
@@ -99,21 +148,10 @@ class StudentLoss(nn.Module):
         target: torch.Tensor,
         teacher_out: torch.Tensor,
         teacher_feat: torch.Tensor,
+        kd_scale: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        fid = self.fidelity
-        rec = fid.rec(student_out, target)
-        with torch.set_grad_enabled(self.joint and torch.is_grad_enabled()):
-            kd = self.kd(student_out, teacher_out)
-            feat = self.feat(student_feat, teacher_feat)
-            beba = fid.beba(student_out, target)
-            sam = fid.sam(student_out, target)
-        if self.joint:
-            # Same summation order as the official script.
-            total = rec + self.w_kd * kd + self.w_feat * feat + self.w_beba * beba + self.w_sam * sam
-        else:
-            total = rec
-        parts = {"rec": rec, "sam": sam, "beba": beba, "kd": kd, "feat": feat}
-        return total, {name: value.detach() for name, value in parts.items()}
+        weighted, parts = self.weighted_terms(student_out, student_feat, target, teacher_out, teacher_feat, kd_scale)
+        return self.total(weighted), parts
 
     def extra_repr(self) -> str:
         return (

@@ -52,7 +52,7 @@ def build_model(cfg: dict, role: str) -> nn.Module:
     if arch != "dts":
         raise ValueError(f"--arch {arch!r}: expected one of {list(ARCHS)}")
     keys = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "groups", "scale", "compat",
-            "hkd_heads")
+            "residual", "hkd_heads")
     kwargs = {k: cfg[k] for k in keys if cfg.get(k) is not None}
     if role == "teacher":
         if "teacher_layers" in cfg:

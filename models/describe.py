@@ -19,6 +19,8 @@ layers              the number of CLRA blocks ``<stream>feat.<i>`` per stream (Z
 ``adaptive_fuse``   which ``fuse_att.*`` keys exist: none → 0, ``weights`` → 1, ``attention_conv`` → 4,
                     ``query_conv`` → 2, plus ``attention_weights`` → 3
 ``compat``          modes 2, 3 only: the corrected attention has a ``temperature``, the official one not
+``residual``        not in the weights (the global skip has no parameters): False for official files and for
+                    this project's files saved before ``--residual`` existed
 ==================  ================================================================================
 """
 
@@ -83,6 +85,7 @@ def infer_model_config(state: Mapping[str, Any], name: str = "state_dict") -> di
     out: dict[str, Any] = {
         "role": role, "bands": bands, "msi_bands": int(s["mconv1.weight"].shape[1]), "num_base_chs": nf,
         "groups": nf // int(s["fuse.weight"].shape[1]), "adaptive_fuse": _fusion_mode(s), LAYER_KEYS[role]: layers,
+        "residual": False,  # the official networks have no global skip
     }
     if gc is not None:
         out["num_agg_feat"] = gc
@@ -99,6 +102,8 @@ def checkpoint_model_config(ckpt: Mapping[str, Any], name: str = "checkpoint") -
     saved = ckpt.get("model")
     if isinstance(saved, Mapping) and saved:
         desc = dict(saved)
+        if desc.get("arch", "dts") == "dts":
+            desc = {"residual": False, **desc}  # files from before --residual: no global skip
     else:
         state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), Mapping) else ckpt
         desc = infer_model_config(state, name)

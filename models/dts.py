@@ -14,8 +14,9 @@ Z_m   x_m                                    s·h × s·w          mconv1/mfeat 
 
 The fuser (``--adaptive_fuse``) combines them into ``F`` (B, nf, s·h, s·w); the head maps
 ``F`` → ``last(LeakyReLU(fuse(F)))`` (B, bands, s·h, s·w): 3×3 conv nf→bands, then 3×3 conv
-bands→bands without bias. There is no global skip and no output clamp: the output is in the
-[-1, 1] domain of the ground truth only as far as the network has learnt it.
+bands→bands without bias. There is no output clamp, and (as in the official code) no global skip unless
+``residual`` is set: then the head predicts the correction to the bilinearly upsampled LR-HSI, out =
+head(F) + bilinear↑s(x_h) (this project's option ``--residual``; no official counterpart).
 
 ``forward`` returns ``(hrhsi, fused_feature)``; the fused feature is what feature distillation matches.
 Unlike the official code, no noise is added inside ``forward`` (docs/decisions.md #9): the training
@@ -92,6 +93,8 @@ class DTS(nn.Module):
         hkd_heads: K intermediate image heads (``--hkd_heads``; :mod:`models.heads`, HKDSR): 0 = none. They are
             built after everything else (the backbone's initial weights do not change with K), saved with the
             network, and run only when ``forward_aux`` is asked for ``"inter_outs"``.
+        residual: add the bilinearly upsampled LR-HSI to the head's output (global residual learning; no
+            parameters, so the weights of both forms have the same keys).
     """
 
     role = "dts"
@@ -109,6 +112,7 @@ class DTS(nn.Module):
         stream_groups: Sequence[int],
         compat: str | None = None,
         run_hm_stack: bool = True,
+        residual: bool = False,
         hkd_heads: int = 0,
     ) -> None:
         super().__init__()
@@ -131,7 +135,7 @@ class DTS(nn.Module):
         self.num_base_chs, self.num_agg_feat = num_base_chs, num_agg_feat
         self.adaptive_fuse, self.groups, self.compat = adaptive_fuse, groups, compat
         self.layers, self.stream_groups = tuple(layers), tuple(stream_groups)
-        self.run_hm_stack = run_hm_stack
+        self.run_hm_stack, self.residual = run_hm_stack, bool(residual)
         nf, gc = num_base_chs, num_agg_feat
         n_hm, n_mh, n_h, n_m = self.layers
         g_hm, g_mh, g_h, g_m = self.stream_groups
@@ -182,7 +186,7 @@ class DTS(nn.Module):
             "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
             "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
             "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
-            "compat": self.compat, "hkd_heads": self.hkd_heads,
+            "compat": self.compat, "residual": self.residual, "hkd_heads": self.hkd_heads,
         }
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
@@ -234,6 +238,8 @@ class DTS(nn.Module):
         up = F.interpolate(z_h, size=hr_size, mode="nearest"), F.interpolate(z_mh, size=hr_size, mode="nearest")
         fused = self.fuse_att(up[0], z_m, up[1], z_hm)
         out = self.last(self.lrelu(self.fuse(fused)))
+        if self.residual:
+            out = out + lrhsi_up
         if needs is None:
             return out, fused
         inter = heads(taps_hm + taps_mh, lrhsi, tuple(hr_size)) if depths else []
@@ -252,7 +258,8 @@ class DTS(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
-                f"layers={self.layers}, adaptive_fuse={self.adaptive_fuse}, scale={self.scale}, compat={self.compat}")
+                f"layers={self.layers}, adaptive_fuse={self.adaptive_fuse}, scale={self.scale}, compat={self.compat}"
+                + (", residual=True" if self.residual else ""))
 
 
 class Teacher(DTS):
@@ -276,11 +283,13 @@ class Teacher(DTS):
         scale: int = SCALE,
         compat: str | None = None,
         teacher_layers: str | int | Sequence[int] = TEACHER_LAYERS,
+        residual: bool = False,
         hkd_heads: int = 0,
     ) -> None:
         layers = parse_student_layers(teacher_layers, "teacher_layers")
         super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
-                         layers=layers, stream_groups=(1, 1, 1, 1), compat=compat, hkd_heads=hkd_heads)
+                         layers=layers, stream_groups=(1, 1, 1, 1), compat=compat, residual=residual,
+                         hkd_heads=hkd_heads)
         self.teacher_layers = layers
 
     def model_config(self) -> dict:
@@ -310,6 +319,7 @@ class Student(DTS):
         scale: int = SCALE,
         student_layers: str | int | Sequence[int] = PAPER_STUDENT_LAYERS,
         compat: str | None = None,
+        residual: bool = False,
         hkd_heads: int = 0,
     ) -> None:
         layers = parse_student_layers(student_layers)
@@ -318,7 +328,7 @@ class Student(DTS):
         g_m = groups if groups >= 1 and bands % groups == 0 else 1
         super().__init__(bands, msi_bands, num_base_chs, num_agg_feat, adaptive_fuse, groups, scale,
                          layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
-                         run_hm_stack=False, hkd_heads=hkd_heads)
+                         run_hm_stack=False, residual=residual, hkd_heads=hkd_heads)
         self.student_layers = layers
 
     def model_config(self) -> dict:

@@ -60,6 +60,27 @@ def test_bench_end_to_end_then_skips_finished_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(kd, "run_one", no_training)
     assert kd.main(argv) == 0
     assert json.loads((tmp_path / "kd.json").read_text())["runs"] == report["runs"]
+    # Another spelling of a finished spec (as after a change of default) reuses its runs under the new name.
+    assert kd.main(bench_argv(tmp_path, "none", "csakd:w_feat=0.0")) == 0
+    runs = json.loads((tmp_path / "kd.json").read_text())["runs"]
+    assert [(r["spec"], r.get("reused_from")) for r in runs[2:]] == [("csakd:w_feat=0.0", "csakd_w_feat=0_seed1"),
+                                                                     ("csakd:w_feat=0.0", "csakd_w_feat=0_seed2")]
+
+
+def test_same_run_tolerates_only_keys_added_at_their_default():
+    """A stored config that lacks a flag (written before the flag existed) computes the same when the current
+    value is the flag's default in the current --compat mode; any other difference is a different run."""
+    current = kd.flag_defaults()
+    older = {k: v for k, v in current.items() if k not in ("feat_norm", "kd_strategy", "teacher_layers")}
+    assert kd.same_run(older, current)
+    assert not kd.same_run(older, {**current, "feat_norm": "std"})  # the new flag away from its default
+    assert not kd.same_run({**older, "removed_flag": 1}, current)  # a flag the current code lacks
+    assert not kd.same_run(older, {**current, "epochs": current["epochs"] + 1})
+    assert not kd.same_run({**current, "prefix": "a"}, {**current, "prefix": "b"})
+    assert kd.same_run({**current, "prefix": "a"}, {**current, "prefix": "b"}, ignore=("prefix",))
+    official = kd.flag_defaults("official")
+    assert kd.same_run({k: v for k, v in official.items() if k != "w_feat"}, official)  # its compat's default
+    assert not kd.same_run({k: v for k, v in official.items() if k != "w_feat"}, {**official, "w_feat": 0.05})
 
 
 def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path):
@@ -70,6 +91,7 @@ def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path)
     (_, _, cfg), _ = kd.prepare_runs(bench, [spec], [1, 2])
     assert kd.finished_record(bench, spec, 1, cfg) is not None
     assert kd.finished_record(bench, spec, 1, {**cfg, "epochs": 2}) is None  # another configuration
+    assert kd.finished_record(bench, spec, 1, {**cfg, "w_feat": 0.7}) is not None  # no teacher: no effect
     assert kd.finished_record(kd.Bench(bench.config, bench.out, ("psnr",)), spec, 1, cfg) is None  # other metrics
     (tmp_path / "bench" / "results" / kd.run_name(spec, 1) / "student" / "summary.json").unlink()
     assert kd.finished_record(bench, spec, 1, cfg) is None  # test summary missing

@@ -1,12 +1,14 @@
 """Distributed training (DistributedDataParallel, gloo, 2 CPU processes spawned by torch.multiprocessing):
 a DDP step equals one process's step over the global batch, a non-finite loss on one process skips the
 step everywhere, sharded validation equals single-process validation, a killed DDP run resumes to the
-weights of an uninterrupted one, and a 2-process state resumes in one process."""
+weights of an uninterrupted one, SIGTERM on one process stops both at the same step with a state that resumes
+exactly, and a 2-process state resumes in one process."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -142,19 +144,43 @@ def _run_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
     train(train_CSAKD.load_config(_run_args(Path(tmp), "cut")))
 
 
-def _resume_worker(rank: int, port: int, tmp: str) -> None:
+def _resume_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
+    """Resume the killed run; then a run that only process 1 receives SIGTERM in (epoch 1, first step): both
+    processes stop after that step with one state, which the same 2 processes resume."""
     import train_CSAKD
+    from engine.cotrainer import CoTrainer
+    from engine.state import load_training_state
     from engine.train import train
+    from utils.interrupts import Interrupted
 
     _join(rank, port)
     train(train_CSAKD.load_config(_run_args(Path(tmp), "cut", "--resume")))
+    real, calls = CoTrainer.step, {"n": 0}
+
+    def step(self, batch, noise=None):
+        calls["n"] += 1
+        if rank == 1 and calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, batch, noise)
+
+    CoTrainer.step = step
+    os.environ["MASTER_PORT"] = str(ports[0])
+    try:
+        train(train_CSAKD.load_config(_run_args(Path(tmp), "sig")))
+    except Interrupted as exc:
+        state = load_training_state(Path(tmp) / "ck" / "sig" / "state.pth")
+        torch.save({"code": exc.exit_code, "message": str(exc), "steps": calls["n"],
+                    "saved": (state["epoch"], state.get("position"))}, os.path.join(tmp, f"sig{rank}.pt"))
+    CoTrainer.step = real
+    os.environ["MASTER_PORT"] = str(ports[1])
+    train(train_CSAKD.load_config(_run_args(Path(tmp), "sig", "--resume")))
 
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ddp")
     _spawn(_run_worker, [_free_port(), _free_port()], str(tmp))
-    _spawn(_resume_worker, str(tmp))
+    _spawn(_resume_worker, [_free_port(), _free_port()], str(tmp))
     return tmp
 
 
@@ -169,6 +195,15 @@ def test_ddp_run_killed_and_resumed_ends_where_an_uninterrupted_one_does(ddp_run
     state = load_training_state(cut / "state.pth")
     assert state["epoch"] == 1 and state["world_size"] == WORLD
     assert len(list((ddp_runs / "runs" / "full").glob("events.out.tfevents.*"))) == 1
+
+
+def test_ddp_sigterm_on_one_process_stops_all_at_the_same_step_and_resumes_exactly(ddp_runs: Path) -> None:
+    records = [torch.load(ddp_runs / f"sig{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert [r["code"] for r in records] == [143, 143] and [r["steps"] for r in records] == [3, 3]
+    assert records[0]["saved"] == (0, 1)  # after epoch 0, plus 1 step of epoch 1
+    assert records[0]["message"].startswith("interrupted by SIGTERM at step 1 of 2 of epoch 1: resumable state")
+    for role in ("teacher", "student"):
+        assert_same_weights(ddp_runs / "ck" / "full" / role / "last.pth", ddp_runs / "ck" / "sig" / role / "last.pth")
 
 
 def test_ddp_validation_of_odd_scene_count_equals_single_process(ddp_runs: Path) -> None:

@@ -80,6 +80,7 @@ def compute_golden_values() -> dict[str, float]:
         "feat_std_adapted": NormalisedFeatureKDLoss("std")(golden_adapter()(fs), ft),
         "warmup_e3_of_8": warmup_factor(3, 8),
         **golden_gradient_values(x),
+        **golden_variant_values(x),
     }
     return {name: float(torch.as_tensor(value).detach()) for name, value in values.items()}
 
@@ -102,6 +103,29 @@ def golden_gradient_values(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     norms = term_gradient_norms(terms, [s, fs])
     cosines = term_gradient_cosines(terms, [s, fs], reference="rec")
     return {**{f"grad_norm_{k}": v for k, v in norms.items()}, **{f"grad_cos_{k}": v for k, v in cosines.items()}}
+
+
+def golden_variant_values(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The csakd strategy's variant objectives (engine/strategies/csakd.py): normalised feature terms, the
+    warm-up scale of the distillation weights, the feature adapter, and their per-term gradient norms."""
+    from engine.strategies.csakd import CSAKDStrategy
+    from models.outputs import FusionOutput
+
+    s, t, y, fs, ft = x["student"], x["teacher"], x["target"], x["student_feat"], x["teacher_feat"]
+    out = {
+        "student_total_feat_std": StudentLoss(feat_loss=NormalisedFeatureKDLoss("std"))(s, fs, y, t, ft)[0],
+        "student_total_feat_cosine_scaled": StudentLoss(feat_loss=NormalisedFeatureKDLoss("cosine"))(
+            s, fs, y, t, ft, kd_scale=0.375)[0],
+    }
+    strategy = CSAKDStrategy(feat_adapter=(3, 3), feat_norm="std", kd_warmup=8).double()
+    strategy.adapter.load_state_dict(golden_adapter().state_dict())
+    strategy.set_epoch(3)  # warm-up factor 3/8
+    leaves = [s.clone().requires_grad_(True), fs.clone().requires_grad_(True)]
+    total, _ = strategy.student_objective(FusionOutput(leaves[0], leaves[1]), FusionOutput(t, ft), y)
+    out["strategy_total_adapter_std_warm"] = total
+    norms = strategy.student_gradient_norms(leaves)
+    out.update({f"strategy_grad_norm_{k}": v for k, v in norms.items()})
+    return out
 
 
 def write_golden_values(path: Path = GOLDEN_PATH) -> None:

@@ -195,7 +195,7 @@ def test_nonfinite_losses_restore_and_halve_lr(tmp_path: Path, monkeypatch, caps
     monkeypatch.setattr(CoTrainer, "step", flaky)
     summary = train(train_CSAKD.load_config(tiny(tmp_path, "--nan_patience", "2", prefix="nan", epochs=2)))
     out = capsys.readouterr().out
-    assert "restored the last good state" in out
+    assert "restored the last known-good state" in out
     assert summary["nonfinite_steps"] == {"teacher": 2, "student": 2} and summary["nan_restores"] == 1
     state = load_training_state(tmp_path / "ck" / "nan" / "state.pth")
     # lr 1e-3 halved once, then cosine (teacher) / StepLR (student) over the remaining epochs

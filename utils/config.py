@@ -12,8 +12,8 @@ serves both scripts. The resolved dict is saved as YAML next to the checkpoints 
 checkpoint; that file is itself a valid ``--config``.
 
 ``--compat official`` switches every documented deviation back to the official behaviour
-(docs/decisions.md); here that is the default ``--adaptive_fuse`` (0 instead of 3) and the validation
-subset (every 5th batch instead of the whole set).
+(docs/decisions.md); here that is the defaults of :data:`COMPAT_DEFAULTS` (``--adaptive_fuse``, ``--w_feat``),
+the refusal of ``--residual`` and the validation subset (every 5th batch instead of the whole set).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from losses.distillation import FEATURE_NORMS
 from losses.progressive import PSD_FEATURE_WEIGHT
 from models import ARCHS, PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
 from utils import defaults
@@ -37,12 +38,13 @@ MODEL_DEFAULTS = {
     "msi_bands": defaults.MSI_BANDS,
     "num_base_chs": defaults.NUM_BASE_CHS,
     "num_agg_feat": defaults.NUM_AGG_FEAT,
-    "adaptive_fuse": None,  # resolved by compat: 3 (the paper's CSA), or 0 under --compat official
+    "adaptive_fuse": None,  # resolved by compat: COMPAT_DEFAULTS
     "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
     "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
     "groups": defaults.GROUPS,
     "scale": defaults.SCALE,
     "num_blocks": 6,
+    "residual": False,
     "compat": None,
 }
 
@@ -81,8 +83,8 @@ RANGES: dict[str, Range] = {
                      "hkd_row_chunk", "hkd_sample_rows", "psd_patches"), Range(1)),
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
-                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step", "hkd_heads",
-                     "psd_feat_weight", "psd_patch_overlap",
+                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
+                     "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "lr": Range(0, open_low=True),
@@ -136,7 +138,7 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                    help="CLRA dense growth width gc")
     g.add_argument("--adaptive_fuse", type=int, choices=range(5), default=MODEL_DEFAULTS["adaptive_fuse"],
                    help="fusion: 0 sum, 1 sigmoid weights, 2 cross-attention, 3 CSA, 4 concat attention "
-                        "(default 3; 0 under --compat official)")
+                        f"({compat_default_help('adaptive_fuse')})")
     g.add_argument("--student_layers", type=str, default=MODEL_DEFAULTS["student_layers"],
                    help="student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)")
     g.add_argument("--teacher_layers", type=str, default=MODEL_DEFAULTS["teacher_layers"],
@@ -144,6 +146,9 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
     g.add_argument("--groups", type=int, default=MODEL_DEFAULTS["groups"], help="groups of the head conv")
     g.add_argument("--num_blocks", type=int, default=MODEL_DEFAULTS["num_blocks"],
                    help="accepted for compatibility; ignored, as in the official code")
+    g.add_argument("--residual", type=_str2bool, default=MODEL_DEFAULTS["residual"],
+                   help="true: both networks predict the correction to the bilinearly upsampled LR-HSI (global "
+                        "residual learning; not official, refused under --compat official)")
     g.add_argument("--compat", type=parse_compat, default=MODEL_DEFAULTS["compat"],
                    help="'official' keeps the official code's behaviour (see decisions in README)")
     g.add_argument("--arch", choices=ARCHS, default=None,
@@ -159,14 +164,33 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
     return parser
 
 
+#: The one home of the defaults that depend on ``--compat``: {flag: {compat: value}} (None = corrected mode). A
+#: flag listed here has the default None on the command line, filled in by :func:`resolve_model_config`.
+COMPAT_DEFAULTS: dict[str, dict[str | None, Any]] = {
+    "adaptive_fuse": {"official": 0, None: 3},  # the paper's CSA fusion; the official script's default is 0
+    "w_feat": {"official": 0.1, None: 0.0},  # feature distillation: 0 measured best (README "What distillation adds")
+}
+
+
+def compat_default_help(flag: str) -> str:
+    """"default A; B under --compat official" for a flag of :data:`COMPAT_DEFAULTS` (help texts)."""
+    values = COMPAT_DEFAULTS[flag]
+    return f"default {values[None]:g}; {values['official']:g} under --compat official"
+
+
 def resolve_model_config(cfg: dict) -> dict:
-    """Fill the compat- and strategy-dependent defaults of a flag dict in place and return it.
+    """Fill the compat-dependent defaults (:data:`COMPAT_DEFAULTS`) and the strategy-dependent ones of a flag dict in
+    place and return it.
 
     One rule each: ``--kd_strategy psd`` implies ``--arch psd`` (any other strategy: ``dts``); ``--kd_strategy
     hkd`` on DTS networks implies ``--hkd_heads 2`` (otherwise 0). A contradicting explicit value is an error.
     """
-    if cfg.get("adaptive_fuse") is None:
-        cfg["adaptive_fuse"] = 0 if cfg.get("compat") == "official" else 3
+    for flag, values in COMPAT_DEFAULTS.items():
+        if flag in cfg and cfg[flag] is None:
+            cfg[flag] = values[cfg.get("compat")]
+    if cfg.get("compat") == "official" and cfg.get("residual"):
+        raise ConfigError("--residual true: the official networks have no global skip; leave --residual out "
+                          "under --compat official")
     if "arch" not in cfg:
         return cfg
     strategy = cfg.get("kd_strategy")
@@ -253,7 +277,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("--w_sam", type=float, default=0.1, help="SAM term (teacher and student)")
     w.add_argument("--w_beba", type=float, default=0.1, help="band-energy (BEBA) term (teacher and student)")
     w.add_argument("--w_kd", type=float, default=0.1, help="response distillation SmoothL1(S, T)")
-    w.add_argument("--w_feat", type=float, default=0.1, help="feature distillation BCE(σ(F_S), σ(F_T))")
+    w.add_argument("--w_feat", type=float, default=None,
+                   help=f"feature distillation BCE(σ(F_S), σ(F_T)) ({compat_default_help('w_feat')})")
     h = parser.add_argument_group("related strategies (--kd_strategy hkd | psd; README: Distillation strategies)")
     h.add_argument("--hkd_acf", choices=("global", "pixel", "none"), default="global",
                    help="hkd: adaptive channel fusion target, one weight pair per image or per pixel and band")
@@ -271,6 +296,18 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="distillation strategy (engine/strategies): what the student learns from the teacher; "
                         "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    v = parser.add_argument_group("csakd strategy variants (not official; the defaults are the paper's terms)")
+    v.add_argument("--feat_adapter", action="store_true",
+                   help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature "
+                        "term (trained with the student, saved in state.pth, not in the student's weights)")
+    v.add_argument("--feat_norm", choices=("none", *FEATURE_NORMS), default="none",
+                   help="feature term: none = official BCE; std = MSE of per-channel standardised features; "
+                        "cosine = 1 − per-pixel cosine")
+    v.add_argument("--kd_warmup", type=float, default=0.0,
+                   help="epochs of a linear warm-up of w_kd and w_feat from 0 (0 = none)")
+    v.add_argument("--grad_log_every", type=int, default=0,
+                   help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
+                        "gradient on the student's parameters (one extra backward per term; 0 = off)")
     n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
                    help="continue exactly from a full training state (default <run>/state.pth)")
     n.add_argument("--overwrite", action="store_true", help="start afresh even if the run folder holds a run")

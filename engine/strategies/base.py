@@ -14,6 +14,7 @@ reduce to the student's fidelity terms.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 import torch
@@ -77,3 +78,9 @@ class DistillationStrategy(nn.Module):
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the co-trainer before every epoch (0-based); for warm-up schedules."""
+
+    def student_gradient_norms(self, params: Iterable[nn.Parameter]) -> dict[str, torch.Tensor]:
+        """{term: ‖∂(weighted term)/∂θ‖₂} of the last :meth:`student_objective` over the student's parameters θ,
+        asked for by the co-trainer right after that objective, before its backward, every ``--grad_log_every``
+        steps (TensorBoard ``grad/student/<term>``). Default: {} (a strategy that does not report its terms)."""
+        return {}

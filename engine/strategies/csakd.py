@@ -1,44 +1,94 @@
 """CSAKD's online distillation (official: the student's loss in train_CSAKD.py): response distillation on
-the HR-HSI and feature distillation on the fused feature, on top of the fidelity terms.
+the HR-HSI and feature distillation on the fused feature, on top of the fidelity terms, plus this project's
+measured variants of it (flags of this strategy; README "What distillation adds").
 
 Teacher objective: ``losses.FidelityLoss`` (L_rec + w_sam·L_SAM + w_beba·L_BEBA). Student objective:
 ``losses.StudentLoss`` with the detached teacher output and fused feature; without a teacher
-(``--kd_mode none``) the fidelity terms alone. Bit-for-bit the official sums under ``--compat official``.
+(``--kd_mode none``) the fidelity terms alone. With the variants off (their defaults) the sums are the
+official ones, bit for bit (under ``--compat official`` too).
+
+Variants (no official counterpart):
+
+* ``--feat_adapter``: a 1×1 convolution (:class:`losses.FeatureAdapter`, identity-initialised) maps the
+  student's fused feature to the teacher's width before the feature term. Its parameters are this
+  strategy's: they train in the student's optimiser and live in the training state, never in the student's
+  exported weights.
+* ``--feat_norm std|cosine``: the feature term compares per-channel standardised features (MSE) or the
+  per-pixel cosine (:class:`losses.NormalisedFeatureKDLoss`) instead of the official BCE (``none``).
+* ``--kd_warmup E``: w_kd and w_feat ramp linearly from 0 over the first E epochs
+  (:func:`losses.warmup_factor`, set per epoch by :meth:`set_epoch`).
+* per-term gradient norms on the student's parameters (TensorBoard ``grad/student/<term>``, every
+  ``--grad_log_every`` steps; the co-trainer asks :meth:`student_gradient_norms`).
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterable
 
-from losses import StudentLoss
+import torch
+from torch import nn
+
+from losses import FeatureAdapter, FeatureKDLoss, NormalisedFeatureKDLoss, StudentLoss, term_gradient_norms
+from losses.distillation import FEATURE_NORMS, warmup_factor
 from models.outputs import FusionOutput
 
 from .base import DistillationStrategy, Objective, register
 
+FEAT_NORM_CHOICES = ("none", *FEATURE_NORMS)  # none = the official BCE feature term
+
+
+def teacher_width(cfg: dict) -> int:
+    """The teacher's fused-feature width nf: ``--num_base_chs`` (both networks share it), or the width stored in
+    ``--teacher_ckpt`` for a frozen teacher (``--kd_mode offline``), which may differ."""
+    if cfg.get("kd_mode") == "offline" and cfg.get("teacher_ckpt"):
+        from models.describe import checkpoint_model_config  # local: only offline runs read the file here
+        from utils.checkpoint import read_checkpoint
+
+        return int(checkpoint_model_config(read_checkpoint(cfg["teacher_ckpt"]), cfg["teacher_ckpt"])["num_base_chs"])
+    return int(cfg["num_base_chs"])
+
 
 @register
 class CSAKDStrategy(DistillationStrategy):
-    """The paper's strategy, ``--kd_strategy csakd`` (the default). No trainable parameters of its own.
+    """The paper's strategy, ``--kd_strategy csakd`` (the default), with its variants.
 
     Args:
-        w_sam, w_beba: fidelity weights (official 0.1 each); w_kd, w_feat: distillation weights (0.1 each).
+        w_sam, w_beba: fidelity weights (official 0.1 each); w_kd, w_feat: distillation weights (official 0.1).
         joint: False is the official ``--joint_loss 0`` (both totals = L_rec).
         compat: None or "official" (SAM/BEBA variants, docs/decisions.md #2, #3).
+        feat_adapter: (student nf, teacher nf) to learn a :class:`~losses.FeatureAdapter` between them; None: none.
+        feat_norm: "none" (official BCE), "std" or "cosine" (:class:`~losses.NormalisedFeatureKDLoss`).
+        kd_warmup: epochs of the linear warm-up of w_kd and w_feat (0 = none).
     """
 
     name = "csakd"
     needs = frozenset({"feat"})
 
     def __init__(self, w_sam: float = 0.1, w_beba: float = 0.1, w_kd: float = 0.1, w_feat: float = 0.1,
-                 joint: bool = True, compat: str | None = None) -> None:
+                 joint: bool = True, compat: str | None = None, feat_adapter: tuple[int, int] | None = None,
+                 feat_norm: str = "none", kd_warmup: float = 0) -> None:
         super().__init__()
+        if feat_norm not in FEAT_NORM_CHOICES:
+            raise ValueError(f"--feat_norm {feat_norm!r}: expected one of {list(FEAT_NORM_CHOICES)}")
+        if not kd_warmup >= 0:
+            raise ValueError(f"--kd_warmup {kd_warmup!r}: expected a number of epochs >= 0")
+        feat_loss = FeatureKDLoss() if feat_norm == "none" else NormalisedFeatureKDLoss(feat_norm)
         self.student_loss = StudentLoss(w_sam=w_sam, w_beba=w_beba, w_kd=w_kd, w_feat=w_feat, joint=joint,
-                                        compat=compat)
+                                        compat=compat, feat_loss=feat_loss)
+        self.adapter = None if feat_adapter is None else FeatureAdapter(*feat_adapter)
+        self.kd_warmup, self.kd_scale = kd_warmup, warmup_factor(0, kd_warmup)
+        self._weighted: dict[str, torch.Tensor] = {}  # the last student objective's weighted terms (diagnostics)
 
     @classmethod
     def from_config(cls, cfg: dict) -> CSAKDStrategy:
+        adapter = (int(cfg["num_base_chs"]), teacher_width(cfg)) if cfg.get("feat_adapter") else None
         return cls(w_sam=cfg["w_sam"], w_beba=cfg["w_beba"], w_kd=cfg["w_kd"], w_feat=cfg["w_feat"],
-                   joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"))
+                   joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"), feat_adapter=adapter,
+                   feat_norm=cfg.get("feat_norm") or "none", kd_warmup=cfg.get("kd_warmup") or 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The warm-up factor of ``epoch`` (0-based) on w_kd and w_feat: min(1, epoch / kd_warmup)."""
+        self.kd_scale = warmup_factor(epoch, self.kd_warmup)
 
     def teacher_objective(self, teacher: FusionOutput, gt: torch.Tensor) -> Objective:
         """L_T: fidelity of the teacher's (B, C, H, W) output; parts {"rec", "sam", "beba"}."""
@@ -46,6 +96,16 @@ class CSAKDStrategy(DistillationStrategy):
 
     def student_objective(self, student: FusionOutput, teacher: FusionOutput | None, gt: torch.Tensor) -> Objective:
         """L_S with parts {"rec", "sam", "beba", "kd", "feat"}; without a teacher the fidelity terms alone."""
+        loss = self.student_loss
         if teacher is None:
-            return self.student_loss.fidelity(student.out, gt)
-        return self.student_loss(student.out, student.feat, gt, teacher.out, teacher.feat)
+            self._weighted, parts = loss.fidelity.weighted_terms(student.out, gt)
+            return loss.fidelity.total(self._weighted), parts
+        feat = student.feat if self.adapter is None else self.adapter(student.feat)
+        self._weighted, parts = loss.weighted_terms(student.out, feat, gt, teacher.out, teacher.feat, self.kd_scale)
+        return loss.total(self._weighted), parts
+
+    def student_gradient_norms(self, params: Iterable[nn.Parameter]) -> dict[str, torch.Tensor]:
+        """‖∂(w·L_term)/∂θ‖₂ over the student's parameters θ for each weighted term of the last student objective
+        (detached 0-d float64 tensors; the graph is kept for the step's backward). One extra backward per term."""
+        terms, self._weighted = self._weighted, {}
+        return term_gradient_norms(terms, list(params)) if terms else {}
