@@ -22,7 +22,7 @@ from engine.strategies import STRATEGIES, build_strategy
 from engine.strategies.csakd import CSAKDStrategy
 from engine.train import train
 from losses import StudentLoss
-from models import Student, Teacher
+from models import Student, Teacher, build_model
 from models.describe import checkpoint_model_config
 from models.outputs import FusionOutput
 from utils.checkpoint import read_checkpoint
@@ -103,7 +103,7 @@ def test_teacher_gets_no_gradient_from_the_students_objective(name, variant, kd_
     gradient (online) or none (offline); the student and the strategy's own parameters do receive one."""
     cfg = {**flags("--kd_strategy", name, *variant), "kd_mode": kd_mode}  # the teacher is given here, not loaded
     torch.manual_seed(0)
-    teacher, student = Teacher(**TINY), Student(student_layers="1111", **TINY)
+    teacher, student = build_model(cfg, "teacher"), build_model(cfg, "student")  # --arch / --hkd_heads of cfg
     cot = CoTrainer(cfg, student, teacher)
     calls = {n: 0 for n, _ in teacher.named_parameters()}
     if kd_mode == "online":

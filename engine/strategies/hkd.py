@@ -105,8 +105,8 @@ class HKDStrategy(DistillationStrategy):
 def frozen_teacher_heads(cfg: dict) -> IntermediateHeads | None:
     """Heads for the frozen ``--teacher_ckpt`` of an offline run when that DTS teacher has none of its own:
     ``--hkd_heads`` of them, at the documented depths of its Z_hm stack; None otherwise."""
-    if cfg.get("kd_mode") != "offline":
-        return None
+    if cfg.get("kd_mode") != "offline" or not cfg.get("teacher_ckpt"):
+        return None  # (no file: a teacher handed to the co-trainer directly brings its own heads)
     from models.describe import checkpoint_model_config
     from models.dts import TEACHER_LAYERS, parse_student_layers
     from utils.checkpoint import read_checkpoint
