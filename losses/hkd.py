@@ -1,4 +1,4 @@
-"""HKDSR's hybrid intermediate-layer distillation terms: FSM and ACF (docs: ../shared/spec/other-seeds.md §1).
+"""HKDSR's hybrid intermediate-layer distillation terms: FSM and ACF (docs: docs/other-seeds.md §1).
 
 HKDSR (Xie et al., Neurocomputing 2023) distils a teacher's intermediate and final SR images into a
 student's with two terms, restated here from the authors' research code (``wslgqq277g/HKDSR`` b7a1562,

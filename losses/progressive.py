@@ -1,5 +1,5 @@
 """PSDNet's losses for a progressive (multi-stage) network: per-stage L1 deep supervision and the feature-MSE
-distillation of the stage features (docs: ../shared/spec/other-seeds.md §2.5, §3.3).
+distillation of the stage features (docs: docs/other-seeds.md §2.5, §3.3).
 
 Restated from the authors' code (``Meiqi-Gong/PSDNet`` dda8b2d, ``optimize1.py``): the teacher minimises
 Σ_k L1(Y_k, GT) over its three stage images; the student minimises the same plus

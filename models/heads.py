@@ -1,6 +1,6 @@
 """Intermediate image heads on a DTS network, for HKDSR-style intermediate-layer distillation.
 
-HKDSR (docs: ../shared/spec/other-seeds.md §1.2) adds K image heads inside the teacher and the student so
+HKDSR (docs: docs/other-seeds.md §1.2) adds K image heads inside the teacher and the student so
 that both emit intermediate SR images besides the final one (authors' code: ``RCAN_ft``, branches after
 residual groups 3 and 7 of 10, i.e. at 30 % and 70 % of the trunk). For the DTS networks the taps are:
 

@@ -3,7 +3,7 @@
 PSDNet (Gong et al., "Multipatch Progressive Pansharpening With Knowledge Distillation", IEEE TGRS 2023;
 authors' code ``Meiqi-Gong/PSDNet`` dda8b2d, ``Networks/dbpn.py``: ``Net`` = student, ``Net_GT`` = teacher)
 refines its estimate in three stages; its teacher is the same network with the ground truth in place of the
-stage-1 estimate at the stage-2 input. Restated for HSI/MSI fusion (docs: ../shared/spec/other-seeds.md §2,
+stage-1 estimate at the stage-2 input. Restated for HSI/MSI fusion (docs: docs/other-seeds.md §2,
 §3.3). Inputs as the DTS networks: LR-HSI (B, bands, h, w) and HR-MSI (B, msi_bands, s·h, s·w) in [-1, 1];
 ``msi_bands = 1`` is the pansharpening setting (PAN as HR-MSI, LRMS as LR-HSI). With X↑ = bilinear↑s(LR-HSI)
 (the base image) and M = the HR-MSI features (one extractor shared by all stages, as the authors share it):

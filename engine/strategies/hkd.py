@@ -1,5 +1,5 @@
 """HKDSR's hybrid intermediate-layer distillation as a strategy, ``--kd_strategy hkd`` (official counterpart: the
-student loss of ``wslgqq277g/HKDSR``'s KD trainer; restated in ../shared/spec/other-seeds.md §1, §3.2).
+student loss of ``wslgqq277g/HKDSR``'s KD trainer; restated in docs/other-seeds.md §1, §3.2).
 
 Both networks emit K intermediate images besides the final one (``--hkd_heads K``, :mod:`models.heads`). The
 student minimises L_S = L1(S, Y) + Σ_i [w_i·FSM(S_i, T_i, Y) + v_i·ACF(S_i, T_i, Y)] over the outputs

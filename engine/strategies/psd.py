@@ -1,5 +1,5 @@
 """PSDNet's privileged-teacher progressive distillation as a strategy, ``--kd_strategy psd`` (with ``--arch psd``;
-official counterpart: the loss of ``Meiqi-Gong/PSDNet``'s ``optimize1.py``; ../shared/spec/other-seeds.md §2, §3.3).
+official counterpart: the loss of ``Meiqi-Gong/PSDNet``'s ``optimize1.py``; docs/other-seeds.md §2, §3.3).
 
 The teacher is the privileged :class:`models.psd.PSDNet` (the GT in place of its stage-1 estimate at the stage-2
 input); the student the same network without it, which never sees the GT. Per-stage L1 deep supervision for
