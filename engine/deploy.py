@@ -315,7 +315,7 @@ def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
 
     ckpt = read_checkpoint(path)
     role = checkpoint_model_config(ckpt, os.fspath(path))["role"]
-    model, _ = build_from_checkpoint({}, role, os.fspath(path))
+    model, _ = build_from_checkpoint({}, role, os.fspath(path), ckpt=ckpt)
     return model.eval(), dict(ckpt.get("config") or {})
 
 

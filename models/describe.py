@@ -142,16 +142,17 @@ def network_config(cfg: Mapping[str, Any], saved: Mapping[str, Any], role: str, 
     return {**cfg, **{k: v for k, v in saved.items() if k not in ("role", "large")}}
 
 
-def build_from_checkpoint(cfg: Mapping[str, Any], role: str, path: str, given: set[str] | frozenset[str] = frozenset()
-                          ) -> tuple[DTS, dict[str, Any]]:
-    """The ``role`` network a weight file holds, built as the file describes it and loaded.
+def build_from_checkpoint(cfg: Mapping[str, Any], role: str, path: str, given: set[str] | frozenset[str] = frozenset(),
+                          ckpt: Mapping[str, Any] | None = None) -> tuple[DTS, dict[str, Any]]:
+    """The ``role`` network a weight file holds, built as the file describes it and loaded; the file is read
+    (and verified) once, or not at all when the caller passes what it already read as ``ckpt``.
 
     Returns ``(model, info)``: ``info`` is :func:`utils.checkpoint.load_weights`'s record plus ``"network"``,
     the flag dict that built the model. Raises ``ValueError`` as :func:`network_config` and ``load_weights`` do.
     """
     from . import build_model  # the package imports this module
 
-    net_cfg = network_config(cfg, checkpoint_model_config(read_checkpoint(path), str(path)), role, set(given),
-                             str(path))
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    net_cfg = network_config(cfg, checkpoint_model_config(ckpt, str(path)), role, set(given), str(path))
     model = build_model(net_cfg, role)
-    return model, {**load_weights(model, path), "network": net_cfg}
+    return model, {**load_weights(model, ckpt, name=str(path)), "network": net_cfg}

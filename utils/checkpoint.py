@@ -193,8 +193,9 @@ def _describe(t: Any) -> str:
     return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]) -> dict:
-    """Load weights into ``model`` from a path or an in-memory checkpoint/state_dict.
+def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any], name: str | None = None) -> dict:
+    """Load weights into ``model`` from a path or an in-memory checkpoint/state_dict (``name``: what messages
+    call an in-memory one, e.g. the file it was read from; default "state_dict").
 
     Accepts this project's weight files, official ``.pth`` files, and any dict that keeps the weights
     under ``"state_dict"``. Unused official student tensors
@@ -209,7 +210,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
     Returns:
         ``{"source": "official" | "csakd", "dropped": [keys], "config": saved run config or {}}``.
     """
-    name = str(source) if isinstance(source, (str, os.PathLike)) else "state_dict"
+    name = str(source) if isinstance(source, (str, os.PathLike)) else (name or "state_dict")
     ckpt = read_checkpoint(source) if isinstance(source, (str, os.PathLike)) else dict(source)
     target = getattr(model, "_orig_mod", model)
 
