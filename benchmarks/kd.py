@@ -7,7 +7,8 @@ tested once on the test split, with paired differences against the student train
 A spec is ``name[:flag=value,...]``: ``none`` is the student alone (``--kd_mode none``); any other name is the
 ``--kd_strategy`` value (``csakd``, the default strategy; ``hkd``; ``psd``, which implies ``--arch psd``); the
 flags are training flags (``w_feat=0``, ``kd_mode=offline,teacher_ckpt=PATH``, ``epochs=40``); a switch takes
-``true``/``false``.
+``true``/``false``. ``{seed}`` in a value is replaced by each run's seed, so that a frozen teacher can be the one
+trained on the same seed's data: ``kd_mode=offline,teacher_ckpt=results/t/seed{seed}/teacher/best.pth``.
 
 For every (spec, seed) the bench trains through the stable entry points (``train_CSAKD.load_config`` +
 ``engine.train.train``) into its own run folder ``<out>/checkpoints/<run>``, then tests with ``test_CSAKD.main``
@@ -53,6 +54,8 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt")
+#: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
+SEED_FIELD = "{seed}"
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4}
 
@@ -71,12 +74,18 @@ class Spec:
     name: str
     flags: tuple[tuple[str, tuple[str, ...]], ...]
 
-    def train_argv(self, has_strategy_flag: bool) -> list[str]:
-        """The training flags of this spec (``none`` → ``--kd_mode none``; a strategy → ``--kd_strategy``)."""
+    def train_argv(self, has_strategy_flag: bool, seed: int | None = None) -> list[str]:
+        """The training flags of this spec (``none`` → ``--kd_mode none``; a strategy → ``--kd_strategy``), with
+        :data:`SEED_FIELD` replaced by ``seed`` (left as written when ``seed`` is None)."""
         argv = ["--kd_mode", "none"] if self.name == BASELINE else []
         if self.name != BASELINE and has_strategy_flag:
             argv += ["--kd_strategy", self.name]
-        return argv + [token for _, tokens in self.flags for token in tokens]
+        return argv + [token for _, tokens in self.flags for token in with_seed(tokens, seed)]
+
+
+def with_seed(tokens: tuple[str, ...], seed: int | None) -> list[str]:
+    """``tokens`` with every :data:`SEED_FIELD` replaced by ``seed`` (unchanged when ``seed`` is None)."""
+    return list(tokens) if seed is None else [t.replace(SEED_FIELD, str(seed)) for t in tokens]
 
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -121,6 +130,7 @@ def _check_value(action: argparse.Action, flag: str, value: str, where: str) -> 
             raise SpecError(f"{where}: flag {flag!r} is a switch; expected true or false, got {value!r}")
         return (f"--{flag}",) if value.lower() in ("true", "1", "yes") else ()
     for token in value.split():
+        token = token.replace(SEED_FIELD, "1")  # a typed flag must accept any seed in its place
         try:
             converted = action.type(token) if action.type is not None else token
         except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
@@ -166,7 +176,7 @@ class Bench:
         name, p = run_name(spec, seed), self.paths(run_name(spec, seed))
         has_strategy = "kd_strategy" in _actions(build_train_parser())
         return ["--config", self.config, "--seed", str(seed), "--prefix", name, "--checkpoint_dir",
-                p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress", *spec.train_argv(has_strategy)]
+                p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress", *spec.train_argv(has_strategy, seed)]
 
     def test_argv(self, spec: Spec, seed: int, role: str, cfg: dict) -> list[str]:
         """``test_CSAKD.py`` flags testing ``role`` of run (spec, seed) on the test split."""
@@ -178,7 +188,7 @@ class Bench:
                 "--results", os.path.join(p["results"], role), "--metrics", ",".join(self.metrics)]
         for flag, tokens in spec.flags:  # data and network flags the test shares with training
             if flag in known and flag not in ignored and not isinstance(known[flag], argparse._StoreTrueAction):
-                argv += list(tokens)
+                argv += with_seed(tokens, seed)
         if role == "teacher" and cfg["kd_mode"] == "offline":
             argv += ["--checkpoint", cfg["teacher_ckpt"]]
         return argv

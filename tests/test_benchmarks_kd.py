@@ -155,6 +155,15 @@ def test_spec_to_training_flags():
     assert kd.run_name(spec, 3) == "csakd_w_feat=0_deterministic=false_misreg=1_2_grad_checkpoint=true_seed3"
 
 
+def test_seed_field_gives_each_run_its_own_value(tmp_path):
+    spec = kd.parse_spec("csakd:kd_mode=offline,teacher_ckpt=t/seed{seed}/best.pth,epochs={seed}")
+    assert spec.train_argv(False, seed=2)[-4:] == ["--teacher_ckpt", "t/seed2/best.pth", "--epochs", "2"]
+    assert spec.train_argv(False)[-3:] == ["t/seed{seed}/best.pth", "--epochs", "{seed}"]  # no seed: as written
+    bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
+    argv = bench.train_argv(spec, 7)
+    assert argv[argv.index("--teacher_ckpt") + 1] == "t/seed7/best.pth" and "--seed" in argv
+
+
 @pytest.mark.parametrize(("specs", "message"), [
     (["csakd:w_fet=0"], "unknown training flag 'w_fet' (did you mean 'w_feat'?)"),
     (["csakd:w_feat"], "'w_feat' is not flag=value"),
