@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.deploy import EXPORTERS, PARITY_TOL, export_checkpoint
+from utils.interrupts import StartingUp
+
+with StartingUp("export_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
+    from engine.deploy import EXPORTERS, PARITY_TOL, export_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

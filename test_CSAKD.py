@@ -25,20 +25,22 @@ import io
 import os
 import sys
 
-import torch
+from utils.interrupts import Interrupted, StartingUp, StopAtOnce
 
-from engine.deploy import compare_with_fp32, deployed_network, describe_change
-from engine.evaluate import evaluate, format_table
-from engine.loaders import build_loader
-from engine.run_folder import weight_path
-from engine.runtime import resolve_device
-from models import build_model
-from models.describe import build_from_checkpoint
-from utils.complexity import complexity
-from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
-from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
-from utils.inference import prepare
-from utils.interrupts import Interrupted, StopAtOnce
+with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
+    import torch
+
+    from engine.deploy import compare_with_fp32, deployed_network, describe_change
+    from engine.evaluate import evaluate, format_table
+    from engine.loaders import build_loader
+    from engine.run_folder import weight_path
+    from engine.runtime import resolve_device
+    from models import build_model
+    from models.describe import build_from_checkpoint
+    from utils.complexity import complexity
+    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+    from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
+    from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
 RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import sys
 
-from engine.run_folder import find_resume_state
-from engine.state import load_training_state
-from engine.train import TrainingDiverged, train
-from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
-from utils.fileio import WriteError
-from utils.interrupts import Interrupted
+from utils.interrupts import Interrupted, StartingUp
+
+with StartingUp("train_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
+    from engine.run_folder import find_resume_state
+    from engine.state import load_training_state
+    from engine.train import TrainingDiverged, train
+    from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+    from utils.fileio import WriteError
 
 
 def load_config(argv: list[str] | None = None) -> dict:

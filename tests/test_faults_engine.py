@@ -145,6 +145,36 @@ def test_signals_stop_the_one_shot_scripts_with_nothing_written(straight: Path, 
     assert os.listdir(tmp_path) == []
 
 
+# Run as `python -c`: sends `signame` to itself when the script starts importing torch (a meta-path finder sees the
+# import before any of torch is loaded), then runs the script as `python SCRIPT --help` would.
+SIGNAL_AT_TORCH_IMPORT = """
+import os, runpy, signal, sys
+
+class SignalAtTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), SIGNUM)
+        return None
+
+SIGNUM = getattr(signal, sys.argv[2])
+sys.meta_path.insert(0, SignalAtTorch())
+script = sys.argv[1]
+sys.argv = [script, "--help"]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("script", "signame"), [("train_CSAKD.py", "SIGINT"), ("test_CSAKD.py", "SIGTERM"),
+                                                  ("export_CSAKD.py", "SIGINT")])
+def test_signal_while_importing_is_one_line(script: str, signame: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AT_TORCH_IMPORT, script, signame], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 128 + getattr(signal, signame), proc.stderr
+    assert proc.stderr.strip() == f"{script}: interrupted by {signame} while starting: nothing was written"
+    assert proc.stdout == ""  # stopped before --help was printed
+
+
 def one_line_error_any(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err

@@ -9,6 +9,10 @@ second signal before that state is complete stops at once: :class:`Interrupted` 
 is, and an interrupted state write removes its temporary file (``utils.fileio``), so ``state.pth`` is the
 previous complete state. Signals after the state is saved end the process at once with the same exit code.
 
+While a script imports its packages (torch alone takes seconds), :class:`StartingUp` makes the signals end the
+process with one line and 128 + the signal number: nothing has been written yet, and a traceback through the
+import machinery would say nothing.
+
 The one-shot scripts (:class:`StopAtOnce`: ``test_CSAKD.py``, ``data.prepare``) stop at once with one line;
 their outputs are staged and appear whole or not at all.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
@@ -93,3 +98,19 @@ class StopAtOnce(StopSignals):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() == self._owner:
             raise Interrupted(signum, f"interrupted by {signal_name(signum)}: {self.message}")
+
+
+class StartingUp(StopSignals):
+    """Context manager around a script's imports: SIGINT and SIGTERM print one line and exit with 128 + the signal
+    number (``SystemExit``, so no traceback); the previous handlers come back on exit. Only stdlib modules are
+    imported before it, so it is in place within milliseconds of the interpreter's start."""
+
+    def __init__(self, script: str) -> None:
+        super().__init__()
+        self.script = script
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == self._owner:
+            print(f"{self.script}: interrupted by {signal_name(signum)} while starting: nothing was written",
+                  file=sys.stderr)
+            raise SystemExit(128 + signum)
