@@ -133,7 +133,7 @@ class CoTrainer:
         self.teacher, self.student = teacher, student
         if self.regime == "offline":
             teacher.requires_grad_(False).eval()
-        self.strategy = (strategy or build_strategy(cfg)).to(self.device)
+        self.strategy = (strategy or build_strategy(cfg, teacher)).to(self.device)
         self.trained = {"teacher": teacher, "student": student} if self.regime == "online" else {"student": student}
         self.opts, self.scheds = build_optimizers(cfg, teacher if self.regime == "online" else None, student,
                                                   first_epoch, extra=self.strategy.parameters())

@@ -174,3 +174,26 @@ def test_residual_adds_the_upsampled_lrhsi_and_is_stored():
     assert checkpoint_model_config({"model": older})["residual"] is False
     with pytest.raises(ConfigError, match="--residual"):
         resolve_config(parse_config(build_train_parser(), ["--compat", "official", "--residual", "true"]))
+
+
+@pytest.mark.parametrize("strategy", [("--feat_adapter", "--w_feat", "0.1"), ("--kd_strategy", "hkd")])
+def test_offline_run_reads_the_teacher_file_once(tmp_path: Path, monkeypatch, strategy: tuple[str, ...]):
+    """The frozen teacher is built from ``--teacher_ckpt`` once; the strategy learns its widths from the built
+    network (``model_config``), not from a second read: a wider teacher gives a wider adapter or heads."""
+    from utils.checkpoint import save_weights
+
+    wide = {**flags(), "num_base_chs": 2 * TINY["num_base_chs"]}
+    torch.manual_seed(0)
+    path = tmp_path / "teacher.pth"
+    save_weights(path, build_model(wide, "teacher"), wide)
+    reads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or real_load(f, *a, **k))
+    cot = CoTrainer.build(flags(*strategy, "--kd_mode", "offline", "--teacher_ckpt", str(path)), torch.device("cpu"))
+    assert reads == [str(path)]
+    width = cot.teacher.model_config()["num_base_chs"]
+    assert width == wide["num_base_chs"] != cot.student.model_config()["num_base_chs"]
+    if cot.strategy.name == "csakd":
+        assert cot.strategy.adapter.proj.out_channels == width
+    else:
+        weights = [p for n, p in cot.strategy.teacher_heads.named_parameters() if n.endswith(".weight")]
+        assert len(weights) == 2 and all(w.shape[1] == width for w in weights)  # (bands, nf_teacher, 3, 3)

@@ -35,6 +35,22 @@ def register(cls: type[DistillationStrategy]) -> type[DistillationStrategy]:
     return cls
 
 
+def frozen_teacher_config(cfg: dict, teacher: nn.Module | None) -> dict | None:
+    """The model configuration of an offline run's frozen teacher: ``teacher.model_config()`` when the built teacher
+    is given (no second read of its file), else that of the file ``--teacher_ckpt``; None for other regimes or
+    without either."""
+    if cfg.get("kd_mode") != "offline":
+        return None
+    if teacher is not None:
+        return teacher.model_config()
+    if not cfg.get("teacher_ckpt"):
+        return None
+    from models.describe import checkpoint_model_config  # local: only offline runs read the file here
+    from utils.checkpoint import read_checkpoint
+
+    return checkpoint_model_config(read_checkpoint(cfg["teacher_ckpt"]), cfg["teacher_ckpt"])
+
+
 class DistillationStrategy(nn.Module):
     """Base class of the strategies.
 
@@ -55,8 +71,9 @@ class DistillationStrategy(nn.Module):
         check_needs(cls.needs, f"{cls.__name__}.needs")
 
     @classmethod
-    def from_config(cls, cfg: dict) -> DistillationStrategy:
-        """The strategy as the resolved flag dict ``cfg`` configures it (loss weights, ``compat``)."""
+    def from_config(cls, cfg: dict, teacher: nn.Module | None = None) -> DistillationStrategy:
+        """The strategy as the resolved flag dict ``cfg`` configures it (loss weights, ``compat``); ``teacher``, the
+        built teacher when there is one, describes itself by ``model_config()``."""
         return cls()
 
     def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,

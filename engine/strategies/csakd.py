@@ -32,20 +32,16 @@ from losses import FeatureAdapter, FeatureKDLoss, NormalisedFeatureKDLoss, Stude
 from losses.distillation import FEATURE_NORMS, warmup_factor
 from models.outputs import FusionOutput
 
-from .base import DistillationStrategy, Objective, register
+from .base import DistillationStrategy, Objective, frozen_teacher_config, register
 
 FEAT_NORM_CHOICES = ("none", *FEATURE_NORMS)  # none = the official BCE feature term
 
 
-def teacher_width(cfg: dict) -> int:
-    """The teacher's fused-feature width nf: ``--num_base_chs`` (both networks share it), or the width stored in
-    ``--teacher_ckpt`` for a frozen teacher (``--kd_mode offline``), which may differ."""
-    if cfg.get("kd_mode") == "offline" and cfg.get("teacher_ckpt"):
-        from models.describe import checkpoint_model_config  # local: only offline runs read the file here
-        from utils.checkpoint import read_checkpoint
-
-        return int(checkpoint_model_config(read_checkpoint(cfg["teacher_ckpt"]), cfg["teacher_ckpt"])["num_base_chs"])
-    return int(cfg["num_base_chs"])
+def teacher_width(cfg: dict, teacher: nn.Module | None = None) -> int:
+    """The teacher's fused-feature width nf: ``--num_base_chs`` (both networks share it), or, for a frozen teacher
+    (``--kd_mode offline``), its own (:func:`~engine.strategies.base.frozen_teacher_config`), which may differ."""
+    frozen = frozen_teacher_config(cfg, teacher)
+    return int(cfg["num_base_chs"] if frozen is None else frozen["num_base_chs"])
 
 
 @register
@@ -80,8 +76,8 @@ class CSAKDStrategy(DistillationStrategy):
         self._weighted: dict[str, torch.Tensor] = {}  # the last student objective's weighted terms (diagnostics)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> CSAKDStrategy:
-        adapter = (int(cfg["num_base_chs"]), teacher_width(cfg)) if cfg.get("feat_adapter") else None
+    def from_config(cls, cfg: dict, teacher: nn.Module | None = None) -> CSAKDStrategy:
+        adapter = (int(cfg["num_base_chs"]), teacher_width(cfg, teacher)) if cfg.get("feat_adapter") else None
         return cls(w_sam=cfg["w_sam"], w_beba=cfg["w_beba"], w_kd=cfg["w_kd"], w_feat=cfg["w_feat"],
                    joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"), feat_adapter=adapter,
                    feat_norm=cfg.get("feat_norm") or "none", kd_warmup=cfg.get("kd_warmup") or 0)

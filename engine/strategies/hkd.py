@@ -33,7 +33,7 @@ from losses.progressive import stage_l1
 from models.heads import IntermediateHeads, head_fractions, tap_depths
 from models.outputs import FusionOutput
 
-from .base import DistillationStrategy, Objective, register
+from .base import DistillationStrategy, Objective, frozen_teacher_config, register
 
 
 @register
@@ -62,10 +62,11 @@ class HKDStrategy(DistillationStrategy):
         self._live_heads: list[torch.Tensor] = []  # this step's teacher-head images, with their graph
 
     @classmethod
-    def from_config(cls, cfg: dict) -> HKDStrategy:
+    def from_config(cls, cfg: dict, teacher: nn.Module | None = None) -> HKDStrategy:
         return cls(cfg["bands"], acf=cfg.get("hkd_acf") or "global", row_chunk=cfg.get("hkd_row_chunk"),
                    sample_rows=cfg.get("hkd_sample_rows"), w_sam=cfg["w_sam"], w_beba=cfg["w_beba"],
-                   joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"), teacher_heads=frozen_teacher_heads(cfg))
+                   joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"),
+                   teacher_heads=frozen_teacher_heads(cfg, teacher))
 
     def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
                         gt: torch.Tensor) -> FusionOutput:
@@ -102,18 +103,14 @@ class HKDStrategy(DistillationStrategy):
         return total, parts
 
 
-def frozen_teacher_heads(cfg: dict) -> IntermediateHeads | None:
-    """Heads for the frozen ``--teacher_ckpt`` of an offline run when that DTS teacher has none of its own:
-    ``--hkd_heads`` of them, at the documented depths of its Z_hm stack; None otherwise."""
-    if cfg.get("kd_mode") != "offline" or not cfg.get("teacher_ckpt"):
-        return None  # (no file: a teacher handed to the co-trainer directly brings its own heads)
-    from models.describe import checkpoint_model_config
+def frozen_teacher_heads(cfg: dict, teacher: nn.Module | None = None) -> IntermediateHeads | None:
+    """Heads for the frozen teacher of an offline run when that DTS teacher has none of its own: ``--hkd_heads``
+    of them, at the documented depths of its Z_hm stack; None otherwise. The teacher is described by
+    ``teacher.model_config()`` when given (the co-trainer's built teacher), else by the file ``--teacher_ckpt``."""
     from models.dts import TEACHER_LAYERS, parse_student_layers
-    from utils.checkpoint import read_checkpoint
 
-    path = cfg["teacher_ckpt"]
-    saved = checkpoint_model_config(read_checkpoint(path), str(path))
-    if saved.get("arch", "dts") != "dts" or saved.get("hkd_heads"):
+    saved = frozen_teacher_config(cfg, teacher)
+    if saved is None or saved.get("arch", "dts") != "dts" or saved.get("hkd_heads"):
         return None
     blocks = parse_student_layers(saved.get("teacher_layers", TEACHER_LAYERS), "teacher_layers")[0]
     count = cfg.get("hkd_heads") or 2  # 0 only for a PSD student, whose two earlier stage images are matched

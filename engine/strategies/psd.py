@@ -42,7 +42,7 @@ class PSDStrategy(DistillationStrategy):
         self.feat_weight = feat_weight
 
     @classmethod
-    def from_config(cls, cfg: dict) -> PSDStrategy:
+    def from_config(cls, cfg: dict, teacher: nn.Module | None = None) -> PSDStrategy:
         return cls(cfg.get("psd_feat_weight", PSD_FEATURE_WEIGHT))
 
     def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
