@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = load_configs(args)
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads, "
                                          f"torch {torch.__version__}", "args": vars(args)}
-    if "train" in args.what:  # first: a spawned child inherits the parent's peak RSS, so measure while it is small
+    if "train" in args.what:
         report["train"] = bench_train_amp(configs[-1], args.train_batch, args.train_crop, args.train_steps,
                                           args.threads)
     if "latency" in args.what:

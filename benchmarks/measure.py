@@ -4,9 +4,10 @@ Timing: ``warmup`` untimed calls, then ``repeats`` timed calls; min, median and 
 machine shared with other work the minimum is the figure closest to the hardware (interference only
 ever adds time), the median says how noisy the run was.
 
-Peak memory: on the CPU the peak resident set size (``ru_maxrss``) of a child process that runs only
-the measured work, so that nothing the parent allocated before counts; on CUDA the peak of
-``torch.cuda.max_memory_allocated`` around the work, in process.
+Peak memory: on the CPU the peak resident set size of a child process that runs only the measured work,
+so that nothing the parent allocated before counts; the child resets its peak once started (Linux: a spawned
+child is forked before it execs, and its ``ru_maxrss`` starts at the parent's peak), then reads ``VmHWM``. On
+CUDA the peak of ``torch.cuda.max_memory_allocated`` around the work, in process.
 """
 
 from __future__ import annotations
@@ -68,13 +69,37 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 20) -> dict[
     return result
 
 
+def reset_peak_rss() -> bool:
+    """Set this process's peak RSS to its current RSS (Linux ≥ 4.0: "5" to ``/proc/self/clear_refs``); False
+    where that is not possible (the peak then includes everything since the process started)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS in MiB since start or :func:`reset_peak_rss`: ``VmHWM`` of /proc/self/status, else
+    ``ru_maxrss`` (KiB on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024
+
+
 def _child(target: Callable[..., dict], kwargs: dict, threads: int, conn) -> None:
     try:
         torch.set_num_threads(threads)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reset = reset_peak_rss()  # drop the peak inherited from the parent through fork
+        before = peak_rss_mib()
         result = target(**kwargs)
-        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-        result["rss_before_mib"] = before / 1024
+        result["peak_rss_mib"] = peak_rss_mib()
+        result["rss_before_mib"] = before
+        result["peak_rss_reset"] = reset
         conn.send(result)
     except BaseException as exc:  # report it to the parent instead of dying silently
         conn.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
@@ -84,7 +109,8 @@ def _child(target: Callable[..., dict], kwargs: dict, threads: int, conn) -> Non
 
 def run_in_child(target: Callable[..., dict], threads: int, **kwargs: Any) -> dict:
     """Run ``target(**kwargs)`` in a fresh process and return its dict plus its peak RSS in MiB
-    (``peak_rss_mib``; ``rss_before_mib`` is the RSS after start-up and imports, before ``target``).
+    (``peak_rss_mib``; ``rss_before_mib`` is the RSS after start-up and imports, before ``target``;
+    ``peak_rss_reset``: whether the inherited peak could be dropped, see the module's docstring).
 
     ``target`` must be a module-level function (the child is spawned and imports it). An exception in
     the child is raised here as a ``RuntimeError`` carrying the child's message.
