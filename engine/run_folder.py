@@ -61,6 +61,9 @@ ROLES = ("teacher", "student")
 RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
                     "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
                     "compile", "debug", "gpus", "nan_patience"}
+#: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
+#: may not change them.
+RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")
 
 
 def find_resume_state(cfg: dict) -> str | None:
@@ -279,6 +282,16 @@ class RunFolder:
         for role, path in warm_start_paths(self.cfg, list(nets)).items():
             info = load_weights(nets[role], path)
             log(f"warm start: {role} weights from {path} ({info['source']})")
+
+    def check_same_regime(self, saved: Mapping[str, Any], path: str | None) -> None:
+        """A ``ValueError`` (one line, before anything is built or written) if the command changes a setting of
+        :data:`RESUME_FIXED_KEYS` of the resumed run's ``saved`` config: that state holds another run's networks."""
+        changed = [f"--{k} {saved[k]} (saved) vs {self.cfg.get(k)} (asked)" for k in RESUME_FIXED_KEYS
+                   if k in saved and saved[k] != self.cfg.get(k)]
+        if changed:
+            raise ValueError(f"--resume {path}: {'; '.join(changed)}: a state cannot change these; start a new run "
+                             f"(another --prefix) and take the weights with --teacher_ckpt or --resume_ind; "
+                             f"nothing was written")
 
     def changed_settings(self, saved: Mapping[str, Any]) -> list[str]:
         """The settings that differ from the resumed run's ``saved`` config and change what it computes."""

@@ -123,6 +123,8 @@ def _lock(folder: RunFolder, dist: DistContext, device: torch.device) -> None:
 def _train_locked(cfg: dict, dist: DistContext, device: torch.device, stop_after: int | None,
                   signals: StopSignals, folder: RunFolder) -> dict[str, Any]:
     resume_from, state = folder.resume_state()
+    if state is not None:
+        folder.check_same_regime(state["config"], resume_from)
     dist.barrier()  # every process has checked the folder before the main one writes to it
     order = torch.Generator()  # the data order: the same on every process
     train_loader, val_loader = training_loaders(cfg, order, dist.rank, dist.world_size)

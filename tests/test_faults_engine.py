@@ -283,6 +283,20 @@ def test_resume_with_no_epochs_left_changes_nothing(straight: Path, tmp_path: Pa
     assert tree(tmp_path / "ck") == before
 
 
+@pytest.mark.parametrize("change", [("--kd_mode", "none"), ("--kd_strategy", "hkd", "--hkd_heads", "2")])
+def test_resume_cannot_change_what_the_state_holds(straight: Path, tmp_path: Path, capsys, change) -> None:
+    shutil.copytree(straight / "ck", tmp_path / "ck")
+    before = tree(tmp_path / "ck")
+    assert train_CSAKD.main([*args(tmp_path, epochs=3), "--resume", *change]) == 2
+    saved = "online" if change[0] == "--kd_mode" else "csakd"
+    assert one_line_error(capsys) == (
+        f"error: --resume {tmp_path / 'ck' / 'run' / 'state.pth'}: "
+        f"{change[0]} {saved} (saved) vs {change[1]} (asked): "
+        f"a state cannot change these; start a new run (another --prefix) and take the weights with --teacher_ckpt "
+        f"or --resume_ind; nothing was written")
+    assert tree(tmp_path / "ck") == before
+
+
 def test_bad_data_in_the_first_batch_does_not_block_the_corrected_rerun(tmp_path: Path, monkeypatch,
                                                                         capsys) -> None:
     real = FusionDataset.__getitem__
