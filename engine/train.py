@@ -276,7 +276,7 @@ class _Loop:
             self._stop_if_asked(epoch, tally)
         self._restore_streams()  # resumed after the last batch of an epoch
         self.cot.end_epoch()
-        _write_epoch(self.writer, tally.sums, tally.steps, self.cot.lrs(), self.iteration)
+        _write_epoch(self.writer, self._run_sums(tally), tally.steps, self.cot.lrs(), self.iteration)
         validated = epoch % cfg["eval_step"] == 0
         if validated:
             self._validate(epoch)
@@ -288,6 +288,17 @@ class _Loop:
         self.writer.flush()
         dist.barrier()  # every process may read the new state (recovery) only once it is complete
         self._stop_if_asked(epoch, None)
+
+    def _run_sums(self, tally: _Tally) -> dict[str, float]:
+        """The epoch's loss sums averaged over the processes (a collective: every process calls it). Each process
+        sums its own batches over the same number of steps (a step is skipped on all processes or none), so the
+        logged means are the means over every batch of the global batches."""
+        if not self.dist.distributed or not tally.sums:
+            return tally.sums
+        keys = sorted(tally.sums)
+        sums = torch.tensor([tally.sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        self.dist.average_([sums])
+        return dict(zip(keys, sums.tolist(), strict=True))
 
     def _step(self, batch: dict[str, Any], epoch: int, tally: _Tally) -> None:
         every = self.cfg.get("grad_log_every") or 0

@@ -132,9 +132,19 @@ def _run_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
 
     _step_worker(rank, port, tmp)
     os.environ["MASTER_PORT"] = str(ports[0])
+    real, losses = CoTrainer.step, []
+
+    def recorded(self, batch, noise=None, **kwargs):  # this process's per-step losses, for the logged epoch means
+        stats = real(self, batch, noise, **kwargs)
+        losses.append(stats["student/loss"])
+        return stats
+
+    CoTrainer.step = recorded
     summary = train(train_CSAKD.load_config(_run_args(Path(tmp), "full")))
+    CoTrainer.step = real
     torch.save(summary, os.path.join(tmp, f"summary{rank}.pt"))
-    real, calls = CoTrainer.step, {"n": 0}
+    torch.save(losses, os.path.join(tmp, f"losses{rank}.pt"))
+    calls = {"n": 0}
 
     def killed(self, batch, noise=None):
         calls["n"] += 1
@@ -198,6 +208,20 @@ def test_ddp_run_killed_and_resumed_ends_where_an_uninterrupted_one_does(ddp_run
     state = load_training_state(cut / "state.pth")
     assert state["epoch"] == 1 and state["world_size"] == WORLD
     assert len(list((ddp_runs / "runs" / "full").glob("events.out.tfevents.*"))) == 1
+
+
+def test_ddp_logged_losses_are_means_over_every_process(ddp_runs: Path) -> None:
+    """TensorBoard's epoch loss of a DDP run is the mean over all processes' batches, not the main process's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    per_rank = [torch.load(ddp_runs / f"losses{r}.pt") for r in range(WORLD)]
+    steps = len(per_rank[0]) // 2  # 2 epochs
+    acc = EventAccumulator(str(ddp_runs / "runs" / "full"), size_guidance={"scalars": 0})
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("losses/student/total")]
+    expected = [sum(sum(r[e * steps:(e + 1) * steps]) for r in per_rank) / (steps * WORLD) for e in range(2)]
+    assert logged == pytest.approx(expected, rel=1e-6)
+    assert per_rank[0] != per_rank[1]  # the processes saw different batches: the check can tell them apart
 
 
 def test_ddp_sigterm_on_one_process_stops_all_at_the_same_step_and_resumes_exactly(ddp_runs: Path) -> None:
