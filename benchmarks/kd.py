@@ -38,6 +38,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
 import textwrap
 
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from utils.config import TEST_METRICS, build_test_parser, build_train_parser
 from utils.fileio import atomic_write_json, atomic_write_text
+from utils.interrupts import Interrupted, StopAtOnce, signal_name
 
 BASELINE = "none"
 #: Flags the bench sets for every run itself; a spec may not override them.
@@ -56,6 +58,8 @@ RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
 TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
 SEED_FIELD = "{seed}"
+#: Exit codes of the scripts stopped by SIGINT / SIGTERM (utils.interrupts).
+STOP_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4}
 
@@ -293,7 +297,10 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
     results = {}
     for role in roles_of(cfg):
         argv = bench.test_argv(spec, seed, role, cfg)
-        if test_CSAKD.main(argv) != 0:
+        code = test_CSAKD.main(argv)
+        if code in STOP_CODES:  # the test script stopped on a signal (its one line is printed)
+            raise Interrupted(code - 128, f"testing the {role} of run {name} stopped")
+        if code != 0:
             raise RuntimeError(f"testing the {role} of run {name} failed: test_CSAKD.py {shlex.join(argv)}")
         results[role] = _read_summary(os.path.join(p["results"], role))
     student = results["student"]
@@ -465,7 +472,7 @@ def _finished_or_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> tuple[di
         return record, True
     try:
         return run_one(bench, spec, seed, cfg), False
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # finished runs stay; a re-run continues
+    except (ValueError, OSError, RuntimeError) as exc:  # finished runs stay; a re-run continues
         raise SpecError(f"--strategies {spec.text!r}, seed {seed}: {exc}") from None
 
 
@@ -497,10 +504,15 @@ def main(argv: list[str] | None = None) -> int:
         specs = parse_specs(args.strategies)
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
         bench = Bench(args.config, out, metrics)
-        report = run_bench(bench, specs, args.seeds, command)
+        with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
+            report = run_bench(bench, specs, args.seeds, command)
     except (ValueError, FileNotFoundError) as exc:
         print(f"benchmarks.kd: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"benchmarks.kd: {signal_name(exc.signum)} received: stopped; finished runs are kept and the same "
+              f"command continues with the others (an unfinished run restarts from scratch)", file=sys.stderr)
+        return exc.exit_code
     stem = os.path.splitext(args.json)[0]
     atomic_write_json(args.json, report)
     table = markdown_table(report)

@@ -123,6 +123,46 @@ def test_offline_runs_test_the_frozen_teacher_and_failures_name_the_run(tmp_path
     assert last_line == "benchmarks.kd: error: --strategies 'none', seed 1: training diverged"
 
 
+@pytest.mark.parametrize("where", ["training", "testing"])
+def test_a_signal_stops_the_bench_with_one_line_and_keeps_finished_runs(tmp_path, monkeypatch, capsys, where):
+    """SIGTERM in the second run (its training, or the test of its student): exit 143, one line, the first run's
+    record kept; the same command then trains only what is missing."""
+    import os
+    import signal
+
+    import test_CSAKD
+    from engine.cotrainer import CoTrainer
+
+    real_step, real_test = CoTrainer.step, test_CSAKD.main
+    calls = {"runs": 0}
+
+    def step(self, *args, **kwargs):
+        if calls["runs"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop stops after this step with a state
+        return real_step(self, *args, **kwargs)
+
+    def test_main(argv):
+        if calls["runs"] == 1 and where == "testing":
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls["runs"] += 1
+        return real_test(argv)
+
+    if where == "training":
+        monkeypatch.setattr(CoTrainer, "step", step)
+    monkeypatch.setattr(test_CSAKD, "main", test_main)
+    argv = bench_argv(tmp_path, "none")
+    assert kd.main(argv) == 143
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line == ("benchmarks.kd: SIGTERM received: stopped; finished runs are kept and the same command "
+                         "continues with the others (an unfinished run restarts from scratch)")
+    assert sorted(os.listdir(tmp_path / "bench" / "records")) == ["none_seed1.json"]
+    assert not (tmp_path / "kd.json").exists()
+    monkeypatch.setattr(CoTrainer, "step", real_step)
+    monkeypatch.setattr(test_CSAKD, "main", real_test)
+    assert kd.main(argv) == 0
+    assert sorted(os.listdir(tmp_path / "bench" / "records")) == ["none_seed1.json", "none_seed2.json"]
+
+
 def run(spec: str, seed: int, psnr: float, sam: float, teacher: bool = True) -> dict:
     metrics = {"psnr": psnr, "sam": sam}
     return {"spec": spec, "seed": seed, "student": metrics, "teacher": {"psnr": psnr + 1, "sam": sam} if teacher
