@@ -48,18 +48,21 @@ def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, f
                      extra: Iterable[nn.Parameter] = ()) -> tuple[dict[str, torch.optim.Optimizer],
                                                                   dict[str, LRScheduler]]:
     """AdamW for each trained network; teacher: cosine to 1e-10 over ``epochs − first_epoch`` (or StepLR
-    γ 0.92), student: StepLR(step_size, γ 0.9). Stepped once per epoch (docs/csakd.md §5.3).
+    γ 0.92, ``--lr_scheduler step``), student: StepLR(step_size, γ 0.9) (or the same cosine,
+    ``--student_lr_scheduler cosine``). Stepped once per epoch (docs/csakd.md §5.3).
     ``extra`` (a strategy's parameters) joins the student's optimiser, in the same parameter group."""
     opts, scheds = {}, {}
+
+    def schedule(opt: torch.optim.Optimizer, kind: str, gamma: float) -> LRScheduler:
+        if kind == "cosine":
+            return CosineAnnealingLR(opt, T_max=cfg["epochs"] - first_epoch, eta_min=COSINE_ETA_MIN)
+        return StepLR(opt, step_size=cfg["step_size"], gamma=gamma)
+
     if teacher is not None:
         opts["teacher"] = AdamW(teacher.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        if cfg["lr_scheduler"] == "cosine":
-            scheds["teacher"] = CosineAnnealingLR(opts["teacher"], T_max=cfg["epochs"] - first_epoch,
-                                                  eta_min=COSINE_ETA_MIN)
-        else:
-            scheds["teacher"] = StepLR(opts["teacher"], step_size=cfg["step_size"], gamma=TEACHER_STEP_GAMMA)
+        scheds["teacher"] = schedule(opts["teacher"], cfg["lr_scheduler"], TEACHER_STEP_GAMMA)
     opts["student"] = AdamW([*student.parameters(), *extra], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheds["student"] = StepLR(opts["student"], step_size=cfg["step_size"], gamma=STUDENT_STEP_GAMMA)
+    scheds["student"] = schedule(opts["student"], cfg.get("student_lr_scheduler") or "step", STUDENT_STEP_GAMMA)
     return opts, scheds
 
 

@@ -293,3 +293,20 @@ def test_one_yaml_for_both_scripts(tmp_path: Path) -> None:
     cfg = resolve_config(parse_config(build_test_parser(), ["--config", str(path), "--snr", "30"],
                                       other=build_train_parser()))
     assert cfg["snr"] == 30.0
+
+
+@pytest.mark.parametrize("kind", ["step", "cosine"])
+def test_student_schedule(kind: str) -> None:
+    """--student_lr_scheduler: step = the official StepLR(step_size, 0.9); cosine = the teacher's cosine to 1e-10."""
+    cfg = {"lr": 1e-3, "weight_decay": 0.0, "lr_scheduler": "cosine", "student_lr_scheduler": kind,
+           "epochs": 8, "step_size": 2}
+    opts, scheds = build_optimizers(cfg, Teacher(**TINY), Student(student_layers="1111", **TINY))
+    lrs = []
+    for _ in range(cfg["epochs"]):
+        opts["student"].step()
+        scheds["student"].step()
+        lrs.append(opts["student"].param_groups[0]["lr"])
+    if kind == "step":
+        assert lrs[1] == pytest.approx(0.9e-3) and lrs[-1] == pytest.approx(1e-3 * 0.9**4)
+    else:
+        assert lrs[3] == pytest.approx(0.5e-3, rel=1e-6) and lrs[-1] == pytest.approx(1e-10)

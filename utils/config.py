@@ -296,6 +296,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="distillation strategy (engine/strategies): what the student learns from the teacher; "
                         "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    n.add_argument("--student_lr_scheduler", choices=("step", "cosine"), default="step",
+                   help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the "
+                        "epochs, as the teacher's (README: What distillation adds)")
     v = parser.add_argument_group("csakd strategy variants (not official; the defaults are the paper's terms)")
     v.add_argument("--feat_adapter", action="store_true",
                    help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature "
