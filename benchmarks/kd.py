@@ -17,8 +17,9 @@ never used for any choice — and, for online/offline runs, the teacher (the co-
 frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test.
 
 Outputs: ``--json`` ``{"runs", "summary": {row: {metric: {mean, std, per_seed}}}, "paired_vs_none": {spec:
-{metric: {mean, std, per_seed}}}}`` (std: sample standard deviation over seeds, null for one seed; paired
-differences are spec − none on the same seed, hence the same data and initial streams), a Markdown table
+{metric: {mean, std, per_seed}}}, "paired_with": {spec: student-alone spec}}`` (std: sample standard deviation over
+seeds, null for one seed; paired differences are spec − the student alone on the same seed, hence the same data:
+``none``, or the ``none:…`` spec trained with the same recipe, :func:`paired_with`), a Markdown table
 (``.md``) and a plot (``.png``) next to it. Re-running skips every finished run: one whose test summaries exist
 and whose resolved training configuration computes the same as the one the command asks for (:func:`same_run`;
 a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the finished run of
@@ -55,7 +56,10 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
 #: Keys of a resolved training config that control one command, not what the run computes.
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
-TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt")
+TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt",
+                      "lr_scheduler")
+#: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
+PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
 SEED_FIELD = "{seed}"
 #: Exit codes of the scripts stopped by SIGINT / SIGTERM (utils.interrupts).
@@ -352,17 +356,39 @@ def summarise(runs: list[dict], metrics: list[str]) -> dict:
     return out
 
 
-def paired_vs_none(runs: list[dict], metrics: list[str]) -> dict:
-    """{spec: {metric: {"mean", "std", "per_seed"}}} of the per-seed differences spec − ``none`` (students, on
-    the seeds both have); empty without a ``none`` spec."""
-    students = {row: v for row, v in row_values(runs).items() if not row.startswith("teacher (") and row != "bicubic"}
-    base = students.get(BASELINE)
-    if base is None:
-        return {}
+def _recipe(record: dict) -> dict | None:
+    config = record.get("config")
+    return None if config is None else {k: v for k, v in config.items() if k not in PAIRING_FREE_KEYS}
+
+
+def paired_with(runs: list[dict]) -> dict[str, str]:
+    """{spec: the student-alone spec it is paired with}: the ``none…`` spec (``--kd_mode none``) whose runs have
+    the same recipe — every resolved setting but :data:`PAIRING_FREE_KEYS` equal (e.g.
+    ``csakd:w_feat=0,student_lr_scheduler=cosine`` → ``none:student_lr_scheduler=cosine``) — else ``none`` itself.
+    Specs without a partner are left out."""
+    first: dict[str, dict] = {}
+    for r in runs:
+        first.setdefault(r["spec"], r)
+    alone = [s for s, r in first.items() if s == BASELINE or (r.get("config") or {}).get("kd_mode") == "none"]
     out = {}
-    for spec, by_seed in students.items():
-        if spec == BASELINE:
+    for spec, record in first.items():
+        if spec in alone:
             continue
+        same = [s for s in alone if _recipe(record) is not None and _recipe(first[s]) == _recipe(record)]
+        partner = same[0] if len(same) == 1 else BASELINE if BASELINE in first else None
+        if partner is not None:
+            out[spec] = partner
+    return out
+
+
+def paired_vs_none(runs: list[dict], metrics: list[str]) -> dict:
+    """{spec: {metric: {"mean", "std", "per_seed"}}} of the per-seed differences spec − its student alone
+    (:func:`paired_with`: ``none``, or the ``none…`` spec of the same recipe; students, on the seeds both have);
+    empty without a student-alone spec."""
+    students = {row: v for row, v in row_values(runs).items() if not row.startswith("teacher (") and row != "bicubic"}
+    out = {}
+    for spec, partner in paired_with(runs).items():
+        by_seed, base = students[spec], students[partner]
         seeds = sorted(set(by_seed) & set(base))
         out[spec] = {}
         for m in metrics:
@@ -381,16 +407,17 @@ def _fmt(stat: dict | None, metric: str, signed: bool = False) -> str:
 
 
 def markdown_table(report: dict) -> str:
-    """The summary (mean ± std over seeds) and the paired differences vs ``none`` as one Markdown table."""
+    """The summary (mean ± std over seeds) and the paired differences vs the student alone as one Markdown table
+    (the last column names the student-alone row of each difference)."""
     metrics = report["metrics"]
-    paired = report["paired_vs_none"]
+    paired, partners = report["paired_vs_none"], report.get("paired_with", {})
     delta = [m for m in ("psnr", "sam") if m in metrics]
-    head = ["row", "seeds", *[m.upper() for m in metrics], *[f"Δ{m.upper()} vs none" for m in delta]]
+    head = ["row", "seeds", *[m.upper() for m in metrics], *[f"Δ{m.upper()} vs alone" for m in delta], "paired with"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, stats in report["summary"].items():
         n = len(next(iter(stats.values()))["per_seed"]) if stats else 0
         cells = [row, str(n), *[_fmt(stats.get(m), m) for m in metrics],
-                 *[_fmt(paired.get(row, {}).get(m), m, signed=True) for m in delta]]
+                 *[_fmt(paired.get(row, {}).get(m), m, signed=True) for m in delta], partners.get(row, "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\n`{report['command']}`\n"
 
@@ -426,6 +453,7 @@ def build_report(bench: Bench, runs: list[dict], command: str) -> dict:
     metrics = list(bench.metrics)
     return {"config": bench.config, "command": command, "metrics": metrics, "runs": runs,
             "summary": summarise(runs, metrics), "paired_vs_none": paired_vs_none(runs, metrics),
+            "paired_with": paired_with(runs),
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",
             "std": "sample standard deviation over seeds (n − 1); null for a single seed"}
 

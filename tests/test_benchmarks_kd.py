@@ -187,6 +187,25 @@ def test_summary_and_paired_differences_golden_numbers():
     assert kd.paired_vs_none([r for r in runs if r["spec"] != "none"], ["psnr"]) == {}
 
 
+def test_each_spec_is_paired_with_the_student_alone_of_its_recipe():
+    """A distilled spec pairs with the ``none…`` spec whose settings agree but for what only a teacher reads."""
+    step, cosine = {"lr": 1e-3, "student_lr_scheduler": "step"}, {"lr": 1e-3, "student_lr_scheduler": "cosine"}
+    specs = {"none": {**step, "kd_mode": "none"}, "none:student_lr_scheduler=cosine": {**cosine, "kd_mode": "none"},
+             "csakd:w_feat=0": {**step, "kd_mode": "online", "w_feat": 0.0},
+             "csakd:student_lr_scheduler=cosine": {**cosine, "kd_mode": "online", "w_feat": 0.1},
+             "csakd:lr=0.002": {**step, "lr": 2e-3, "kd_mode": "online"}}  # no partner of its recipe: none
+    runs = [{**run(spec, seed, 30.0 + i + seed / 10, 4.0), "config": {**cfg, "seed": seed, "prefix": f"{i}{seed}"}}
+            for i, (spec, cfg) in enumerate(specs.items()) for seed in (1, 2)]
+    assert kd.paired_with(runs) == {"csakd:w_feat=0": "none", "csakd:lr=0.002": "none",
+                                    "csakd:student_lr_scheduler=cosine": "none:student_lr_scheduler=cosine"}
+    paired = kd.paired_vs_none(runs, ["psnr"])
+    assert paired["csakd:student_lr_scheduler=cosine"]["psnr"]["mean"] == pytest.approx(2.0)  # 33.x − 31.x
+    assert paired["csakd:w_feat=0"]["psnr"]["mean"] == pytest.approx(2.0)  # 32.x − 30.x
+    table = kd.markdown_table(kd.build_report(kd.Bench("c.yaml", "out", ("psnr",)), runs, "cmd"))
+    row = "| csakd:student_lr_scheduler=cosine | 2 | 33.15 ± 0.07 | +2.00 ± 0.00 | none:student_lr_scheduler=cosine |"
+    assert row in table
+
+
 def test_spec_to_training_flags():
     assert kd.parse_spec("none:epochs=3").train_argv(False) == ["--kd_mode", "none", "--epochs", "3"]
     spec = kd.parse_spec("csakd:w_feat=0,deterministic=false,misreg=1 2,grad_checkpoint=true")
