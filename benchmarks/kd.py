@@ -58,6 +58,8 @@ RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt",
                       "lr_scheduler")
+#: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
+CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup")
 #: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
 PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
@@ -260,6 +262,8 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
         return False
     if cfg.get("kd_mode") == "none":
         ignore = (*ignore, *TEACHER_ONLY_FLAGS)
+    elif cfg.get("kd_strategy", "csakd") != "csakd":
+        ignore = (*ignore, *CSAKD_ONLY_FLAGS)
     if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg), ignore):
         return False
     results = bench.paths(str(record.get("run")))["results"]
@@ -270,7 +274,8 @@ def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | No
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
     (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
     only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
-    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default)."""
+    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), runs of another strategy
+    than ``csakd`` its :data:`CSAKD_ONLY_FLAGS`."""
     name = run_name(spec, seed)
     record = _load_record(bench.paths(name)["record"])
     if _complete(bench, record, cfg):

@@ -97,6 +97,19 @@ def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path)
     assert kd.finished_record(bench, spec, 1, cfg) is None  # test summary missing
 
 
+@pytest.mark.parametrize(("strategy", "finished"), [("psd", True), ("hkd", True), ("csakd", False)])
+def test_flags_only_csakd_reads_are_not_compared_for_other_strategies(tmp_path, strategy, finished):
+    """A psd/hkd run made when --w_feat defaulted to 0.1 computes what it computes now (they never read it)."""
+    bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
+    for role in ("student", "teacher"):
+        (tmp_path / "results" / "r" / role).mkdir(parents=True)
+        (tmp_path / "results" / "r" / role / "summary.json").write_text("{}")
+    cfg = {**kd.flag_defaults(), "kd_strategy": strategy, "w_feat": 0.0}
+    record = {"run": "r", "metrics_requested": ["psnr"], "config": {**cfg, "w_feat": 0.1}}
+    assert kd._complete(bench, record, cfg) is finished
+    assert kd._complete(bench, {**record, "config": {**cfg, "epochs": 7}}, cfg) is False  # what every run reads
+
+
 def test_offline_runs_test_the_frozen_teacher_and_failures_name_the_run(tmp_path, monkeypatch, capsys):
     import train_CSAKD
     from engine.train import train
