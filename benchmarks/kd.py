@@ -362,8 +362,13 @@ def summarise(runs: list[dict], metrics: list[str]) -> dict:
 
 
 def _recipe(record: dict) -> dict | None:
+    """The record's settings but :data:`PAIRING_FREE_KEYS`; a flag its config lacks (added later) at its default,
+    as :func:`same_run` counts it."""
     config = record.get("config")
-    return None if config is None else {k: v for k, v in config.items() if k not in PAIRING_FREE_KEYS}
+    if config is None:
+        return None
+    full = {**flag_defaults(config.get("compat")), **config}
+    return {k: v for k, v in full.items() if k not in PAIRING_FREE_KEYS}
 
 
 def paired_with(runs: list[dict]) -> dict[str, str]:

@@ -211,6 +211,13 @@ def test_each_spec_is_paired_with_the_student_alone_of_its_recipe():
             for i, (spec, cfg) in enumerate(specs.items()) for seed in (1, 2)]
     assert kd.paired_with(runs) == {"csakd:w_feat=0": "none", "csakd:lr=0.002": "none",
                                     "csakd:student_lr_scheduler=cosine": "none:student_lr_scheduler=cosine"}
+    # a record made before a flag existed pairs as if it had the flag's default (here without a plain `none`)
+    cosine_runs = [r for r in runs if "cosine" in r["spec"]]
+    for r in cosine_runs:
+        r["config"]["residual"] = False  # the default
+        if r["spec"].startswith("csakd"):
+            del r["config"]["residual"]
+    assert kd.paired_with(cosine_runs) == {"csakd:student_lr_scheduler=cosine": "none:student_lr_scheduler=cosine"}
     paired = kd.paired_vs_none(runs, ["psnr"])
     assert paired["csakd:student_lr_scheduler=cosine"]["psnr"]["mean"] == pytest.approx(2.0)  # 33.x − 31.x
     assert paired["csakd:w_feat=0"]["psnr"]["mean"] == pytest.approx(2.0)  # 32.x − 30.x
