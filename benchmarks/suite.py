@@ -30,7 +30,7 @@ from models import build_model
 from utils.complexity import complexity
 from utils.inference import prepare
 
-from .measure import MIB, cuda_peak, official_dense_blocks, run_in_child, synchronize, time_calls
+from .measure import MIB, cuda_peak, official_dense_blocks, reset_peak_rss, run_in_child, synchronize, time_calls
 
 PAPER: dict[str, Any] = {"name": "paper", "bands": 172, "msi_bands": 4, "num_base_chs": 86, "num_agg_feat": 43,
                          "adaptive_fuse": 3, "student_layers": "1441", "scale": 4, "compat": None}
@@ -220,6 +220,8 @@ def scene_inference(cfg: dict, lr_size: int, tile: int, overlap: int, device: st
     scene_mib = sum(t.numel() * t.element_size() for t in x.values()) / MIB
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    else:  # simulating the inputs held the GT and its degraded copies: not part of inference
+        reset_peak_rss()
     start = time.perf_counter()
     with torch.inference_mode():
         out = tiled_forward(model, x["lrhsi"], x["hrmsi"], tile, overlap) if tile else model(x["lrhsi"], x["hrmsi"])[0]
