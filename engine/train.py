@@ -277,7 +277,7 @@ class _Loop:
         self._restore_streams()  # resumed after the last batch of an epoch
         self.cot.end_epoch()
         _write_epoch(self.writer, self._run_sums(tally), tally.steps, self.cot.lrs(), self.iteration)
-        validated = epoch % cfg["eval_step"] == 0
+        validated = epoch % cfg["eval_step"] == 0 or (bool(cfg.get("eval_last")) and epoch == cfg["epochs"] - 1)
         if validated:
             self._validate(epoch)
         good = tally.clean and (not validated or _finite(self.val))

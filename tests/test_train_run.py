@@ -202,3 +202,18 @@ def test_nonfinite_losses_restore_and_halve_lr(tmp_path: Path, monkeypatch, caps
     assert state["schedulers"]["student"]["base_lrs"] == [5e-4]
     for p in weights(tmp_path / "ck" / "nan" / "student" / "last.pth").values():
         assert torch.isfinite(p).all()
+
+
+def test_eval_last_validates_the_final_epoch(tmp_path: Path) -> None:
+    """--eval_step 2 over 2 epochs validates epoch 0 only (the official rule); --eval_last adds the last epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for eval_last in (False, True):
+        prefix = f"last{int(eval_last)}"
+        extra = ("--eval_step", "2", "--kd_mode", "none", *(("--eval_last",) if eval_last else ()))
+        summary = train(train_CSAKD.load_config(tiny(tmp_path, *extra, prefix=prefix, epochs=2)))
+        acc = EventAccumulator(str(tmp_path / "runs" / prefix), size_guidance={"scalars": 0})
+        acc.Reload()
+        steps = [e.step for e in acc.Scalars("metrics/val/student/sam")]
+        per_epoch = summary["iteration"] // 2
+        assert steps == ([per_epoch, 2 * per_epoch] if eval_last else [per_epoch]), (eval_last, steps)

@@ -296,6 +296,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="distillation strategy (engine/strategies): what the student learns from the teacher; "
                         "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    n.add_argument("--eval_last", action="store_true",
+                   help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that "
+                        "best.pth can be the final weights")
     n.add_argument("--student_lr_scheduler", choices=("step", "cosine"), default="step",
                    help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the "
                         "epochs, as the teacher's (README: What distillation adds)")
