@@ -380,11 +380,12 @@ def paired_with(runs: list[dict]) -> dict[str, str]:
     for r in runs:
         first.setdefault(r["spec"], r)
     alone = [s for s, r in first.items() if s == BASELINE or (r.get("config") or {}).get("kd_mode") == "none"]
+    recipes = {s: _recipe(r) for s, r in first.items()}
     out = {}
-    for spec, record in first.items():
+    for spec in first:
         if spec in alone:
             continue
-        same = [s for s in alone if _recipe(record) is not None and _recipe(first[s]) == _recipe(record)]
+        same = [s for s in alone if recipes[spec] is not None and recipes[s] == recipes[spec]]
         partner = same[0] if len(same) == 1 else BASELINE if BASELINE in first else None
         if partner is not None:
             out[spec] = partner

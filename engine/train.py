@@ -16,7 +16,7 @@ the state holds everything else (weights, optimisers, schedulers, scalers, strat
 global RNG states). With ``--deterministic``, a run resumed from any ``state.pth`` ends with exactly the
 weights of an uninterrupted run with the same number of processes.
 
-Interrupts (``engine.interrupts``): SIGINT / SIGTERM stop the run at the next step boundary with a state that
+Interrupts (``utils.interrupts``): SIGINT / SIGTERM stop the run at the next step boundary with a state that
 records the position in the epoch (k batches done), every process's AWGN generator state and the epoch's loss
 sums.
 ``--resume`` re-seeds the epoch's streams, loads and discards the first k batches (so the data order and the
@@ -84,7 +84,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
         ValueError / FileNotFoundError with one clear message for bad data, configs or checkpoints (nothing in
         the run folder is written before all inputs have been checked), :class:`~engine.run_folder.RunLocked`
         (a ValueError) when another run holds the folder, ``utils.fileio.WriteError`` for OS faults while
-        writing, :class:`~engine.interrupts.Interrupted` after SIGINT / SIGTERM (the resumable state saved),
+        writing, :class:`~utils.interrupts.Interrupted` after SIGINT / SIGTERM (the resumable state saved),
         :class:`TrainingDiverged`.
     """
     dist, device = init_distributed(cfg["device"])
