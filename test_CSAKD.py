@@ -34,11 +34,12 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
     from engine.evaluate import evaluate, format_table
     from engine.loaders import build_loader
     from engine.run_folder import weight_path
-    from engine.runtime import resolve_device
+    from engine.runtime import check_precision, resolve_device
     from models import build_model
     from models.describe import build_from_checkpoint
     from utils.complexity import complexity
     from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+    from utils.cpu import describe as describe_cpu
     from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
     from utils.inference import prepare
 
@@ -103,7 +104,7 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     summary = {"model": role, "checkpoint": source, "split": cfg["split"], "images": result["images"],
                "metrics": result["metrics"], "baselines": result["baselines"], "time_ms": result["time_ms"],
                "peak_memory_mb": result["peak_memory_mb"], "peak_memory_kind": result["peak_memory_kind"],
-               "config": {k: v for k, v in cfg.items()}, **result.get("deploy", {})}
+               "cpu": describe_cpu(), "config": {k: v for k, v in cfg.items()}, **result.get("deploy", {})}
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
@@ -150,6 +151,7 @@ def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
         return 0
     role = ROLES[cfg["test_mode"]]
     device = resolve_device(cfg["device"])
+    check_precision(cfg, device)
     torch.manual_seed(cfg["seed"])
 
     def load_torch(path: str | None) -> tuple[torch.nn.Module, str]:

@@ -54,7 +54,7 @@ BASELINE = "none"
 RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resume", "resume_ind", "resume_ckpt",
                   "overwrite", "no_progress")
 #: Keys of a resolved training config that control one command, not what the run computes.
-RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
+RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress", "allow_emulated_precision")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt",
                       "lr_scheduler")

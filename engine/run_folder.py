@@ -60,7 +60,7 @@ ROLES = ("teacher", "student")
 #: Settings that may change between a run and its resumption without changing what it computes.
 RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
                     "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
-                    "compile", "debug", "gpus", "nan_patience"}
+                    "compile", "debug", "gpus", "nan_patience", "allow_emulated_precision"}
 #: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
 #: may not change them.
 RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")

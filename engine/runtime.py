@@ -22,6 +22,8 @@ import torch
 import torch.distributed as torch_dist
 from tqdm import tqdm
 
+from utils.cpu import refuse_emulated
+
 _QUIET = False  # set on every process but the main one: only the main process prints
 
 
@@ -75,6 +77,19 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     if amp == "off":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def check_precision(cfg: dict, device: torch.device) -> None:
+    """Refuse, before anything is written, a low precision the CPU ``device`` would only emulate
+    (``utils.cpu.refuse_emulated``): ``--amp bf16|fp16`` (both scripts) and ``--precision bf16`` with the torch
+    backend (``test_CSAKD.py``). ``--allow_emulated_precision`` keeps them; CUDA devices are never refused."""
+    allow = bool(cfg.get("allow_emulated_precision"))
+    amp = cfg.get("amp") or "off"
+    if amp != "off":
+        refuse_emulated(f"--amp {amp}", amp, device, "--amp off", allow)
+    if cfg.get("precision") == "bf16" and (cfg.get("backend") or "torch") == "torch":
+        refuse_emulated("--precision bf16", "bf16", device,
+                        "fp32 (leave --precision out) or --backend onnxruntime --precision int8", allow)
 
 
 def synchronize(device: torch.device) -> None:

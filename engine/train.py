@@ -55,7 +55,7 @@ from .cotrainer import CoTrainer
 from .evaluate import validate
 from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
-from .runtime import DistContext, derive_seed, init_distributed, log, setup_determinism
+from .runtime import DistContext, check_precision, derive_seed, init_distributed, log, resolve_device, setup_determinism
 from .state import rng_state, set_rng_state
 from .visualize import default_rgb_bands, probe_pixels, scene_figure
 
@@ -87,6 +87,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
         writing, :class:`~utils.interrupts.Interrupted` after SIGINT / SIGTERM (the resumable state saved),
         :class:`TrainingDiverged`.
     """
+    check_precision(cfg, resolve_device(cfg["device"]))  # before any process group or run folder
     dist, device = init_distributed(cfg["device"])
     try:
         with StopSignals(announce=log) as signals:

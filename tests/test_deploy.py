@@ -141,7 +141,7 @@ def test_cli_export_and_test_end_to_end(tmp_path: Path, capsys) -> None:
     for name, extra in (("torch", ["--checkpoint", str(ckpt)]),
                         ("ort", ["--backend", "onnxruntime", "--checkpoint", str(fp32)]),
                         ("int8", ["--backend", "onnxruntime", "--checkpoint", str(int8), "--precision", "int8"]),
-                        ("bf16", ["--checkpoint", str(ckpt), "--precision", "bf16"])):
+                        ("bf16", ["--checkpoint", str(ckpt), "--precision", "bf16", "--allow_emulated_precision"])):
         argv = tiny_test(tmp_path, *extra, "--metrics", "psnr,sam,rmse", "--results", str(tmp_path / name))
         assert test_CSAKD.main(argv) == 0
         results[name] = json.loads((tmp_path / name / "summary.json").read_text())

@@ -224,7 +224,11 @@ def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> N
     g.add_argument("--checkpoint_dir", type=str, default="checkpoints", help="parent folder of the run folders")
     g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes (0 = load in the main process)")
     g.add_argument("--amp", choices=AMP_MODES, default="off",
-                   help="mixed precision: off | bf16 | fp16 (autocast; fp16 training uses a gradient scaler)")
+                   help="mixed precision: off | bf16 | fp16 (autocast; fp16 training uses a gradient scaler); on a "
+                        "CPU without native bf16/fp16 refused (emulated: slower than fp32)")
+    g.add_argument("--allow_emulated_precision", action="store_true",
+                   help="run --amp bf16|fp16 or --precision bf16 on a CPU that would only emulate them (for testing; "
+                        "slower than fp32 there)")
     g.add_argument("--compile", action="store_true", help="wrap the networks with torch.compile (off by default)")
     g.add_argument("--network_mode", type=int, choices=(1,), default=1,
                    help="official input mode; CSAKD has only mode 1 (LR-HSI + HR-MSI)")
@@ -353,8 +357,9 @@ def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="torch: a weight file run by PyTorch; onnxruntime: an exported .onnx --checkpoint")
     g.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
-                   help="torch: fp32 (default) or bf16 weights and activations; onnxruntime: must match the file "
-                        "(default: the file's). Not fp32: the fp32 network is also run on the same images")
+                   help="torch: fp32 (default) or bf16 weights and activations (refused on a CPU without native "
+                        "bf16); onnxruntime: must match the file (default: the file's). Not fp32: the fp32 network "
+                        "is also run on the same images")
     g.add_argument("--reference", type=str, default=None,
                    help="fp32 network (weight file or .onnx) for the metrics' change; default: the same weights in "
                         "fp32, or the source checkpoint recorded in the .onnx file")
