@@ -7,7 +7,8 @@ Each setting runs ``train_CSAKD.py`` from scratch in a temporary run folder (``-
 bar) and reports the wall-clock time of the whole command (start-up, data synthesis, training, validation,
 checkpoints), the optimiser steps per epoch and the last validation of the student. ``--batch_size`` is per
 process, so 2 processes train with twice the global batch and half the steps per epoch: the results are
-not the same run (README: what the world size changes).
+not the same run (README: what the world size changes). The table and ``--json`` ``{"machine", "rows"}`` name the
+CPU, its capability and native bf16/fp16 (``benchmarks.measure.machine_description``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from .measure import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         rows = [run_setting(args.config, args.epochs, 1, args.cores, work, args.device),
                 run_setting(args.config, args.epochs, args.cores, 1, work, args.device)]
-    print(table(rows))
+    machine = machine_description(torch.device(args.device), args.cores)
+    print(f"machine: {machine}\n{table(rows)}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     return 0
 
 

@@ -13,6 +13,10 @@ Parts (``--what``, default all):
 - ``train``: one co-training step (``engine.cotrainer.CoTrainer.step``) with ``--amp bf16`` beside fp32: time, peak
   memory (child process RSS), first-step losses and their difference.
 
+On a CPU without native bf16 (``utils.cpu``) the PyTorch bf16 rows are skipped with a note in the report (bf16
+would be emulated, slower than fp32), unless ``--allow_emulated_precision``. The report's ``machine`` line names
+the CPU, its capability and whether bf16/fp16 are native.
+
 Example (README "Deploying the student")::
 
     python -m benchmarks.deploy --threads 1 --checkpoint checkpoints/quickstart/student/best.pth \
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,15 +37,17 @@ from typing import Any
 
 import torch
 
+from utils import cpu
 from utils.fileio import atomic_write_json
 from utils.inference import prepare
 
-from .measure import time_calls
+from .measure import machine_description, time_calls
 from .run import load_configs
 from .suite import make_inputs, make_model, model_config, psnr_db, run_in_child, train_step
 
 PARTS = ("latency", "accuracy", "train")
 VARIANTS = ("torch fp32", "torch bf16 autocast", "torch bf16 weights", "onnxruntime fp32", "onnxruntime int8")
+BF16_VARIANTS = ("torch bf16 autocast", "torch bf16 weights")  # PyTorch computing in bf16 on the CPU
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_crop", type=int, default=64, help="co-training step HR crop side")
     p.add_argument("--train_steps", type=int, default=3, help="timed co-training steps (after one untimed)")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file (atomically)")
+    p.add_argument("--allow_emulated_precision", action="store_true",
+                   help="keep the PyTorch bf16 rows on a CPU without native bf16 (skipped by default: emulated)")
     return p
+
+
+def bf16_rows(allow: bool) -> tuple[bool, str | None]:
+    """Whether the PyTorch bf16 rows run on this CPU, and the report's note when they do not."""
+    reason = None if allow else cpu.emulated("bf16")
+    return reason is None, (f"PyTorch bf16 rows skipped: {reason}; {cpu.OVERRIDE_FLAG} runs them" if reason else None)
 
 
 def synthetic_data_cfg(cfg: dict, image_size: int, scenes: int) -> dict:
@@ -156,10 +169,10 @@ def bench_accuracy(checkpoint: str, names: list[str], calib: int, exporter: str)
     return rows
 
 
-def bench_train_amp(cfg: dict, batch: int, crop: int, steps: int, threads: int) -> list[dict]:
-    """The co-training step in fp32 and with bf16 autocast, each in a child process (peak RSS)."""
+def bench_train_amp(cfg: dict, batch: int, crop: int, steps: int, threads: int, bf16: bool = True) -> list[dict]:
+    """The co-training step in fp32 and (``bf16``) with bf16 autocast, each in a child process (peak RSS)."""
     rows = []
-    for amp in ("off", "bf16"):
+    for amp in ("off", "bf16") if bf16 else ("off",):
         result = run_in_child(train_step, threads, cfg=cfg, variant="fast", batch_size=batch, crop=crop,
                               steps=steps, device="cpu", amp=amp)
         rows.append({"config": cfg["name"], "amp": amp, **result, "peak_mib": result["peak_rss_mib"]})
@@ -172,7 +185,7 @@ def bench_train_amp(cfg: dict, batch: int, crop: int, steps: int, threads: int) 
 def format_report(report: dict) -> str:
     from .run import _table
 
-    out = [f"machine: {report['machine']}"]
+    out = [f"machine: {report['machine']}", *(f"note: {n}" for n in report.get("notes", []))]
     if "latency" in report:
         rows = [[r["config"], r["variant"], f"{r['min']:.3f} / {r['median']:.3f} / {r['max']:.3f}",
                  f"{r['speedup_vs_torch_fp32']:.2f}×", f"{r['max_abs_diff_vs_fp32']:.1e}",
@@ -200,17 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     configs = load_configs(args)
-    report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads, "
-                                         f"torch {torch.__version__}", "args": vars(args)}
+    bf16, note = bf16_rows(args.allow_emulated_precision)
+    variants = [v for v in args.variants if bf16 or v not in BF16_VARIANTS]
+    report: dict[str, Any] = {"machine": machine_description(torch.device("cpu"), args.threads), "args": vars(args),
+                              "notes": [note] if note else []}
     if "train" in args.what:
         report["train"] = bench_train_amp(configs[-1], args.train_batch, args.train_crop, args.train_steps,
-                                          args.threads)
-    if "latency" in args.what:
+                                          args.threads, bf16)
+    if "latency" in args.what and variants:
         report["latency"] = [row for cfg in configs for row in bench_latency(
-            cfg, args.variants, args.image_size, args.repeats, args.warmup, args.calib, args.exporter)]
-    if "accuracy" in args.what and args.checkpoint:
+            cfg, variants, args.image_size, args.repeats, args.warmup, args.calib, args.exporter)]
+    if "accuracy" in args.what and args.checkpoint and variants:
         report["checkpoint"] = args.checkpoint
-        report["accuracy"] = bench_accuracy(args.checkpoint, args.variants, args.calib, args.exporter)
+        report["accuracy"] = bench_accuracy(args.checkpoint, variants, args.calib, args.exporter)
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)

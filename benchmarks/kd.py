@@ -46,6 +46,7 @@ import textwrap
 from tqdm import tqdm
 
 from utils.config import TEST_METRICS, build_test_parser, build_train_parser
+from utils.cpu import describe as describe_cpu
 from utils.fileio import atomic_write_json, atomic_write_text
 from utils.interrupts import Interrupted, StopAtOnce, signal_name
 
@@ -318,7 +319,8 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
               "best_epoch": {r: b["epoch"] for r, b in summary["best"].items()},
               "student": student["metrics"], "teacher": results["teacher"]["metrics"] if "teacher" in results else None,
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
-              "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once"}
+              "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",
+              "machine": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
     atomic_write_json(p["record"], record)
     return record
 
@@ -430,7 +432,16 @@ def markdown_table(report: dict) -> str:
         cells = [row, str(n), *[_fmt(stats.get(m), m) for m in metrics],
                  *[_fmt(paired.get(row, {}).get(m), m, signed=True) for m in delta], partners.get(row, "")]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n`{report['command']}`\n"
+    return "\n".join(lines) + f"\n\n`{report['command']}`\n\nhosts: {hosts_line(report['runs'])}\n"
+
+
+def hosts_line(runs: list[dict]) -> str:
+    """The CPUs the runs trained on, with their counts ("not recorded" for records written before hosts were)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        host = r.get("machine") or "not recorded"
+        counts[host] = counts.get(host, 0) + 1
+    return "; ".join(f"{host} ({n} run{'s' * (n != 1)})" for host, n in counts.items())
 
 
 def plot(report: dict, path: str) -> None:
@@ -462,7 +473,7 @@ def plot(report: dict, path: str) -> None:
 
 def build_report(bench: Bench, runs: list[dict], command: str) -> dict:
     metrics = list(bench.metrics)
-    return {"config": bench.config, "command": command, "metrics": metrics, "runs": runs,
+    return {"config": bench.config, "command": command, "machine": describe_cpu(), "metrics": metrics, "runs": runs,
             "summary": summarise(runs, metrics), "paired_vs_none": paired_vs_none(runs, metrics),
             "paired_with": paired_with(runs),
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",

@@ -24,8 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from models.clra import concatenating_dense_blocks as official_dense_blocks  # noqa: F401 (re-exported)
+from utils.cpu import describe as describe_cpu
 
 MIB = 2**20
+
+
+def machine_description(device: torch.device, threads: int) -> str:
+    """The host line of every benchmark record: the CPU (model, capability, native bf16/fp16: ``utils.cpu``),
+    the threads, torch's version and, on CUDA, the GPU."""
+    gpu = f"{torch.cuda.get_device_name(device)}; host " if device.type == "cuda" else ""
+    return f"{gpu}{describe_cpu()}, {threads} threads, torch {torch.__version__}"
 
 
 def synchronize(device: torch.device) -> None:

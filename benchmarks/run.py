@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from typing import Any
 
@@ -34,7 +33,7 @@ import torch
 
 from utils.fileio import WriteError, atomic_write_json
 
-from .measure import matmul_peak
+from .measure import machine_description, matmul_peak
 from .suite import PAPER, bench_data, bench_network, bench_tiling, bench_train
 
 PARTS = ("peak", "networks", "train", "data", "tiling")
@@ -147,18 +146,6 @@ def format_report(report: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def machine_description(device: torch.device, threads: int) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {threads} threads, torch {torch.__version__}"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

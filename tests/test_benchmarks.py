@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks.run import main
+from utils.cpu import describe as describe_cpu
 
 TINY_YAML = """\
 bands: 8
@@ -34,6 +35,7 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
     for title in ("fp32 matmul", "networks, batch 1", "co-training step", "data loading", "scene inference"):
         assert title in printed
 
+    assert report["machine"].startswith(describe_cpu())  # CPU model, capability, native bf16/fp16
     assert report["peak"]["peak"] == max(report["peak"]["torch_mm"], report["peak"].get("onednn", 0))
     nets = {(r["network"]): r for r in report["networks"]}
     assert set(nets) == {"teacher", "student"}

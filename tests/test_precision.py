@@ -10,6 +10,8 @@ import pytest
 import torch
 from test_train_run import tiny, tiny_test
 
+import benchmarks.deploy
+import benchmarks.kd
 import test_CSAKD
 import train_CSAKD
 from engine.runtime import check_precision
@@ -150,3 +152,19 @@ def test_what_is_never_refused() -> None:
     with pytest.raises(ValueError, match="--precision bf16"):
         check_precision({"amp": "off", "precision": "bf16", "backend": "torch"}, torch.device("cpu"))
 
+
+def test_deploy_benchmark_skips_bf16_rows_where_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu, "probe", lambda *a, **k: EMULATING)
+    keep, note = benchmarks.deploy.bf16_rows(allow=False)
+    assert not keep and "PyTorch bf16 rows skipped" in note and "Fake AVX2 CPU, capability AVX2" in note
+    assert benchmarks.deploy.bf16_rows(allow=True) == (True, None)
+    monkeypatch.setattr(cpu, "probe", lambda *a, **k: NATIVE)
+    assert benchmarks.deploy.bf16_rows(allow=False) == (True, None)
+
+
+def test_kd_markdown_names_the_hosts_of_its_runs() -> None:
+    runs = [{"spec": "none", "seed": s, "student": {"psnr": 30.0 + s}, "teacher": None, "bicubic": {"psnr": 20.0},
+             **({"machine": cpu.describe(EMULATING)} if s < 3 else {})} for s in (1, 2, 3)]
+    table = benchmarks.kd.markdown_table(benchmarks.kd.build_report(benchmarks.kd.Bench("c.yaml", "out", ("psnr",)),
+                                                                    runs, "cmd"))
+    assert "hosts: Fake AVX2 CPU, capability AVX2, native bf16: no, fp16: no (2 runs); not recorded (1 run)" in table
