@@ -42,6 +42,13 @@ EMULATING = cpu.CpuInfo(model="Fake AVX2 CPU", capability="AVX2", machine="x86_6
 NATIVE = cpu.CpuInfo(model="Fake AMX CPU", capability="AVX512", machine="x86_64", bf16=True, fp16=True)
 
 
+@pytest.fixture(autouse=True)
+def no_onednn_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cpuinfo texts decide, whatever oneDNN cap the environment running the tests sets."""
+    for var in cpu.ONEDNN_ISA_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def emulating(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu, "probe", lambda *a, **k: EMULATING)
@@ -70,6 +77,17 @@ def test_description_from_cpuinfo_text(monkeypatch: pytest.MonkeyPatch, text: st
     assert (info.model, info.capability, info.machine, info.bf16, info.fp16) == (model, "FAKECAP", machine, bf16, fp16)
     yes = {True: "yes", False: "no"}
     assert cpu.describe(info) == f"{model}, capability FAKECAP, native bf16: {yes[bf16]}, fp16: {yes[fp16]}"
+
+
+@pytest.mark.parametrize("cap, bf16, fp16", [("AVX2", False, False), ("avx512_core_bf16", True, False),
+                                             ("AVX512_CORE_AMX_FP16", True, True)])
+def test_onednn_isa_cap_takes_native_arithmetic_away(monkeypatch: pytest.MonkeyPatch, cap: str, bf16: bool,
+                                                     fp16: bool) -> None:
+    """oneDNN runs PyTorch's CPU convolutions: capped below AVX512-BF16 / -FP16 it emulates them."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    info = cpu.probe(X86_SPR, "x86_64")
+    assert (info.bf16, info.fp16) == (bf16, fp16)
+    assert f"ONEDNN_MAX_CPU_ISA={cap.upper()}, native bf16: {'yes' if bf16 else 'no'}" in cpu.describe(info)
 
 
 def test_description_of_this_cpu_names_model_and_capability() -> None:

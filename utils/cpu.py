@@ -12,6 +12,7 @@ CUDA devices are never refused.
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 
@@ -31,6 +32,17 @@ NATIVE_FLAGS = {
     "x86": {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")},
     "arm": {"bf16": ("bf16",), "fp16": ("fphp", "asimdhp")},
 }
+#: oneDNN (PyTorch's CPU convolutions) can be capped below the hardware with ONEDNN_MAX_CPU_ISA; these caps leave
+#: it without bf16 / fp16 arithmetic (measured, 3 runs on a shared machine: a bf16 3x3 convolution, 86 to 43
+#: channels at 128x128, 1 thread, under ONEDNN_MAX_CPU_ISA=AVX2 took 3.5-6.5x its fp32 time on the AVX-512 BF16
+#: AMD EPYC, and 0.4-0.7x uncapped). ATEN_CPU_CAPABILITY does not reach oneDNN (the bf16 convolution stayed faster
+#: than fp32 under ATEN_CPU_CAPABILITY=avx2 there).
+ONEDNN_ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+ISA_CAPS_WITHOUT = {
+    "bf16": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"),
+    "fp16": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+             "AVX512_CORE_BF16", "AVX512_CORE_AMX"),
+}
 #: PyTorch's private probes (hardware, via cpuinfo) where this torch has them: x86 only.
 TORCH_PROBES = {"bf16": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"), "fp16": ("_is_amx_fp16_supported",)}
 
@@ -38,13 +50,14 @@ TORCH_PROBES = {"bf16": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
 @dataclass(frozen=True)
 class CpuInfo:
     """model: the CPU's name; capability: ``torch.backends.cpu.get_cpu_capability()`` (e.g. "AVX2", "AVX512");
-    machine: ``platform.machine()``; bf16, fp16: computed natively."""
+    machine: ``platform.machine()``; bf16, fp16: computed natively; onednn_cap: ONEDNN_MAX_CPU_ISA where set."""
 
     model: str
     capability: str
     machine: str
     bf16: bool
     fp16: bool
+    onednn_cap: str | None = None
 
     def native(self, precision: str) -> bool:
         """Whether ``precision`` ("bf16" or "fp16") is native here; "fp32" always is."""
@@ -102,15 +115,22 @@ def _torch_probe(precision: str) -> bool | None:
     return found
 
 
-def native_precisions(text: str, machine: str, torch_probes: bool = True) -> dict[str, bool]:
+def onednn_cap() -> str | None:
+    """oneDNN's ISA cap from the environment (upper case), or None where none is set."""
+    value = next((os.environ[v] for v in ONEDNN_ISA_VARS if os.environ.get(v)), None)
+    return value.strip().upper() if value else None
+
+
+def native_precisions(text: str, machine: str, torch_probes: bool = True, cap: str | None = None) -> dict[str, bool]:
     """{"bf16", "fp16"}: native on this CPU. x86: PyTorch's probes where present, or the cpuinfo flags; aarch64
-    and others: the cpuinfo flags (``NATIVE_FLAGS``)."""
+    and others: the cpuinfo flags (``NATIVE_FLAGS``); a oneDNN ISA ``cap`` (:data:`ISA_CAPS_WITHOUT`) can take
+    them away."""
     family, flags = _family(machine), cpu_flags(text)
     out = {}
     for precision in LOW_PRECISIONS:
         by_flags = family is not None and any(f in flags for f in NATIVE_FLAGS[family][precision])
         by_torch = _torch_probe(precision) if torch_probes and family == "x86" else None
-        out[precision] = by_flags or bool(by_torch)
+        out[precision] = (by_flags or bool(by_torch)) and cap not in ISA_CAPS_WITHOUT[precision]
     return out
 
 
@@ -120,16 +140,19 @@ def probe(text: str | None = None, machine: str | None = None) -> CpuInfo:
     given = text is not None
     text = read_cpuinfo() if text is None else text
     machine = machine or platform.machine()
-    native = native_precisions(text, machine, torch_probes=not given)
+    cap = onednn_cap()
+    native = native_precisions(text, machine, torch_probes=not given, cap=cap)
     return CpuInfo(model=cpu_model(text), capability=torch.backends.cpu.get_cpu_capability(), machine=machine,
-                   bf16=native["bf16"], fp16=native["fp16"])
+                   bf16=native["bf16"], fp16=native["fp16"], onednn_cap=cap)
 
 
 def describe(info: CpuInfo | None = None) -> str:
     """One line for logs and records, e.g. "AMD EPYC, capability AVX512, native bf16: yes, fp16: no"."""
     info = probe() if info is None else info
     yes = {True: "yes", False: "no"}
-    return f"{info.model}, capability {info.capability}, native bf16: {yes[info.bf16]}, fp16: {yes[info.fp16]}"
+    cap = f", ONEDNN_MAX_CPU_ISA={info.onednn_cap}" if info.onednn_cap else ""
+    return (f"{info.model}, capability {info.capability}{cap}, native bf16: {yes[info.bf16]}, "
+            f"fp16: {yes[info.fp16]}")
 
 
 def emulation_cost(precision: str) -> str:
