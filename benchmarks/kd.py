@@ -320,7 +320,7 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
               "student": student["metrics"], "teacher": results["teacher"]["metrics"] if "teacher" in results else None,
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",
-              "machine": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
+              "cpu": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
     atomic_write_json(p["record"], record)
     return record
 
@@ -439,7 +439,7 @@ def hosts_line(runs: list[dict]) -> str:
     """The CPUs the runs trained on, with their counts ("not recorded" for records written before hosts were)."""
     counts: dict[str, int] = {}
     for r in runs:
-        host = r.get("machine") or "not recorded"
+        host = r.get("cpu") or "not recorded"
         counts[host] = counts.get(host, 0) + 1
     return "; ".join(f"{host} ({n} run{'s' * (n != 1)})" for host, n in counts.items())
 
@@ -473,7 +473,7 @@ def plot(report: dict, path: str) -> None:
 
 def build_report(bench: Bench, runs: list[dict], command: str) -> dict:
     metrics = list(bench.metrics)
-    return {"config": bench.config, "command": command, "machine": describe_cpu(), "metrics": metrics, "runs": runs,
+    return {"config": bench.config, "command": command, "cpu": describe_cpu(), "metrics": metrics, "runs": runs,
             "summary": summarise(runs, metrics), "paired_vs_none": paired_vs_none(runs, metrics),
             "paired_with": paired_with(runs),
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",

@@ -82,12 +82,15 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
 def check_precision(cfg: dict, device: torch.device) -> None:
     """Refuse, before anything is written, a low precision the CPU ``device`` would only emulate
     (``utils.cpu.refuse_emulated``): ``--amp bf16|fp16`` (both scripts) and ``--precision bf16`` with the torch
-    backend (``test_CSAKD.py``). ``--allow_emulated_precision`` keeps them; CUDA devices are never refused."""
+    backend (``test_CSAKD.py``; onnxruntime runs its own kernels). ``--allow_emulated_precision`` keeps them; CUDA
+    devices are never refused."""
+    if (cfg.get("backend") or "torch") != "torch":
+        return
     allow = bool(cfg.get("allow_emulated_precision"))
     amp = cfg.get("amp") or "off"
     if amp != "off":
         refuse_emulated(f"--amp {amp}", amp, device, "--amp off", allow)
-    if cfg.get("precision") == "bf16" and (cfg.get("backend") or "torch") == "torch":
+    if cfg.get("precision") == "bf16":
         refuse_emulated("--precision bf16", "bf16", device,
                         "fp32 (leave --precision out) or --backend onnxruntime --precision int8", allow)
 

@@ -166,7 +166,7 @@ def test_what_is_never_refused() -> None:
     """CUDA devices, fp32, onnxruntime (its own kernels) and ``--amp off`` pass on an emulating CPU."""
     check_precision({"amp": "bf16", "precision": "bf16"}, torch.device("cuda"))  # no CUDA needed to check
     check_precision({"amp": "off", "precision": "fp32"}, torch.device("cpu"))
-    check_precision({"amp": "off", "precision": "bf16", "backend": "onnxruntime"}, torch.device("cpu"))
+    check_precision({"amp": "bf16", "precision": "bf16", "backend": "onnxruntime"}, torch.device("cpu"))
     with pytest.raises(ValueError, match="--precision bf16"):
         check_precision({"amp": "off", "precision": "bf16", "backend": "torch"}, torch.device("cpu"))
 
@@ -182,7 +182,7 @@ def test_deploy_benchmark_skips_bf16_rows_where_emulated(monkeypatch: pytest.Mon
 
 def test_kd_markdown_names_the_hosts_of_its_runs() -> None:
     runs = [{"spec": "none", "seed": s, "student": {"psnr": 30.0 + s}, "teacher": None, "bicubic": {"psnr": 20.0},
-             **({"machine": cpu.describe(EMULATING)} if s < 3 else {})} for s in (1, 2, 3)]
+             **({"cpu": cpu.describe(EMULATING)} if s < 3 else {})} for s in (1, 2, 3)]
     table = benchmarks.kd.markdown_table(benchmarks.kd.build_report(benchmarks.kd.Bench("c.yaml", "out", ("psnr",)),
                                                                     runs, "cmd"))
     assert "hosts: Fake AVX2 CPU, capability AVX2, native bf16: no, fp16: no (2 runs); not recorded (1 run)" in table
