@@ -7,6 +7,8 @@ Parts (``--what``, default all):
   of the reference and the fast path, achieved GFLOP/s (2·MACs / min latency) and % of the peak;
 - ``train``: one co-training step (teacher step + student step, ``engine.cotrainer.CoTrainer.step``), time and
   peak memory (CPU: peak RSS of a child process; CUDA: peak allocated), reference / fast / checkpointed;
+- ``fastpath``: per network, the latency of each layout × dense-block form that ``utils.inference.prepare``
+  can choose (channels-last or NCHW; concatenations or one buffer), the fastest, and the one it picks here;
 - ``data``: samples/s of the synthetic dataset and of the official-layout reader;
 - ``tiling``: tiled inference of a large scene (``utils.tiling.tiled_forward``) at two scene sizes, and the
   whole image at once: time and peak memory.
@@ -34,9 +36,9 @@ import torch
 from utils.fileio import WriteError, atomic_write_json
 
 from .measure import machine_description, matmul_peak
-from .suite import PAPER, bench_data, bench_network, bench_tiling, bench_train
+from .suite import PAPER, bench_data, bench_fast_paths, bench_network, bench_tiling, bench_train
 
-PARTS = ("peak", "networks", "train", "data", "tiling")
+PARTS = ("peak", "networks", "fastpath", "train", "data", "tiling")
 TRAIN_VARIANTS = ("reference", "fast", "checkpoint")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                               "quickstart.yaml")
@@ -124,6 +126,15 @@ def format_report(report: dict) -> str:
         out += ["", f"networks, batch 1, HR {size}×{size} (latency s: min / median / max)",
                 _table(["config", "network", "path", "params", "GMACs", "latency", "GFLOP/s", "% peak",
                         "max |Δ| vs ref", "peak MiB"], rows)]
+    if "fastpath" in report:
+        rows = [[r["config"], r["network"], name, _lat(t), f"{t['max_abs_diff']:.1e}",
+                 ("fastest" if name == r["fastest"] else "") + (" chosen" if name == r["chosen"] else "")]
+                for r in report["fastpath"] for name, t in r["variants"].items()]
+        size = report["fastpath"][0]["image_size"]
+        out += ["", f"fast-path candidates, batch 1, HR {size}×{size}, capability "
+                    f"{report['fastpath'][0]['capability']} (latency s: min / median / max)",
+                _table(["config", "network", "layout + dense blocks", "latency", "max |Δ| vs official form", ""],
+                       rows)]
     if "train" in report:
         rows = [[r["config"], r["variant"], f"{r['batch_size']}×{r['crop']}²", _lat(r), f"{r['peak_mib']:.0f}",
                  f"{r['teacher_loss']:.4f} / {r['student_loss']:.4f}"] for r in report["train"]]
@@ -169,6 +180,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for path in ("reference", "fast", "fast_bf16"):
                 if path in row:
                     row[path]["percent_of_peak"] = 100 * row[path]["gflops"] / report["peak"]["peak"]
+    if "fastpath" in args.what:
+        report["fastpath"] = [bench_fast_paths(cfg, role, device, args.image_size, args.repeats, args.warmup)
+                              for cfg in configs for role in ("teacher", "student")]
     first = configs[0]
     if "train" in args.what:
         report["train"] = bench_train(first, args.train_variants, args.batch_size, args.crop_size, args.train_steps,

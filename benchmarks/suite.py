@@ -28,7 +28,7 @@ import torch
 
 from models import build_model
 from utils.complexity import complexity
-from utils.inference import prepare
+from utils.inference import FastPath, fast_path, prepare
 
 from .measure import MIB, cuda_peak, official_dense_blocks, reset_peak_rss, run_in_child, synchronize, time_calls
 
@@ -93,6 +93,36 @@ def bench_network(cfg: dict, role: str, device: torch.device, image_size: int, r
                 row["fast_bf16"]["peak_mib"] = cuda_peak(lambda: fast(x["lrhsi"], x["hrmsi"]), device)
             row["bf16_max_abs_diff"] = (low - reference).abs().max().item()
             row["bf16_psnr_vs_fp32_db"] = psnr_db(low, reference)
+    return row
+
+
+FAST_PATH_VARIANTS = {"channels-last + concatenations": FastPath(True, True),
+                      "channels-last + one buffer": FastPath(True, False),
+                      "NCHW + concatenations": FastPath(False, True),
+                      "NCHW + one buffer": FastPath(False, False)}
+
+
+def bench_fast_paths(cfg: dict, role: str, device: torch.device, image_size: int, repeats: int,
+                     warmup: int) -> dict[str, Any]:
+    """The candidates of :data:`utils.inference.FAST_PATHS` for one network at batch 1, HR ``image_size``:
+    latency of each layout × dense-block form, its max |Δ| from the NCHW + concatenations output (the
+    official form), the fastest one and what :func:`utils.inference.fast_path` picks on this CPU."""
+    model = make_model(cfg, role, device).eval()
+    x = make_inputs(cfg, 1, image_size, device)
+    row: dict[str, Any] = {"config": cfg["name"], "network": role, "image_size": image_size,
+                           "capability": torch.backends.cpu.get_cpu_capability(), "variants": {}}
+    outputs = {}
+    for name, path in FAST_PATH_VARIANTS.items():
+        net = prepare(copy.deepcopy(model), channels_last=path.channels_last, concatenate=path.concatenate)
+        with torch.inference_mode():
+            outputs[name] = net(x["lrhsi"], x["hrmsi"])[0].contiguous()
+            row["variants"][name] = time_calls(lambda n=net: n(x["lrhsi"], x["hrmsi"]), device, repeats, warmup)
+    official = outputs["NCHW + concatenations"]
+    for name, out in outputs.items():
+        row["variants"][name]["max_abs_diff"] = (out - official).abs().max().item()
+    row["fastest"] = min(row["variants"], key=lambda k: row["variants"][k]["min"])
+    chosen = fast_path(device)
+    row["chosen"] = next(k for k, v in FAST_PATH_VARIANTS.items() if v == chosen)
     return row
 
 

@@ -32,7 +32,8 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
     assert main(argv) == 0
     report = json.loads(out.read_text())
     printed = capsys.readouterr().out
-    for title in ("fp32 matmul", "networks, batch 1", "co-training step", "data loading", "scene inference"):
+    for title in ("fp32 matmul", "networks, batch 1", "fast-path candidates", "co-training step", "data loading",
+                  "scene inference"):
         assert title in printed
 
     assert report["machine"].startswith(describe_cpu())  # CPU model, capability, native bf16/fp16
@@ -46,6 +47,10 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
             t = r[path]
             assert len(t["runs"]) == 2 and t["min"] <= t["median"] <= t["max"]
             assert t["gflops"] == pytest.approx(2 * r["macs"] / t["min"] / 1e9)
+
+    for r in report["fastpath"]:  # four candidates, all the official form's outputs; the pick is one of them
+        assert len(r["variants"]) == 4 and r["chosen"] in r["variants"] and r["fastest"] in r["variants"]
+        assert all(t["max_abs_diff"] < 1e-5 for t in r["variants"].values())
 
     train = {r["variant"]: r for r in report["train"]}
     assert set(train) == {"reference", "fast", "checkpoint"}

@@ -11,7 +11,7 @@ import torch
 from benchmarks.measure import official_dense_blocks
 from models import build_model
 from models.clra import CLRA, DenseResidualBlock
-from utils.inference import prepare
+from utils.inference import CUDA_FAST_PATH, DEFAULT_FAST_PATH, FAST_PATHS, fast_path, prepare
 
 TINY = dict(bands=8, msi_bands=3, num_base_chs=8, num_agg_feat=4, student_layers="1221")
 ATOL = 1e-5
@@ -45,6 +45,30 @@ def test_fast_inference_equals_plain(role: str, fuse: int, compat: str | None) -
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, plain_out, rtol=0, atol=ATOL)
     torch.testing.assert_close(fused, plain_fused, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("capability", [*FAST_PATHS, "DEFAULT", "NO_SUCH_CPU"])
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_the_fast_path_of_every_cpu_kind_equals_plain(role: str, capability: str, monkeypatch) -> None:
+    """Whatever the CPU found, prepare() applies its table entry (an unknown capability takes the default), and
+    both dense-block forms in both layouts compute the plain path's outputs within 1e-5."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    chosen = FAST_PATHS.get(capability, DEFAULT_FAST_PATH)
+    assert fast_path("cpu") == chosen and fast_path("cuda") == CUDA_FAST_PATH
+    model = tiny_model(role, 3, None).eval()
+    lrhsi, hrmsi = inputs()
+    with torch.no_grad(), official_dense_blocks():
+        plain_out, _ = model(lrhsi, hrmsi)
+    fast = prepare(copy.deepcopy(model))
+    blocks = [m for m in fast.modules() if isinstance(m, DenseResidualBlock)]
+    assert blocks and all(b.concatenate == chosen.concatenate for b in blocks)
+    assert fast.mconv1.weight.is_contiguous(memory_format=torch.channels_last) == chosen.channels_last
+    for channels_last in (True, False):
+        for concatenate in (True, False):
+            net = prepare(copy.deepcopy(model), channels_last=channels_last, concatenate=concatenate)
+            with torch.inference_mode():
+                out, _ = net(lrhsi, hrmsi)
+            torch.testing.assert_close(out, plain_out, rtol=0, atol=ATOL)
 
 
 def test_prepare_returns_the_model_ready_for_inference() -> None:
