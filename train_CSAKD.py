@@ -29,7 +29,7 @@ def load_config(argv: list[str] | None = None) -> dict:
     cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser()))
     state = find_resume_state(cfg)
     if state is not None:  # a resumed run keeps its own settings unless the command line changes them
-        saved = load_training_state(state)["config"]
+        saved = load_training_state(state, legacy=bool(cfg.get("legacy_state")))["config"]
         cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser(), base=saved))
     return cfg
 

@@ -60,7 +60,7 @@ ROLES = ("teacher", "student")
 #: Settings that may change between a run and its resumption without changing what it computes.
 RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
                     "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
-                    "compile", "debug", "gpus", "nan_patience"}
+                    "compile", "debug", "gpus", "nan_patience", "legacy_state"}
 #: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
 #: may not change them.
 RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")
@@ -253,7 +253,7 @@ class RunFolder:
         """
         path = find_resume_state(self.cfg)
         if path is not None:
-            return path, load_training_state(path)
+            return path, load_training_state(path, legacy=bool(self.cfg.get("legacy_state")))
         cfg = self.cfg
         if not cfg.get("resume_ind") and not cfg.get("overwrite") and os.path.isfile(self.state_file):
             if self._holds_no_step():
@@ -275,7 +275,7 @@ class RunFolder:
         """(path, state) of the last known-good state (``state_good.pth``; the recovery point of non-finite
         losses); never a state saved after the losses blew up."""
         path = self.good_state_file if os.path.isfile(self.good_state_file) else self.state_file
-        return path, load_training_state(path)
+        return path, load_training_state(path, legacy=bool(self.cfg.get("legacy_state")))
 
     def warm_start(self, nets: Mapping[str, nn.Module]) -> None:
         """``--resume_ind N``: load every network's weights from :func:`warm_start_paths`."""

@@ -316,6 +316,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")
     n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
                    help="continue exactly from a full training state (default <run>/state.pth)")
+    n.add_argument("--legacy_state", action="store_true",
+                   help="resume a training state of format version 3 or earlier (before plain-data states): trusts "
+                        "NumPy's array reconstructor to read its RNG state, and nothing else; for files you wrote")
     n.add_argument("--overwrite", action="store_true", help="start afresh even if the run folder holds a run")
     n.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bit-exact reruns and resumes on the same machine)")
@@ -625,10 +628,11 @@ def run_dir(cfg: dict) -> str:
 
 def config_to_yaml(cfg: dict) -> str:
     """The flag dict as YAML (plain types), loadable again with ``--config``; the run-control flags
-    (``config``, ``resume``, ``overwrite``) are left out so that the file describes the run, not one command."""
+    (``config``, ``resume``, ``overwrite``, ``legacy_state``) are left out so that the file describes the run,
+    not one command."""
     plain = {}
     for key, value in cfg.items():
-        if key in ("config", "resume", "overwrite"):
+        if key in ("config", "resume", "overwrite", "legacy_state"):
             continue
         plain[key] = list(value) if isinstance(value, tuple) else value
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)

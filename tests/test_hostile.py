@@ -1,0 +1,139 @@
+"""The second hostile test (issue 21): no file this project reads runs code, and nothing it removes is anyone
+else's. Every case asserts the one-line message, the exit code and what is left behind.
+
+The planted pickle (:class:`Evil`) writes a marker file when it is unpickled; :func:`test_the_planted_pickle_is_live`
+shows that a full ``torch.load`` does run it, so a missing marker elsewhere means the code never ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import export_CSAKD
+import test_CSAKD
+import train_CSAKD
+from tests.test_train_run import tiny, tiny_test
+from utils.checkpoint import DIGEST_KEY, TRAIN_STATE_FORMAT, tensor_digest
+
+
+class Evil:
+    """Unpickling this object writes ``marker`` (what an attacker's ``os.system`` call would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
+
+
+def plant_state(path: Path, marker: Path, legacy_format: bool = False) -> Path:
+    """A file that looks like a training state (format tag, config) and carries :class:`Evil`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": TRAIN_STATE_FORMAT, "format_version": 4, "epoch": 0, "iteration": 2, "first_iteration": 0,
+                "config": {"prefix": "elsewhere"}, "networks": {}, "rng": {}, "x": Evil(marker)}, path,
+               _use_new_zipfile_serialization=not legacy_format)
+    return path
+
+
+def plant_weights(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "csakd-weights", "format_version": 2, "state_dict": {"w": torch.zeros(1)},
+                "x": Evil(marker)}, path)
+    return path
+
+
+def refusal(capsys) -> str:
+    """The one line of a refused file: no traceback, and never PyTorch's advice to switch the safety off."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert "weights_only" not in err and "trust" not in err.replace("trusts NumPy", ""), err
+    return err
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    return tmp_path / "outside" / "pwned"
+
+
+def test_the_planted_pickle_is_live(tmp_path: Path, marker: Path) -> None:
+    marker.parent.mkdir()
+    path = plant_state(tmp_path / "state.pth", marker)
+    torch.load(path, weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+@pytest.mark.parametrize("form", ["auto", "file", "folder", "resume_ckpt", "legacy_format", "legacy_state",
+                                  "fresh_run"])
+def test_a_planted_training_state_never_runs(tmp_path: Path, marker: Path, capsys, form: str) -> None:
+    marker.parent.mkdir()
+    run = tmp_path / "ck" / "evil"
+    plant_state(run / "state.pth", marker, legacy_format=form == "legacy_format")
+    state = str(run / "state.pth")
+    extra = {"auto": ("--resume",), "file": ("--resume", state), "folder": ("--resume", str(run)),
+             "resume_ckpt": ("--resume_ckpt", state), "legacy_format": ("--resume", state),
+             "legacy_state": ("--resume", "--legacy_state"), "fresh_run": ()}[form]
+    assert train_CSAKD.main(tiny(tmp_path, *extra, prefix="evil")) == 2
+    err = refusal(capsys)
+    assert not marker.exists()
+    assert state in err
+    if form == "fresh_run":
+        assert "already holds a run" in err
+    else:
+        assert "refused: it asks to load exec," in err
+
+
+def test_planted_weight_files_never_run(tmp_path: Path, marker: Path, capsys) -> None:
+    """--teacher_ckpt, test --checkpoint, export --checkpoint, and both warm starts (this project's folder and
+    the official tree)."""
+    marker.parent.mkdir()
+    evil = plant_weights(tmp_path / "evil.pth", marker)
+    warm = tmp_path / "warm"
+    for role in ("teacher", "student"):
+        plant_weights(warm / role / "last.pth", marker)
+    official = tmp_path / "official"
+    plant_weights(official / "teacher_checkpoint" / "OFF" / "best.pth", marker)
+    plant_weights(official / "student_checkpoint" / "OFF" / "last.pth", marker)
+    runs = [
+        (train_CSAKD.main, tiny(tmp_path, "--kd_mode", "offline", "--teacher_ckpt", str(evil), prefix="t1"), evil),
+        (test_CSAKD.main, tiny_test(tmp_path, "--checkpoint", str(evil)), evil),
+        (export_CSAKD.main, ["--checkpoint", str(evil), "--out", str(tmp_path / "x.onnx")], evil),
+        (train_CSAKD.main, tiny(tmp_path, "--resume_ind", "1", "--resume_ckpt", str(warm), prefix="t2"),
+         warm / "teacher" / "last.pth"),
+        (train_CSAKD.main, tiny(tmp_path, "--resume_ind", "1", "--resume_ckpt", str(official), "--compat", "official",
+                                prefix="OFF"), official / "teacher_checkpoint" / "OFF" / "best.pth"),
+    ]
+    for main, argv, named in runs:
+        assert main(argv) == 2, argv
+        err = refusal(capsys)
+        assert f"{named}: refused: it asks to load exec," in err, err
+        assert not marker.exists()
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_old_format_state_needs_the_opt_in(tmp_path: Path, capsys) -> None:
+    """A version-3 state (a pickled NumPy RNG state) is refused in one line that names --legacy_state; with the
+    flag it resumes, and the state it writes is plain data again (version 4)."""
+    import numpy as np
+
+    assert train_CSAKD.main(tiny(tmp_path, epochs=1, prefix="old")) == 0
+    path = tmp_path / "ck" / "old" / "state.pth"
+    state = torch.load(path, weights_only=True)
+    state["rng"]["numpy"] = np.random.get_state()  # noqa: NPY002 - what versions 1-3 stored
+    state["format_version"] = 3
+    body = {k: v for k, v in state.items() if k not in ("format", "format_version", DIGEST_KEY)}
+    torch.save({**state, DIGEST_KEY: tensor_digest(body)}, path)
+    assert train_CSAKD.main(tiny(tmp_path, "--resume", epochs=2, prefix="old")) == 2
+    assert "--legacy_state" in refusal(capsys)
+    assert train_CSAKD.main(tiny(tmp_path, "--resume", "--legacy_state", epochs=2, prefix="old")) == 0
+    assert torch.load(path, weights_only=True)["format_version"] == 4
+
+
+def test_a_state_without_its_keys_is_one_line(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "ck" / "bare"
+    run.mkdir(parents=True)
+    torch.save({"format": TRAIN_STATE_FORMAT, "format_version": 4}, run / "state.pth")
+    assert train_CSAKD.main(tiny(tmp_path, "--resume", prefix="bare")) == 2
+    assert "incomplete (no 'config'" in refusal(capsys)
