@@ -137,3 +137,33 @@ def test_a_state_without_its_keys_is_one_line(tmp_path: Path, capsys) -> None:
     torch.save({"format": TRAIN_STATE_FORMAT, "format_version": 4}, run / "state.pth")
     assert train_CSAKD.main(tiny(tmp_path, "--resume", prefix="bare")) == 2
     assert "incomplete (no 'config'" in refusal(capsys)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# YAML: aliases within a small budget, values in messages cut short
+
+
+def test_a_yaml_alias_bomb_ends_at_once_in_one_line(tmp_path: Path, capsys) -> None:
+    """Nine levels of nine aliases (406 bytes) would expand to 9⁹ strings; refused at the 17th alias."""
+    levels = ["&a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    levels += [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("synthetic_scenes: [" + ", ".join(levels) + "]\n")
+    assert train_CSAKD.main(["--config", str(bomb), "--prefix", "yb", "--checkpoint_dir", str(tmp_path / "ck")]) == 2
+    err = refusal(capsys)
+    assert f"--config {bomb}: more than 16 aliases" in err and len(err) < 400
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_few_aliases_are_fine_and_long_values_are_cut_in_messages(tmp_path: Path, capsys) -> None:
+    from utils.config import build_train_parser, parse_config
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("val_metrics: &m [psnr, sam]\nsynthetic_scenes: &n [4, 2, 2]\n")
+    cfg = parse_config(build_train_parser(), ["--config", str(ok)])
+    assert cfg["synthetic_scenes"] == [4, 2, 2] and cfg["val_metrics"] == ["psnr", "sam"]
+    long = tmp_path / "long.yaml"
+    long.write_text("synthetic_scenes: [" + ", ".join(["1"] * 100000) + "]\n")
+    assert train_CSAKD.main(["--config", str(long), "--prefix", "yl"]) == 2
+    err = refusal(capsys)
+    assert "takes 3 values, got [1, 1, 1, 1, 1, 1, 1, 1, ...]" in err and len(err) < 300

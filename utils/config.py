@@ -23,6 +23,7 @@ import difflib
 import math
 import os
 import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -408,14 +409,38 @@ def _names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return out
 
 
-class _DuplicateKey(yaml.YAMLError):
-    pass
+class _Refused(yaml.YAMLError):
+    """A YAML file that parses but is refused (a key given twice, too many aliases); the message is one line."""
+
+
+#: Aliases (``*name``) a config may use. Each alias repeats a whole node, so a few hundred bytes of nested
+#: aliases expand to gigabytes (a "billion laughs" file); a config needs few, if any.
+MAX_YAML_ALIASES = 16
+
+#: How values read from a file are shown in messages (a long list is cut, never printed whole).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlist, _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 8, 3, 60, 60
 
 
 class _ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses duplicate keys (the last would silently win) and reads integers the
     YAML 1.2 way: YAML 1.1's octal (``0122`` → 82) and sexagesimal (``1:20`` → 80) forms stay strings, so a
-    string flag (``student_layers: 0122``) keeps its digits and an int flag reads them in decimal."""
+    string flag (``student_layers: 0122``) keeps its digits and an int flag reads them in decimal. More than
+    :data:`MAX_YAML_ALIASES` aliases are refused as they are met, before anything is expanded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"more than {MAX_YAML_ALIASES} aliases (*name; the one on line {line} is number "
+                               f"{self._aliases}): each repeats a whole value, so nested aliases can expand to "
+                               f"gigabytes; write the values out")
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -423,7 +448,7 @@ class _ConfigLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key != "<<" and isinstance(key, str | int | float | bool) and key in seen:
-                raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
+                raise _Refused(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -455,7 +480,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
                           f"save the file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_ConfigLoader)
-    except _DuplicateKey as exc:
+    except _Refused as exc:
         raise ConfigError(f"--config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML ({exc})") from None
@@ -476,7 +501,7 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise ConfigError(f"{source}: key {key!r}: {exc}") from None
         if action.choices is not None and v not in action.choices:
-            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected one of {list(action.choices)}")
+            raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected one of {list(action.choices)}")
         return v
 
     if value is None:
@@ -486,15 +511,15 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         return None
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: key {key!r} is a switch; expected true or false, got {value!r}")
+            raise ConfigError(f"{source}: key {key!r} is a switch; expected true or false, got {_SHOWN.repr(value)}")
         return value
     if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
         values = value if isinstance(value, list) else [value]
         if isinstance(action.nargs, int) and len(values) != action.nargs:
-            raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {values}")
+            raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {_SHOWN.repr(values)}")
         return [one(v) for v in values]
     if isinstance(value, list) and action.type is not _metric_list:
-        raise ConfigError(f"{source}: key {key!r} takes one value, got the list {value}")
+        raise ConfigError(f"{source}: key {key!r} takes one value, got the list {_SHOWN.repr(value)}")
     return one(value)
 
 
@@ -506,12 +531,12 @@ def _yaml_scalar(action: argparse.Action, key: str, v: Any, source: str) -> Any:
         return v
     number = isinstance(v, int | float) and not isinstance(v, bool)
     if kind is int and not (number and isinstance(v, int)):
-        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a whole number")
+        raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a whole number")
     if kind is float and not number:
-        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a number")
+        raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a number")
     if kind is str:
         if not (number and isinstance(v, int)):
-            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a string (quote it: {key}: \"{v}\")")
+            raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a string (quote it: {key}: \"{v}\")")
         return str(v)
     return float(v) if kind is float else v
 
