@@ -17,10 +17,10 @@ import sys
 from utils.interrupts import Interrupted, StartingUp
 
 with StartingUp("train_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
-    from engine.run_folder import find_resume_state
+    from engine.run_folder import continue_in_state_folder, find_resume_state
     from engine.state import load_training_state
     from engine.train import TrainingDiverged, train
-    from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
     from utils.fileio import WriteError
 
 
@@ -31,6 +31,7 @@ def load_config(argv: list[str] | None = None) -> dict:
     if state is not None:  # a resumed run keeps its own settings unless the command line changes them
         saved = load_training_state(state, legacy=bool(cfg.get("legacy_state")))["config"]
         cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser(), base=saved))
+        continue_in_state_folder(cfg, state, "prefix" in explicit_keys(build_train_parser(), argv))
     return cfg
 
 

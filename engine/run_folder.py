@@ -58,8 +58,8 @@ LOCK_FILE = "run.lock"
 ROLES = ("teacher", "student")
 
 #: Settings that may change between a run and its resumption without changing what it computes.
-RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
-                    "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
+RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "prefix", "device", "workers", "no_progress",
+                    "epochs", "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
                     "compile", "debug", "gpus", "nan_patience", "legacy_state"}
 #: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
 #: may not change them.
@@ -81,7 +81,26 @@ def find_resume_state(cfg: dict) -> str | None:
         target = os.path.join(target, STATE_FILE)
     if not os.path.isfile(target):
         raise FileNotFoundError(f"--resume: training state {target}: no such file (nothing to resume)")
+    if os.path.basename(target) not in (STATE_FILE, GOOD_STATE_FILE):
+        raise ValueError(f"--resume {target}: not a run's state file (expected <run folder>/{STATE_FILE} or "
+                         f"{GOOD_STATE_FILE}): a state continues in its own run folder")
     return target
+
+
+def continue_in_state_folder(cfg: dict, state: str, prefix_given: bool) -> dict:
+    """``--resume PATH``: the run continues in PATH's folder (``checkpoint_dir`` and ``prefix`` set from it, in place),
+    never in the folder named by the state's saved config (a copied run folder resumes as the copy). An explicit
+    ``--prefix`` naming another folder is refused: that folder may hold another run."""
+    folder = os.path.normpath(os.path.dirname(state) or ".")
+    if os.path.basename(folder) in ("", ".", ".."):
+        folder = os.path.abspath(folder)
+    asked = run_dir(cfg)
+    if prefix_given and os.path.realpath(asked) != os.path.realpath(folder):
+        raise ValueError(f"--resume {state} continues the run in {folder}, but --prefix names {asked}; leave "
+                         f"--prefix out (a state resumes in its own folder), or start a new run from its weights "
+                         f"with --resume_ind N --resume_ckpt {folder}; nothing was written")
+    cfg["checkpoint_dir"], cfg["prefix"] = os.path.dirname(folder) or ".", os.path.basename(folder)
+    return cfg
 
 
 def weight_path(cfg: dict, role: str, which: str) -> str:

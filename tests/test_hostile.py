@@ -7,6 +7,7 @@ shows that a full ``torch.load`` does run it, so a missing marker elsewhere mean
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 import export_CSAKD
 import test_CSAKD
 import train_CSAKD
-from tests.test_train_run import tiny, tiny_test
+from tests.test_train_run import tiny, tiny_config, tiny_test
 from utils.checkpoint import DIGEST_KEY, TRAIN_STATE_FORMAT, tensor_digest
 
 
@@ -167,3 +168,64 @@ def test_a_few_aliases_are_fine_and_long_values_are_cut_in_messages(tmp_path: Pa
     assert train_CSAKD.main(["--config", str(long), "--prefix", "yl"]) == 2
     err = refusal(capsys)
     assert "takes 3 values, got [1, 1, 1, 1, 1, 1, 1, 1, ...]" in err and len(err) < 300
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Run names are names; a state resumes in its own folder
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, one_thread) -> Path:
+    """One tiny finished run (1 epoch) in <base>/ck/base."""
+    base = tmp_path_factory.mktemp("hostile")
+    assert train_CSAKD.main(tiny(base, epochs=1, prefix="base")) == 0
+    return base
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    shutil.copytree(finished / "ck", tmp_path / "ck")
+    tiny_config(tmp_path)
+    return tmp_path
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("prefix", "why"), [("", "is empty"), (".", "'.'"), ("..", "'..'"), ("../x", "'/'"),
+                                             ("/abs/run", "'/'"), ("a/../../b", "'/'"), ("two\nlines", r"'\n'"),
+                                             ("back\\slash", r"'\\'")])
+def test_a_prefix_that_is_no_folder_name_is_refused(tmp_path: Path, capsys, prefix: str, why: str) -> None:
+    (tmp_path / "config.yaml").write_text("mine\n")
+    assert train_CSAKD.main(tiny(tmp_path, prefix=prefix)) == 2
+    err = refusal(capsys)
+    assert err.startswith(f"error: --prefix {prefix!r}: a run name") and why in err, err
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "runs").exists()
+    assert (tmp_path / "config.yaml").read_text() == "mine\n"
+    assert test_CSAKD.main(tiny_test(tmp_path, prefix=prefix)) == 2
+    assert refusal(capsys).startswith(f"error: --prefix {prefix!r}")
+
+
+def test_resuming_a_copied_run_continues_the_copy_and_leaves_the_original(finished: Path, tmp_path: Path) -> None:
+    base = copy_of(finished, tmp_path)
+    original = tree(base / "ck" / "base")
+    shutil.copytree(base / "ck" / "base", base / "ck" / "copy")
+    state = base / "ck" / "copy" / "state.pth"
+    assert train_CSAKD.main(["--resume", str(state), "--epochs", "2"]) == 0
+    assert tree(base / "ck" / "base") == original
+    assert torch.load(state, weights_only=True)["epoch"] == 1
+
+
+def test_resume_with_another_prefix_never_replaces_that_run(finished: Path, tmp_path: Path, capsys) -> None:
+    base = copy_of(finished, tmp_path)
+    shutil.copytree(base / "ck" / "base", base / "ck" / "other")
+    other = tree(base / "ck" / "other")
+    state = base / "ck" / "base" / "state.pth"
+    assert train_CSAKD.main(tiny(base, "--resume", str(state), prefix="other")) == 2
+    err = refusal(capsys)
+    assert f"--resume {state} continues the run in {state.parent}, but --prefix names {base / 'ck' / 'other'}" in err
+    assert tree(base / "ck" / "other") == other
+    renamed = base / "mine.pth"
+    shutil.copyfile(state, renamed)
+    assert train_CSAKD.main(["--resume", str(renamed), "--epochs", "2"]) == 2
+    assert "not a run's state file" in refusal(capsys)

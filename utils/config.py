@@ -643,7 +643,21 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
     if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):
         raise ConfigError(f"--tile {cfg['tile']} must exceed twice --tile_overlap {cfg['tile_overlap']}")
+    if "prefix" in cfg:
+        check_run_name(str(cfg["prefix"]))
     return cfg
+
+
+def check_run_name(prefix: str) -> None:
+    """``--prefix`` is one folder name: ``<checkpoint_dir>/<prefix>`` and ``<log_dir>/<prefix>`` are always a child
+    of those folders, never the folder itself, a parent, another tree or an absolute path."""
+    bad = [c for c in prefix if ord(c) < 32 or ord(c) == 127]
+    seps = [s for s in ("/", "\\", os.sep, os.altsep) if s and s in prefix]
+    if prefix in ("", ".", "..") or bad or seps:
+        why = ("is empty" if not prefix else f"is {prefix!r}, which names no new folder" if prefix in (".", "..")
+               else f"holds a path separator {seps[0]!r}" if seps else f"holds the control character {bad[0]!r}")
+        raise ConfigError(f"--prefix {prefix!r}: a run name {why}; expected one folder name (the run folder is "
+                          f"<checkpoint_dir>/<prefix>; choose the parent with --checkpoint_dir)")
 
 
 def run_dir(cfg: dict) -> str:
