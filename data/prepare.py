@@ -7,7 +7,9 @@ Scenes — never patches — are assigned to train/val/test, so no scene leaks b
 lists ``<out>/{train,val,test}.txt`` and ``<out>/manifest.json`` (all parameters, SRFs, seed, checksums
 of inputs and outputs) complete the dataset. The dataset is written whole: into a staging folder beside
 ``--out`` that replaces it only when complete (``utils.fileio.staged_folder``), so a failing input leaves
-no partial dataset and ``--overwrite`` leaves nothing of the old one. An input that gives no patch (too
+no partial dataset and ``--overwrite`` leaves nothing of the old one; it replaces only a dataset this tool
+wrote (its owner record lists every file), so a folder holding other files, or the inputs, is refused before
+any work, and two runs on one ``--out`` are refused by its lock. An input that gives no patch (too
 small for ``--tile``, constant) is an error naming it; constant patches of a usable scene are skipped and
 listed in the manifest. Files are byte-reproducible: the same arguments give the same files. Read the
 result with ``--dataset aviris --root <out>``.
@@ -137,7 +139,8 @@ def prepare(args: argparse.Namespace) -> dict:
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
-    with staged_folder(args.out) as stage:
+    # Locked and checked before any work: --overwrite replaces only a dataset this tool wrote, never the inputs.
+    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=args.inputs) as stage:
         return _write_dataset(args, stage)
 
 

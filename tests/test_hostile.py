@@ -7,7 +7,9 @@ shows that a full ``torch.load`` does run it, so a missing marker elsewhere mean
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import test_CSAKD
 import train_CSAKD
 from tests.test_train_run import tiny, tiny_config, tiny_test
 from utils.checkpoint import DIGEST_KEY, TRAIN_STATE_FORMAT, tensor_digest
+from utils.fileio import HOST, temp_name_prefix
 
 
 class Evil:
@@ -229,3 +232,125 @@ def test_resume_with_another_prefix_never_replaces_that_run(finished: Path, tmp_
     shutil.copyfile(state, renamed)
     assert train_CSAKD.main(["--resume", str(renamed), "--epochs", "2"]) == 2
     assert "not a run's state file" in refusal(capsys)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Nothing outside a tool's own outputs is removed; one writer per output folder
+
+
+@pytest.fixture
+def live_pid():
+    """A live process on this host that is not this one (a concurrent writer)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def hold_lock(lock_file: Path, pid: int) -> None:
+    lock_file.write_text(json.dumps({"pid": pid, "host": HOST, "started": "now", "command": "the other writer"}))
+
+
+def cubes(folder: Path, n: int = 3) -> list[Path]:
+    from tests.test_faults import cube
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [cube(folder / f"c{i}.npy", seed=i) for i in range(n)]
+
+
+def prepare_main(out: Path, *inputs: Path, extra: tuple[str, ...] = ()) -> int:
+    from tests.test_faults import prepare
+
+    return prepare(out, *inputs, extra=extra)
+
+
+@pytest.mark.parametrize("where", ["out_is_their_folder", "out_is_a_parent"])
+def test_prepare_overwrite_never_deletes_its_inputs_or_user_files(tmp_path: Path, capsys, where: str) -> None:
+    out = tmp_path / "proj"
+    inputs = cubes(out if where == "out_is_their_folder" else out / "raw")
+    (out / "NOTES.txt").write_text("mine")
+    before = tree(out)
+    assert prepare_main(out, *inputs, extra=("--overwrite",)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"--out {out}: holds the input {inputs[0]}" in err, err
+    assert tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["proj"]  # no staging, no lock left
+
+
+def test_prepare_overwrite_refuses_a_folder_of_user_documents(tmp_path: Path, capsys) -> None:
+    inputs = cubes(tmp_path / "raw")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "thesis.tex").write_text("mine")
+    (docs / "sub" / "fig.png").write_bytes(b"png")
+    before = tree(docs)
+    assert prepare_main(docs, *inputs, extra=("--overwrite",)) == 2
+    assert "holds other files (sub/fig.png, thesis.tex) that data.prepare did not write" in capsys.readouterr().err
+    assert tree(docs) == before
+
+
+def test_a_second_writer_on_one_output_folder_is_refused_naming_the_first(finished: Path, tmp_path: Path, capsys,
+                                                                         live_pid: int) -> None:
+    inputs = cubes(tmp_path / "raw")
+    hold_lock(tmp_path / ".ds.lock", live_pid)
+    assert prepare_main(tmp_path / "ds", *inputs) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'ds'} is in use by another process (pid {live_pid} on {HOST}" in err
+    hold_lock(tmp_path / ".res.lock", live_pid)
+    assert test_CSAKD.main([*tiny_test(finished, prefix="base"), "--results", str(tmp_path / "res")]) == 2
+    assert f"--results {tmp_path / 'res'} is in use by another process (pid {live_pid}" in refusal(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ds.lock", ".res.lock", "raw"]
+
+
+def test_a_run_never_removes_a_live_writers_files_or_look_alikes(finished: Path, tmp_path: Path,
+                                                                live_pid: int) -> None:
+    """A test staging its --results inside the run folder while the run resumes (D13), a user's file named like a
+    temporary, and a nested folder's temporaries all survive; a killed writer's temporary is removed."""
+    from tests.test_faults import dead_pid
+
+    base = copy_of(finished, tmp_path)
+    run = base / "ck" / "base"
+    staging = run / f"{temp_name_prefix(run / 'eval', live_pid)}x"
+    (staging / "pred").mkdir(parents=True)
+    (staging / "pred" / "test_0000.mat").write_bytes(b"live")
+    (run / ".notes.md.tmp-draft").write_text("mine")
+    (run / "nested").mkdir()
+    (run / "nested" / f"{temp_name_prefix('state.pth', dead_pid())}y").write_text("not this run's")
+    killed = run / "student" / f"{temp_name_prefix('last.pth', dead_pid())}z"
+    killed.write_bytes(b"half")
+    keep = {k: v for k, v in tree(run).items() if k.startswith((".eval", ".notes", "nested/"))}
+    assert len(keep) == 3
+    assert train_CSAKD.main(tiny(base, "--resume", prefix="base", epochs=2)) == 0
+    after = tree(run)
+    assert {k: after.get(k) for k in keep} == keep
+    assert not killed.exists()
+
+
+def test_a_bench_never_replaces_another_configurations_runs_or_a_live_bench(tmp_path: Path, capsys,
+                                                                            live_pid: int) -> None:
+    """B3/B6: a second bench with another --lr on the same --out is refused naming the first's run, whose files stay
+    byte for byte; B2: a user's own run named like a bench run likewise; a live bench's lock is named."""
+    import benchmarks.kd as kd
+    from tests.test_benchmarks_kd import bench_argv
+
+    argv = bench_argv(tmp_path, "none", seeds=("1",))
+    assert kd.main(argv) == 0
+    out = tmp_path / "bench"
+    before = tree(out)
+    other = tmp_path / "other.yaml"
+    other.write_text((tmp_path / "tiny.yaml").read_text().replace("lr: 1.0e-3", "lr: 2.0e-3"))
+    capsys.readouterr()
+    assert kd.main([*argv[:1], str(other), *argv[2:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"benchmarks.kd: error: --out {out} holds run none_seed1 of "
+                          f"another configuration ({out / 'records' / 'none_seed1.json'}: lr 0.001 there, 0.002 here)")
+    assert tree(out) == before
+    (out / "records" / "none_seed1.json").unlink()  # only the user's run folder is left
+    before = tree(out)
+    assert kd.main([*argv[:1], str(other), *argv[2:]]) == 2
+    assert f"holds run none_seed1 of another configuration ({out / 'checkpoints' / 'none_seed1' / 'config.yaml'}" in \
+        capsys.readouterr().err
+    assert tree(out) == before
+    hold_lock(out / "bench.lock", live_pid)
+    assert kd.main(argv) == 2
+    assert f"--out {out} is in use by another bench (pid {live_pid}" in capsys.readouterr().err
