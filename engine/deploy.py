@@ -81,15 +81,39 @@ def network_metadata(model: nn.Module, checkpoint: str | os.PathLike | None = No
     return {k: str(v) for k, v in meta.items()}
 
 
+WEIGHTS_DIGEST_KEY = "graph_sha256"  # metadata: SHA-256 of the serialised graph (its weights and operators)
+
+
+def graph_sha256(proto: Any) -> str:
+    """SHA-256 of an ONNX model's serialised graph: every weight (initializer, constant) and operator. The
+    metadata lives outside the graph, so the file can carry the digest of its own weights."""
+    return hashlib.sha256(proto.graph.SerializeToString()).hexdigest()
+
+
 def _write_metadata(path: str, metadata: dict[str, str]) -> None:
+    """Set ``metadata`` (and the graph's digest, :data:`WEIGHTS_DIGEST_KEY`) in the ONNX file ``path``."""
     onnx = require("onnx")
     proto = onnx.load(path)
+    metadata = {**metadata, WEIGHTS_DIGEST_KEY: graph_sha256(proto)}
     kept = [p for p in proto.metadata_props if p.key not in metadata]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, path)
+
+
+def verify_graph(path: str, metadata: dict[str, str]) -> None:
+    """Refuse (ValueError, one line) an ONNX file whose graph does not match the digest written at export: bytes
+    of its weights changed since (a damaged copy or a tampered file would otherwise compute wrong images)."""
+    stored = metadata.get(WEIGHTS_DIGEST_KEY)
+    if stored is None:
+        raise ValueError(f"{path}: carries no digest of its weights ({WEIGHTS_DIGEST_KEY}; exported by an older "
+                         f"version), so they cannot be verified; export it again with export_CSAKD.py")
+    found = graph_sha256(require("onnx").load(path))
+    if found != stored:
+        raise ValueError(f"{path}: corrupt: its graph (weights) does not match the SHA-256 stored at export "
+                         f"({found[:16]}… vs {stored[:16]}…); restore or export it again")
 
 
 def _trace(model: nn.Module, path: str, exporter: str) -> None:
@@ -162,7 +186,8 @@ def check_parity(model: nn.Module, network: OnnxNetwork, sizes: Iterable[tuple[i
 
 
 class OnnxNetwork:
-    """An exported DTS network run by onnxruntime, called like the PyTorch network.
+    """An exported DTS network run by onnxruntime, called like the PyTorch network; its graph is first checked
+    against the digest of its weights in the metadata (:func:`verify_graph`).
 
     ``network(lrhsi, hrmsi) -> (hrhsi, fused)`` takes and returns float32 tensors (CPU; outputs on the inputs'
     device). ``bands``, ``msi_bands``, ``scale``, ``role``, ``precision`` and ``metadata`` come from the
@@ -187,6 +212,7 @@ class OnnxNetwork:
         if self.metadata.get("format") != "csakd-onnx":
             raise ValueError(f"{path}: no CSAKD metadata (format={self.metadata.get('format')!r}); export it with "
                              f"export_CSAKD.py")
+        verify_graph(path, self.metadata)
         self.role = self.metadata["role"]
         self.bands, self.msi_bands, self.scale = (int(self.metadata[k]) for k in ("bands", "msi_bands", "scale"))
         self.precision = self.metadata.get("precision", "fp32")

@@ -145,7 +145,7 @@ def test_training_state_given_as_checkpoint_is_named(trained: Path, capsys) -> N
 @pytest.mark.parametrize(("yaml_text", "args", "message"), [
     ("", ["--lr", "inf"], "--lr: expected a finite number, got inf"),
     ("", ["--lr", "nan"], "--lr: expected a finite number, got nan"),
-    ("", ["--lr", "0"], "--lr: expected a number > 0, got 0.0"),
+    ("", ["--lr", "0"], "--lr: expected a number > 0 and <= 1000, got 0.0"),
     ("", ["--batch_size", "0"], "--batch_size: expected a number >= 1, got 0"),
     ("", ["--scale", "0"], "--scale: expected a number >= 1, got 0"),
     ("", ["--w_kd", "-1"], "--w_kd: expected a number >= 0, got -1.0"),

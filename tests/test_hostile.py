@@ -395,3 +395,76 @@ def test_check_reports_a_scene_copied_into_two_splits(tmp_path: Path) -> None:
     assert any("1 group(s) of entries with identical ground truth" in p and "span two splits (leakage)" in p
                and "train/copy_0 (train.txt)" in p for p in problems), problems
     assert any("manifest.json: scenes c0, copy come from inputs with the same SHA-256" in p for p in problems)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every artefact read back is verified; numbers and header sizes are checked before anything is allocated
+
+
+def test_a_tampered_onnx_file_is_refused_in_one_line(finished: Path, tmp_path: Path, capsys) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "s.onnx"
+    ckpt = finished / "ck" / "base" / "student" / "best.pth"
+    assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 0
+    capsys.readouterr()
+    proto = onnx.load(out)
+    weight = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = bytearray(weight.raw_data)
+    raw[len(raw) // 2] ^= 0xFF  # flipped weight bytes: a valid protobuf, a different network
+    weight.raw_data = bytes(raw)
+    tampered = tmp_path / "tampered.onnx"
+    onnx.save(proto, tampered)
+    argv = tiny_test(finished, "--backend", "onnxruntime", "--checkpoint", str(tampered), prefix="base")
+    assert test_CSAKD.main(argv) == 2
+    err = refusal(capsys)
+    assert f"{tampered}: corrupt: its graph (weights) does not match the SHA-256 stored at export" in err
+    assert test_CSAKD.main([*argv[:-1], str(out)]) == 0  # the intact file runs
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--lr", "1e308", "--lr: expected a number > 0 and <= 1000, got 1e+308"),
+    ("--snr", "1e300", "--snr: expected a number >= 0 and <= 300, got 1e+300"),
+    ("--lr", "nan", "--lr: expected a finite number, got nan"),
+])
+def test_absurd_numbers_end_at_parse_time(tmp_path: Path, capsys, flag: str, value: str, message: str) -> None:
+    assert train_CSAKD.main(tiny(tmp_path, flag, value, prefix="n")) == 2
+    assert refusal(capsys) == f"error: {message}"
+    assert not (tmp_path / "ck").exists()
+
+
+def forged_npz(path: Path, key: str, shape: tuple[int, ...]) -> Path:
+    """A few KB whose member header claims ``shape`` float32."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{key}.npy", header.getvalue() + bytes(4096))
+    return path
+
+
+def test_header_sizes_are_checked_before_any_allocation(tmp_path: Path, capsys) -> None:
+    """An .npz member and an unwritten HDF5 dataset claiming gigabytes: one line naming the file (data.prepare),
+    and a dataset entry whose LR-HSI claims terabytes: a reported problem (data.check), not a MemoryError."""
+    h5py = pytest.importorskip("h5py")
+    from tests.test_faults import check
+
+    huge = forged_npz(tmp_path / "huge.npz", "cube", (10**6, 10**6, 200))
+    fill = tmp_path / "fill.h5"
+    with h5py.File(fill, "w") as f:
+        f.create_dataset("cube", shape=(4000, 4000, 31), dtype="f4")  # 1.98 GB of fill values, never written
+    for bomb, what in ((huge, "member 'cube' claims shape (1000000, 1000000, 200)"),
+                       (fill, "dataset '/cube' claims shape (4000, 4000, 31)")):
+        assert prepare_main(tmp_path / "ds", bomb, *cubes(tmp_path / "raw", 2)) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+        assert err.startswith(f"data.prepare: error: {bomb}: {what}") and "Traceback" not in err, err
+    inputs = cubes(tmp_path / "raw", 3)
+    assert prepare_main(tmp_path / "ds", *inputs) == 0
+    entry = (tmp_path / "ds" / "train.txt").read_text().split()[0]
+    forged_npz(tmp_path / "ds" / f"{entry}lrhsi.npz", "lrhsi", (10**6, 10**6, 200))
+    _, problems = check(tmp_path / "ds", tmp_path / "ds" / "train.txt")
+    assert any(p.startswith(f"{tmp_path / 'ds' / entry}lrhsi.npz: member 'lrhsi' claims shape") for p in problems)

@@ -82,13 +82,16 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
                      "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size",
                      "hkd_row_chunk", "hkd_sample_rows", "psd_patches"), Range(1)),
-    **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
+    **dict.fromkeys(("weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
                      "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
-    "lr": Range(0, open_low=True),
+    # Finite but absurd values overflow later (10^(snr/10) beyond ~3000 dB; an lr of 1e308 trains to Inf weights):
+    # bounded here so that they end at parse time, before anything is written.
+    **dict.fromkeys(("snr", "snr_hsi", "snr_msi"), Range(0, high=300)),
+    "lr": Range(0, open_low=True, high=1e3),
 }
 
 
