@@ -18,7 +18,8 @@ weights of an uninterrupted run with the same number of processes.
 
 Interrupts (``utils.interrupts``): SIGINT / SIGTERM stop the run at the next step boundary with a state that
 records the position in the epoch (k batches done), every process's AWGN generator state and the epoch's loss
-sums.
+sums. A signal after the last epoch's last step (during its validation or save) lets the run finish: there is
+nothing left to resume.
 ``--resume`` re-seeds the epoch's streams, loads and discards the first k batches (so the data order and the
 augmentation draws replay exactly, workers or not), then restores the AWGN and global RNG states and trains on:
 the run ends as an uninterrupted one would.
@@ -354,6 +355,10 @@ class _Loop:
         if not self.dist.any(self.signals.requested is not None, self.device):
             return
         signum = self.signals.requested or signal.SIGTERM  # processes without the signal stop with the others
+        if tally is None and epoch + 1 >= self.cfg["epochs"]:  # the last epoch is saved: nothing is left to resume
+            self.signals.saved = True
+            log(f"{signal_name(signum)} arrived during the last epoch, which is complete and saved: the run finishes")
+            return
         if tally is not None:
             noise = self.dist.gather(self.noise.get_state())
             if self.dist.is_main:

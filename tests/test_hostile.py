@@ -8,7 +8,9 @@ shows that a full ``torch.load`` does run it, so a missing marker elsewhere mean
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -468,3 +470,30 @@ def test_header_sizes_are_checked_before_any_allocation(tmp_path: Path, capsys) 
     forged_npz(tmp_path / "ds" / f"{entry}lrhsi.npz", "lrhsi", (10**6, 10**6, 200))
     _, problems = check(tmp_path / "ds", tmp_path / "ds" / "train.txt")
     assert any(p.startswith(f"{tmp_path / 'ds' / entry}lrhsi.npz: member 'lrhsi' claims shape") for p in problems)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Signals
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_last_validation_lets_the_run_finish(tmp_path: Path, monkeypatch, capsys,
+                                                                  signum: int) -> None:
+    """F1, F2: the run had finished its work; it must not promise a --resume that has nothing to train."""
+    import engine.train
+
+    real, calls = engine.train.validate, []
+
+    def validate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the last epoch's validation (--eval_step 1, 2 epochs)
+            os.kill(os.getpid(), signum)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.train, "validate", validate)
+    assert train_CSAKD.main(tiny(tmp_path, prefix="sig", epochs=2)) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "arrived during the last epoch, which is complete and saved: the run finishes" in text
+    assert "finished: epoch 1" in out.out and "continue with --resume" not in text
+    assert torch.load(tmp_path / "ck" / "sig" / "state.pth", weights_only=True)["epoch"] == 1
