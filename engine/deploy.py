@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from models.clra import concatenating_dense_blocks
+from utils.fileio import WriteError, make_parent, publish, remove_stale_temps, temp_name_prefix
 
 INPUTS = ("lrhsi", "hrmsi")
 OUTPUTS = ("hrhsi", "fused")
@@ -155,10 +156,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, checkpoint: str | os.
     """
     model = model.to("cpu").eval()
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=folder)
-    os.close(fd)
+    tmp = _temporary(path)
     try:
         _trace(model, tmp, exporter)
         _write_metadata(tmp, {**network_metadata(model, checkpoint), "exporter": exporter})
@@ -166,11 +164,29 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, checkpoint: str | os.
         if not diff <= tol:
             raise ValueError(f"{path}: the exported graph differs from PyTorch by {diff:.3g} on random inputs "
                              f"(accepted: {tol:g}); nothing written")
-        os.replace(tmp, path)
+        publish(tmp, path)
         return diff
+    except OSError as exc:
+        raise exc if isinstance(exc, WriteError) else WriteError(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _temporary(path: str) -> str:
+    """A new empty temporary file beside ``path`` (named by the rule of ``utils.fileio``: a killed export's is
+    removed by the next export to ``path``), once ``path`` is checked to be writable as a file."""
+    if os.path.isdir(path):
+        raise ValueError(f"--out {path}: is a folder; expected the name of the .onnx file to write")
+    make_parent(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_stale_temps(folder, of=path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=".onnx", dir=folder)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
+    os.close(fd)
+    return tmp
 
 
 def check_parity(model: nn.Module, network: OnnxNetwork, sizes: Iterable[tuple[int, int, int]]) -> float:
@@ -289,9 +305,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     quantization = require("onnxruntime.quantization")
     out_path = os.fspath(out_path)
-    folder = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(prefix=".quant-", suffix=".onnx", dir=folder)
-    os.close(fd)
+    tmp = _temporary(out_path)
     try:
         quantization.quantize_static(
             os.fspath(fp32_path), tmp, _patch_reader(patches), quant_format=quantization.QuantFormat.QDQ,
@@ -303,7 +317,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         _write_metadata(tmp, {**meta, "precision": "int8", "calibration_patches": str(len(patches)),
                               "quantized_ops": ",".join(op_types) if op_types else "all",
                               "per_channel": str(per_channel)})
-        os.replace(tmp, out_path)
+        publish(tmp, out_path)
+    except OSError as exc:
+        raise exc if isinstance(exc, WriteError) else WriteError(out_path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -350,6 +366,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, qua
     """Export a weight file to ONNX at ``out`` (fp32, or int8 with ``quantize="int8"`` calibrated on ``calib``
     training patches of the checkpoint's own data configuration). Returns what was done, for the log."""
     model, cfg = network_from_checkpoint(checkpoint)
+    if not hasattr(model, "adaptive_fuse"):
+        role = getattr(model, "role", "network")
+        raise ValueError(f"checkpoint {checkpoint}: a {type(model).__name__} {role} cannot be exported: ONNX export "
+                         f"takes the DTS networks (--arch dts) only")
     if quantize == "none":
         diff = export_onnx(model, out, checkpoint, exporter, tol=tol)
         return {"out": os.fspath(out), "role": model.role, "precision": "fp32", "max_abs_diff": diff}
@@ -359,9 +379,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, qua
         raise ValueError(f"checkpoint {checkpoint}: holds no run configuration, so there is no training data to "
                          f"calibrate int8 on")
     patches = calibration_patches(cfg, calib)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as tmp:
+    make_parent(out)
+    with tempfile.TemporaryDirectory(prefix=temp_name_prefix(out), dir=os.path.dirname(os.path.abspath(out))) as tmp:
         fp32 = os.path.join(tmp, "fp32.onnx")
         diff = export_onnx(model, fp32, checkpoint, exporter, tol=tol)
         quantize_int8(fp32, out, patches)

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ import train_CSAKD
 from tests.test_train_run import tiny, tiny_config, tiny_test
 from utils.checkpoint import DIGEST_KEY, TRAIN_STATE_FORMAT, tensor_digest
 from utils.fileio import HOST, temp_name_prefix
+from utils.interrupts import Interrupted
 
 
 class Evil:
@@ -497,3 +499,42 @@ def test_a_signal_during_the_last_validation_lets_the_run_finish(tmp_path: Path,
     assert "arrived during the last epoch, which is complete and saved: the run finishes" in text
     assert "finished: epoch 1" in out.out and "continue with --resume" not in text
     assert torch.load(tmp_path / "ck" / "sig" / "state.pth", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_export_is_one_line_and_leaves_nothing(finished: Path, tmp_path: Path, monkeypatch, capsys,
+                                                               signum: int) -> None:
+    pytest.importorskip("onnx")
+    import engine.deploy
+
+    real = engine.deploy._trace
+
+    def trace(model, path, exporter):
+        real(model, path, exporter)
+        try:
+            os.kill(os.getpid(), signum)  # as the exporter returns: the handler raises here
+            time.sleep(5)
+        except Interrupted as stop:
+            raise RuntimeError("torch.onnx wrapped it") from stop  # what the dynamo exporter does with errors
+
+    monkeypatch.setattr(engine.deploy, "_trace", trace)
+    ckpt = finished / "ck" / "base" / "student" / "best.pth"
+    out = tmp_path / "exp" / "s.onnx"
+    code = export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"])
+    assert code == 128 + signum
+    err = capsys.readouterr().err.strip()
+    assert err == (f"interrupted by {signal.Signals(signum).name}: nothing was written ({out} appears whole or not "
+                   f"at all)")
+    assert os.listdir(tmp_path / "exp") == []
+
+
+def test_export_os_faults_and_unexportable_networks_are_one_line(finished: Path, tmp_path: Path, capsys) -> None:
+    ckpt = finished / "ck" / "base" / "student" / "best.pth"
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    (tmp_path / "dir.onnx").mkdir()
+    for out, message in ((blocker / "s.onnx", f"cannot write {blocker / 's.onnx'}: "),
+                         (tmp_path / "dir.onnx", f"--out {tmp_path / 'dir.onnx'}: is a folder")):
+        assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 2
+        assert message in refusal(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "file.txt"]

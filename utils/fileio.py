@@ -349,6 +349,16 @@ def _swap_in(stage: str, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a complete temporary file (``tmp``, named by :func:`temp_name_prefix`, beside ``path``) to ``path``,
+    with the mode a plain ``open(path, "w")`` would give; an OS fault raises :class:`WriteError` naming ``path``."""
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "wb") -> None:
     """Call ``write(f)`` on a temporary file and move it to ``path`` once complete."""
     with atomic_open(path, mode) as f:
