@@ -337,9 +337,15 @@ def test_a_bench_never_replaces_another_configurations_runs_or_a_live_bench(tmp_
     import benchmarks.kd as kd
     from tests.test_benchmarks_kd import bench_argv
 
+    import pickle
+
     argv = bench_argv(tmp_path, "none", seeds=("1",))
-    assert kd.main(argv) == 0
     out = tmp_path / "bench"
+    marker = tmp_path / "pwned"
+    (out / "records").mkdir(parents=True)
+    (out / "records" / "none_seed1.json").write_bytes(pickle.dumps(Evil(marker)))  # a planted "record"
+    assert kd.main(argv) == 0
+    assert not marker.exists()
     before = tree(out)
     other = tmp_path / "other.yaml"
     other.write_text((tmp_path / "tiny.yaml").read_text().replace("lr: 1.0e-3", "lr: 2.0e-3"))
