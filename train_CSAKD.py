@@ -19,7 +19,7 @@ from utils.interrupts import Interrupted, StartingUp
 with StartingUp("train_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
     from engine.run_folder import continue_in_state_folder, find_resume_state
     from engine.state import load_training_state
-    from engine.train import TrainingDiverged, train
+    from engine.train import PeerLost, TrainingDiverged, train
     from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
     from utils.fileio import WriteError
 
@@ -36,11 +36,11 @@ def load_config(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 finished; 2 bad input, a locked run folder or an OS fault (one line); 3 diverged (one line);
-    130 / 143 stopped by SIGINT / SIGTERM (one line; the state to ``--resume`` from is saved)."""
+    """Exit codes: 0 finished; 2 bad input, a locked run folder, an OS fault or a lost peer process (one line);
+    3 diverged (one line); 130 / 143 stopped by SIGINT / SIGTERM (one line; the state to ``--resume`` from is saved)."""
     try:
         summary = train(load_config(argv))
-    except (ValueError, FileNotFoundError, WriteError) as exc:
+    except (ValueError, FileNotFoundError, WriteError, PeerLost) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:

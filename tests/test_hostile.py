@@ -334,10 +334,10 @@ def test_a_bench_never_replaces_another_configurations_runs_or_a_live_bench(tmp_
                                                                             live_pid: int) -> None:
     """B3/B6: a second bench with another --lr on the same --out is refused naming the first's run, whose files stay
     byte for byte; B2: a user's own run named like a bench run likewise; a live bench's lock is named."""
+    import pickle
+
     import benchmarks.kd as kd
     from tests.test_benchmarks_kd import bench_argv
-
-    import pickle
 
     argv = bench_argv(tmp_path, "none", seeds=("1",))
     out = tmp_path / "bench"
@@ -544,3 +544,54 @@ def test_export_os_faults_and_unexportable_networks_are_one_line(finished: Path,
         assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 2
         assert message in refusal(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "file.txt"]
+
+
+def _killed_peer_worker(rank: int, port: int, tmp: str) -> None:
+    """Rank ``rank`` of a 2-process run (gloo) whose rank 1 SIGKILLs itself in its third step; each rank's exit
+    code and stderr go to ``<tmp>/rank<r>.json``."""
+    import io
+    import sys
+
+    from engine.cotrainer import CoTrainer
+    from tests.test_ddp import _join, _run_args
+
+    _join(rank, port)
+    real, calls = CoTrainer.step, []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if rank == 1 and len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, *args, **kwargs)
+
+    CoTrainer.step = step
+    sys.stderr = err = io.StringIO()
+    code = train_CSAKD.main(_run_args(Path(tmp), "peer"))
+    Path(tmp, f"rank{rank}.json").write_text(json.dumps({"code": code, "err": err.getvalue()}))
+
+
+def test_a_killed_ddp_rank_ends_the_other_in_one_line(tmp_path: Path) -> None:
+    """F11: the surviving process does not hang and ends with one line, exit 2, naming what to do; the state of
+    the last epoch's end stays intact and no lock is left."""
+    import multiprocessing
+
+    from tests.test_ddp import _free_port
+
+    ctx = multiprocessing.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_killed_peer_worker, args=(r, port, str(tmp_path))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        if p.is_alive():
+            p.kill()
+            pytest.fail("a process of the distributed run hung after its peer was killed")
+    assert procs[1].exitcode == -signal.SIGKILL
+    survivor = json.loads((tmp_path / "rank0.json").read_text())
+    lines = [line for line in survivor["err"].strip().splitlines() if line.startswith("error:")]
+    assert survivor["code"] == 2 and len(lines) == 1 and "Traceback" not in survivor["err"], survivor
+    assert lines[0].startswith("error: process 0 of 2: another process of this distributed run ended or lost")
+    assert lines[0].endswith("the last saved state continues with --resume")
+    run = tmp_path / "ck" / "peer"
+    assert torch.load(run / "state.pth", weights_only=True)["epoch"] == 0 and not (run / "run.lock").exists()
