@@ -586,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = parse_specs(args.strategies)
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
         bench = Bench(args.config, out, metrics)
+        make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
             report = run_bench(bench, specs, args.seeds, command)
     except (ValueError, FileNotFoundError, WriteError) as exc:

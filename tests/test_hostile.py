@@ -595,3 +595,17 @@ def test_a_killed_ddp_rank_ends_the_other_in_one_line(tmp_path: Path) -> None:
     assert lines[0].endswith("the last saved state continues with --resume")
     run = tmp_path / "ck" / "peer"
     assert torch.load(run / "state.pth", weights_only=True)["epoch"] == 0 and not (run / "run.lock").exists()
+
+
+def test_a_bench_json_under_a_file_fails_before_any_run(tmp_path: Path, capsys) -> None:
+    import benchmarks.kd as kd
+    from tests.test_benchmarks_kd import bench_argv
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    argv = bench_argv(tmp_path, "none", seeds=("1",))
+    argv[argv.index("--json") + 1] = str(blocker / "r.json")
+    assert kd.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"benchmarks.kd: error: cannot write {blocker / 'r.json'}: ") and "\n" not in err
+    assert not (tmp_path / "bench").exists()
