@@ -245,7 +245,13 @@ class OnnxNetwork:
                              f"{s}h, {s}w), got {tuple(lrhsi.shape)} and {tuple(hrmsi.shape)}")
         feeds = {name: x.detach().float().cpu().contiguous().numpy() for name, x in zip(INPUTS, (lrhsi, hrmsi),
                                                                                        strict=True)}
-        outs = self.session.run(list(OUTPUTS), feeds)
+        try:
+            outs = self.session.run(list(OUTPUTS), feeds)
+        except Exception as exc:  # onnxruntime's own types, e.g. a graph that contradicts its metadata
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{self.path}: onnxruntime refused LR-HSI {tuple(lrhsi.shape)} and HR-MSI "
+                             f"{tuple(hrmsi.shape)}, the shapes its metadata promises ({first[:300]}); export the "
+                             f"file again") from None
         return tuple(torch.from_numpy(o).to(lrhsi.device) for o in outs)  # type: ignore[return-value]
 
 

@@ -609,3 +609,22 @@ def test_a_bench_json_under_a_file_fails_before_any_run(tmp_path: Path, capsys) 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"benchmarks.kd: error: cannot write {blocker / 'r.json'}: ") and "\n" not in err
     assert not (tmp_path / "bench").exists()
+
+
+def test_onnx_metadata_that_contradicts_the_graph_is_one_line(finished: Path, tmp_path: Path, capsys) -> None:
+    """O3: metadata is outside the graph's digest; a file whose metadata promises other bands than its graph
+    takes ends in one line when onnxruntime refuses the inputs."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "s.onnx"
+    ckpt = finished / "ck" / "base" / "student" / "best.pth"
+    assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 0
+    proto = onnx.load(out)
+    for prop in proto.metadata_props:
+        if prop.key == "bands":
+            prop.value = "16"
+    onnx.save(proto, tmp_path / "meta16.onnx")
+    capsys.readouterr()
+    argv = tiny_test(finished, "--backend", "onnxruntime", "--checkpoint", str(tmp_path / "meta16.onnx"), prefix="base")
+    assert test_CSAKD.main(argv) == 2
+    assert f"{tmp_path / 'meta16.onnx'}: onnxruntime refused LR-HSI" in refusal(capsys)
