@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from utils.interrupts import StartingUp
+from utils.interrupts import StartingUp, StopAtOnce, interrupt_in
 
 with StartingUp("export_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
     from engine.deploy import EXPORTERS, PARITY_TOL, export_checkpoint
+    from utils.fileio import WriteError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,15 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 written; 2 bad input or an OS fault (one line); 130 / 143 stopped by SIGINT / SIGTERM (one
+    line; no file and no temporary left)."""
     args = build_parser().parse_args(argv)
     if not args.out.endswith(".onnx"):
         print(f"error: --out {args.out}: expected a file name ending in .onnx", file=sys.stderr)
         return 2
     try:
-        done = export_checkpoint(args.checkpoint, args.out, args.quantize, args.calib, args.exporter, args.tol)
-    except (ValueError, FileNotFoundError) as exc:
+        with StopAtOnce(f"nothing was written ({args.out} appears whole or not at all)"):
+            done = export_checkpoint(args.checkpoint, args.out, args.quantize, args.calib, args.exporter, args.tol)
+    except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a stop on a signal, possibly wrapped by the exporter
+        stop = interrupt_in(exc)
+        if stop is None:
+            raise
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     print(f"wrote {done['out']}: {done['role']}, {done['precision']}; onnxruntime fp32 vs PyTorch max |Δ| "
           f"{done['max_abs_diff']:.2e} (accepted {args.tol:g})")
     if done["precision"] == "int8":

@@ -44,7 +44,6 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
     from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
-RESULT_ENTRIES = {"per_image.csv", "summary.json", "pred"}  # what --results DIR holds (write_results, evaluate)
 
 
 def build_parser():
@@ -108,20 +107,6 @@ def write_results(folder: str, role: str, cfg: dict, result: dict, source: str) 
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
 
 
-def check_results_folder(folder: str) -> None:
-    """Refuse a ``--results`` folder that holds anything besides an earlier evaluation's outputs (it is
-    replaced whole) or that is not a folder."""
-    if not os.path.lexists(folder):
-        return
-    if not os.path.isdir(folder):
-        raise ValueError(f"--results {folder}: exists and is not a folder")
-    foreign = sorted(set(os.listdir(folder)) - RESULT_ENTRIES)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise ValueError(f"--results {folder}: holds other files ({shown}); it would be replaced whole by this "
-                         f"evaluation's outputs, so give an empty or new folder")
-
-
 def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: str, device: torch.device,
                         folder: str | None, compare=None) -> None:
     """Evaluate ``model`` on the configured split, print the table, and write the results into ``folder``.
@@ -165,8 +150,8 @@ def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
     if not cfg.get("results"):
         evaluate_and_report(cfg, model, role, source, device, None, compare)
         return 0
-    check_results_folder(cfg["results"])
-    with staged_folder(cfg["results"]) as stage:  # created first: an unwritable folder fails before evaluating
+    # Locked, checked and created first: a folder in use, holding other files or unwritable fails before evaluating.
+    with staged_folder(cfg["results"], f"--results {cfg['results']}", "test_CSAKD.py") as stage:
         evaluate_and_report(cfg, model, role, source, device, stage, compare)
     print(f"results in {cfg['results']}")
     return 0

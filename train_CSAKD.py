@@ -17,10 +17,10 @@ import sys
 from utils.interrupts import Interrupted, StartingUp
 
 with StartingUp("train_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
-    from engine.run_folder import find_resume_state
+    from engine.run_folder import continue_in_state_folder, find_resume_state
     from engine.state import load_training_state
-    from engine.train import TrainingDiverged, train
-    from utils.config import build_test_parser, build_train_parser, parse_config, resolve_config
+    from engine.train import PeerLost, TrainingDiverged, train
+    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
     from utils.fileio import WriteError
 
 
@@ -29,17 +29,18 @@ def load_config(argv: list[str] | None = None) -> dict:
     cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser()))
     state = find_resume_state(cfg)
     if state is not None:  # a resumed run keeps its own settings unless the command line changes them
-        saved = load_training_state(state)["config"]
+        saved = load_training_state(state, legacy=bool(cfg.get("legacy_state")))["config"]
         cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser(), base=saved))
+        continue_in_state_folder(cfg, state, "prefix" in explicit_keys(build_train_parser(), argv))
     return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 finished; 2 bad input, a locked run folder or an OS fault (one line); 3 diverged (one line);
-    130 / 143 stopped by SIGINT / SIGTERM (one line; the state to ``--resume`` from is saved)."""
+    """Exit codes: 0 finished; 2 bad input, a locked run folder, an OS fault or a lost peer process (one line);
+    3 diverged (one line); 130 / 143 stopped by SIGINT / SIGTERM (one line; the state to ``--resume`` from is saved)."""
     try:
         summary = train(load_config(argv))
-    except (ValueError, FileNotFoundError, WriteError) as exc:
+    except (ValueError, FileNotFoundError, WriteError, PeerLost) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:

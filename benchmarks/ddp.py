@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from engine.state import load_training_state
+
 from .measure import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ def run_setting(config: str, epochs: int, procs: int, threads: int, workdir: str
     wall = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"{prefix}: training failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    state = torch.load(os.path.join(workdir, "ck", prefix, "state.pth"), map_location="cpu", weights_only=False)
+    state = load_training_state(os.path.join(workdir, "ck", prefix, "state.pth"))
     cfg, val = state["config"], state["val"]["student"]
     return {"processes": procs, "threads": threads, "batch_per_process": cfg["batch_size"],
             "global_batch": cfg["batch_size"] * procs, "steps": state["iteration"], "epochs": epochs,

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from utils.config import TEST_METRICS, build_test_parser, build_train_parser
 from utils.cpu import describe as describe_cpu
-from utils.fileio import atomic_write_json, atomic_write_text
+from utils.fileio import FolderLock, WriteError, atomic_write_json, atomic_write_text, make_parent
 from utils.interrupts import Interrupted, StopAtOnce, signal_name
 
 BASELINE = "none"
@@ -57,6 +57,7 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
 #: Keys of a resolved training config that control one command, not what the run computes.
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress", "allow_emulated_precision")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
+LOCK_FILE = "bench.lock"  # in --out while a bench uses it: one bench per --out
 TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt",
                       "lr_scheduler")
 #: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
@@ -257,15 +258,22 @@ def _load_record(path: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def _ignored(cfg: dict, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's or csakd's own flags where
+    the run has no teacher or another strategy."""
+    if cfg.get("kd_mode") == "none":
+        return (*ignore, *TEACHER_ONLY_FLAGS)
+    if cfg.get("kd_strategy", "csakd") != "csakd":
+        return (*ignore, *CSAKD_ONLY_FLAGS)
+    return ignore
+
+
 def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, ...] = ()) -> bool:
     """``record`` is finished (test summaries present) with the same metrics and a config computing ``cfg``."""
     if record is None or record.get("metrics_requested") != list(bench.metrics):
         return False
-    if cfg.get("kd_mode") == "none":
-        ignore = (*ignore, *TEACHER_ONLY_FLAGS)
-    elif cfg.get("kd_strategy", "csakd") != "csakd":
-        ignore = (*ignore, *CSAKD_ONLY_FLAGS)
-    if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg), ignore):
+    if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg),
+                                                                  _ignored(cfg, ignore)):
         return False
     results = bench.paths(str(record.get("run")))["results"]
     return all(os.path.isfile(os.path.join(results, role, "summary.json")) for role in roles_of(cfg))
@@ -515,11 +523,42 @@ def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int]) -> list[tupl
     return runs
 
 
+def _differences(stored: dict, current: dict, ignore: tuple[str, ...]) -> str:
+    keys = sorted(k for k in (set(stored) | set(current)) - set(ignore) if stored.get(k) != current.get(k))
+    return ", ".join(f"{k} {stored.get(k)!r} there, {current.get(k)!r} here" for k in keys[:3]) + \
+        (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> None:
+    """Before (spec, seed) is trained afresh into ``--out``: its record, if any, and its run folder's
+    ``config.yaml``, if any, must be of this configuration (an unfinished run of it); a finished run of another
+    configuration, or a user's own run of that name, is never replaced (one line naming it)."""
+    from utils.config import ConfigError, load_config_file
+
+    name, p = run_name(spec, seed), bench.paths(run_name(spec, seed))
+    record = _load_record(p["record"])
+    found = [(p["record"], record.get("config"))] if record is not None else []
+    saved = os.path.join(p["checkpoint_dir"], name, "config.yaml")
+    if os.path.isfile(saved):
+        try:
+            found.append((saved, comparable(load_config_file(saved))))
+        except (ConfigError, OSError) as exc:
+            raise SpecError(f"--out {bench.out} holds run {name} whose {saved} cannot be read ({exc}); use another "
+                            f"--out") from None
+    ignore = _ignored(cfg, ("prefix", "checkpoint_dir", "log_dir"))
+    for where, stored in found:
+        if not isinstance(stored, dict) or not same_run(stored, comparable(cfg), ignore):
+            what = _differences(stored, comparable(cfg), ignore) if isinstance(stored, dict) else "no config"
+            raise SpecError(f"--out {bench.out} holds run {name} of another configuration ({where}: {what}); it is "
+                            f"not replaced: use another --out, or remove that run yourself")
+
+
 def _finished_or_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> tuple[dict, bool]:
     """(record, skipped): the finished record of (spec, seed), or a new one from training and testing it."""
     record = finished_record(bench, spec, seed, cfg)
     if record is not None:
         return record, True
+    refuse_foreign_run(bench, spec, seed, cfg)
     try:
         return run_one(bench, spec, seed, cfg), False
     except (ValueError, OSError, RuntimeError) as exc:  # finished runs stay; a re-run continues
@@ -527,10 +566,14 @@ def _finished_or_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> tuple[di
 
 
 def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str) -> dict:
-    """Train and test every unfinished (spec, seed), then build the report."""
+    """Train and test every unfinished (spec, seed), then build the report. Once every spec is checked, ``--out``
+    is locked for the whole bench (``<out>/bench.lock``): a second bench on it is refused, naming this one."""
     todo = prepare_runs(bench, specs, seeds)
     records, skipped = [], 0
-    with tqdm(todo, desc="kd bench", unit="run", dynamic_ncols=True) as progress:
+    make_parent(os.path.join(bench.out, LOCK_FILE))
+    with FolderLock(os.path.join(bench.out, LOCK_FILE), f"--out {bench.out}", kind="bench",
+                    way_out="give another --out"), \
+            tqdm(todo, desc="kd bench", unit="run", dynamic_ncols=True) as progress:
         for spec, seed, cfg in progress:
             record, was_finished = _finished_or_run(bench, spec, seed, cfg)
             records.append(record)
@@ -554,9 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         specs = parse_specs(args.strategies)
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
         bench = Bench(args.config, out, metrics)
+        make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
             report = run_bench(bench, specs, args.seeds, command)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"benchmarks.kd: error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as exc:

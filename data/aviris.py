@@ -21,6 +21,8 @@ import numpy as np
 
 from utils.fileio import atomic_write
 
+from .formats import npz_member
+
 SUFFIXES = {"gt": "GT.npz.npy", "hrmsi": "hrmsi.npz", "lrhsi": "lrhsi.npz"}
 
 
@@ -124,8 +126,11 @@ def _npz_array(path: str, key: str, problems: list[str]) -> np.ndarray | None:
             if key not in z.files:
                 problems.append(f"{path}: key {key!r} missing (found {sorted(z.files)})")
                 return None
-            return z[key]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            return npz_member(z, key, path)
+    except ValueError as e:
+        problems.append(str(e) if str(e).startswith(path) else f"{path}: unreadable .npz ({e})")
+        return None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
         problems.append(f"{path}: unreadable .npz ({e})")
         return None
 

@@ -6,7 +6,8 @@ present) exist, shapes match ``--bands``, ``--msi_bands``, ``--scale`` and ``--i
 the GT is not constant, no GT band is constant (a dead, e.g. all-zero, band makes that band's PSNR −inf or NaN
 and ERGAS inf), LR-HSI/HR-MSI values lie in [0, 1] up to ``--tol``, and no split is empty.
 The split lists themselves: a folder given as a list, a UTF-8 byte-order mark, an entry listed twice,
-an entry listed in two splits (leakage); a missing root is one message, not one per entry.
+an entry listed in two splits (leakage); entries with byte-identical ground truth and manifest inputs with the
+same SHA-256 (one scene given twice); a missing root is one message, not one per entry.
 All problems are printed (one line each); the exit code is 1 if there was any, 0 otherwise.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import hashlib
+import json
 import os
 import sys
 import zipfile
@@ -137,7 +140,47 @@ def check_dataset(
         for entry in iterator:
             n += 1
             problems += check_entry(root, entry, spec, levels_needed, tol)
-    return n, problems + leakage_problems(lists)
+    return n, problems + leakage_problems(lists) + duplicate_scene_problems(root, lists)
+
+
+def duplicate_scene_problems(root: str, lists: dict[str, list[str]]) -> list[str]:
+    """Entries whose ground-truth files hold the same bytes (one scene given twice to ``data.prepare``, as a
+    repeated path, a link or a renamed copy; or a copied entry), and inputs of ``<root>/manifest.json`` with the
+    same SHA-256. Within one split they count twice; across splits a test image is trained on."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for split, entries in lists.items():
+        for entry in dict.fromkeys(entries):  # an entry listed twice is split_list_problems' to report
+            paths, _ = find_entry_files(root, entry)
+            try:
+                with open(paths["gt"], "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError:
+                continue  # missing or unreadable: check_entry reports it
+            groups.setdefault(digest, []).append((os.path.basename(split), entry))
+    same = [g for g in groups.values() if len({e for _, e in g}) > 1]
+    problems = []
+    if same:
+        across = sum(len({s for s, _ in g}) > 1 for g in same)
+        shown = _listed([" = ".join(f"{e} ({s})" for s, e in g) for g in same], 3)
+        problems.append(f"{root}: {len(same)} group(s) of entries with identical ground truth ({shown}): one scene "
+                        f"given twice (a repeated input, a link or a copy)" +
+                        (f"; {across} of them span two splits (leakage)" if across else ""))
+    return problems + _manifest_duplicates(root)
+
+
+def _manifest_duplicates(root: str) -> list[str]:
+    try:
+        with open(os.path.join(root, "manifest.json"), encoding="utf-8") as f:
+            inputs = json.load(f).get("inputs", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    by_digest: dict[str, list[str]] = {}
+    for item in inputs if isinstance(inputs, list) else []:
+        if isinstance(item, dict) and item.get("sha256"):
+            by_digest.setdefault(item["sha256"], []).append(str(item.get("scene")))
+    return [f"{root}/manifest.json: scenes {', '.join(scenes)} come from inputs with the same SHA-256 "
+            f"({digest[:16]}…): one scene counted as {len(scenes)}" for digest, scenes in by_digest.items()
+            if len(scenes) > 1]
 
 
 def main(argv: list[str] | None = None) -> int:

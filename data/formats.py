@@ -145,7 +145,39 @@ def _read_npy(path: str, key: str | None) -> tuple[np.ndarray, None, None]:
 
 def _read_npz(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
     with np.load(path, allow_pickle=False) as z:
-        return (*_pick({k: z[k] for k in z.files}, key, path), None)
+        return (*_pick({k: npz_member(z, k, path) for k in z.files}, key, path), None)
+
+
+def npz_member(z: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
+    """``z[key]``, once the size its ``.npy`` header claims is checked against the bytes the archive holds for it
+    (a forged header claiming terabytes is one ValueError naming the file, never an allocation)."""
+    info = z.zip.getinfo(f"{key}.npy") if f"{key}.npy" in z.zip.namelist() else z.zip.getinfo(key)
+    with z.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        claimed, held = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, info.file_size - f.tell()
+    if claimed > held:
+        raise ValueError(f"{path}: member {key!r} claims shape {tuple(shape)} {dtype} ({claimed:,} bytes), but the "
+                         f"archive holds {held:,} bytes for it; the file is damaged or forged")
+    try:
+        return z[key]
+    except MemoryError:
+        raise ValueError(f"{path}: member {key!r} of shape {tuple(shape)} does not fit in memory") from None
+
+
+def h5_array(dataset: object, path: str) -> np.ndarray:
+    """An HDF5 dataset's values, once its size is checked against the bytes the file stores for it: an
+    uncompressed dataset must store all of them (a few-KB file claiming gigabytes of never-written fill values
+    is one ValueError naming the file, never an allocation); a compressed one must store some."""
+    claimed = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
+    stored = dataset.id.get_storage_size()
+    compressed = dataset.compression is not None or getattr(dataset, "scaleoffset", None) is not None
+    if claimed and (stored == 0 or (not compressed and stored < claimed)):
+        raise ValueError(f"{path}: dataset {dataset.name!r} claims shape {dataset.shape} ({claimed:,} bytes), but "
+                         f"the file stores {stored:,} bytes of it (the rest was never written); expected a "
+                         f"written array")
+    return dataset[()]
 
 
 def _read_mat(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
@@ -154,7 +186,7 @@ def _read_mat(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None
 
     if h5py.is_hdf5(path):  # v7.3: column-major HDF5 -> reverse the axes to get MATLAB's order back
         with h5py.File(path, "r") as f:
-            arrays = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+            arrays = {k: h5_array(f[k], path) for k in f if isinstance(f[k], h5py.Dataset)}
         arrays = {k: v.T if getattr(v, "ndim", 0) > 1 else v for k, v in arrays.items()}
         return (*_pick(arrays, key, path), None)
     try:
@@ -183,8 +215,8 @@ def _read_h5(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None,
             cube_key = cubes[0]
         if cube_key not in datasets:
             raise ValueError(f"{path}: no dataset {cube_key!r} (found {sorted(shapes)})")
-        cube = datasets[cube_key][()]
-        wl = next((datasets[k][()] for k in datasets if k.split("/")[-1].lower() in WAVELENGTH_NAMES), None)
+        cube = h5_array(datasets[cube_key], path)
+        wl = next((h5_array(datasets[k], path) for k in datasets if k.split("/")[-1].lower() in WAVELENGTH_NAMES), None)
         if wl is None:
             attrs = datasets[cube_key].attrs
             wl = next((attrs[k] for k in attrs if k.lower() in WAVELENGTH_NAMES), None)

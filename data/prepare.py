@@ -3,11 +3,14 @@
 Each scene is read (``data.formats.read_cube``), simulated whole with the logged degradation
 (``data.degrade``: blur, decimation, SRFs, three misaligned LR-HSIs, per-image noise), cut into aligned
 patches, and every patch written as ``<out>/<split>/<scene>_<i>{GT.npz.npy, hrmsi.npz, lrhsi.npz}``.
-Scenes — never patches — are assigned to train/val/test, so no scene leaks between splits. The split
+Scenes — never patches — are assigned to train/val/test, so no scene leaks between splits; an input given
+twice (the same path, a link, or a copy with the same bytes) is refused. The split
 lists ``<out>/{train,val,test}.txt`` and ``<out>/manifest.json`` (all parameters, SRFs, seed, checksums
 of inputs and outputs) complete the dataset. The dataset is written whole: into a staging folder beside
 ``--out`` that replaces it only when complete (``utils.fileio.staged_folder``), so a failing input leaves
-no partial dataset and ``--overwrite`` leaves nothing of the old one. An input that gives no patch (too
+no partial dataset and ``--overwrite`` leaves nothing of the old one; it replaces only a dataset this tool
+wrote (its owner record lists every file), so a folder holding other files, or the inputs, is refused before
+any work, and two runs on one ``--out`` are refused by its lock. An input that gives no patch (too
 small for ``--tile``, constant) is an error naming it; constant patches of a usable scene are skipped and
 listed in the manifest. Files are byte-reproducible: the same arguments give the same files. Read the
 result with ``--dataset aviris --root <out>``.
@@ -137,12 +140,36 @@ def prepare(args: argparse.Namespace) -> dict:
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
-    with staged_folder(args.out) as stage:
-        return _write_dataset(args, stage)
+    digests = input_digests(args.inputs)
+    # Locked and checked before any work: --overwrite replaces only a dataset this tool wrote, never the inputs.
+    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=args.inputs) as stage:
+        return _write_dataset(args, stage, digests)
 
 
-def _write_dataset(args: argparse.Namespace, out: str) -> dict:
-    """The body of :func:`prepare`, writing into the staging folder ``out``."""
+def input_digests(inputs: list[str]) -> dict[str, str]:
+    """SHA-256 of every input, refusing one given twice: the same path, a link to it, or a copy with the same
+    bytes under another name (it would become two scenes, which can land in two splits: a test scene trained on).
+    Inputs that do not exist are left to the reader's message."""
+    digests: dict[str, str] = {}
+    by_file: dict[str, str] = {}
+    by_digest: dict[str, str] = {}
+    for path in inputs:
+        if not os.path.exists(path):
+            continue
+        real = os.path.realpath(path)
+        if real in by_file:
+            raise ValueError(f"{path}: the same file as the input {by_file[real]} (given twice, or a link to it); "
+                             f"give each scene once, or it is two scenes that can land in two splits")
+        digest = digests[path] = _sha256(path)
+        if digest in by_digest:
+            raise ValueError(f"{path}: the same bytes as the input {by_digest[digest]} (SHA-256 {digest[:16]}…): a "
+                             f"copy of one scene, which could land in two splits; give each scene once")
+        by_file[real], by_digest[digest] = path, path
+    return digests
+
+
+def _write_dataset(args: argparse.Namespace, out: str, digests: dict[str, str]) -> dict:
+    """The body of :func:`prepare`, writing into the staging folder ``out`` (``digests``: of the inputs)."""
     deg = degradation_from_cfg(vars(args))
     srf_specs = args.srf or ["ms4", "ms6"]
     names = _scene_names(args.inputs, args.synthetic, args.realistic)
@@ -159,7 +186,7 @@ def _write_dataset(args: argparse.Namespace, out: str) -> dict:
             path = args.inputs[si]
             cube = read_cube(path, key=args.key, layout=args.layout, wavelengths=args.wavelengths)
             data, wl = cube.data, cube.wavelengths
-            inputs.append({"scene": name, "path": path, "sha256": _sha256(path), "shape": list(data.shape)})
+            inputs.append({"scene": name, "path": path, "sha256": digests[path], "shape": list(data.shape)})
         else:  # generated: synthetic scenes, then realistic ones (seed stream "prepare", one index per scene)
             seed = scene_seed(args.seed, "prepare", si - len(args.inputs))
             wl = resolve_wavelengths(args.wavelengths, bands)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from models.clra import concatenating_dense_blocks
+from utils.fileio import WriteError, make_parent, publish, remove_stale_temps, temp_name_prefix
 
 INPUTS = ("lrhsi", "hrmsi")
 OUTPUTS = ("hrhsi", "fused")
@@ -81,15 +82,39 @@ def network_metadata(model: nn.Module, checkpoint: str | os.PathLike | None = No
     return {k: str(v) for k, v in meta.items()}
 
 
+WEIGHTS_DIGEST_KEY = "graph_sha256"  # metadata: SHA-256 of the serialised graph (its weights and operators)
+
+
+def graph_sha256(proto: Any) -> str:
+    """SHA-256 of an ONNX model's serialised graph: every weight (initializer, constant) and operator. The
+    metadata lives outside the graph, so the file can carry the digest of its own weights."""
+    return hashlib.sha256(proto.graph.SerializeToString()).hexdigest()
+
+
 def _write_metadata(path: str, metadata: dict[str, str]) -> None:
+    """Set ``metadata`` (and the graph's digest, :data:`WEIGHTS_DIGEST_KEY`) in the ONNX file ``path``."""
     onnx = require("onnx")
     proto = onnx.load(path)
+    metadata = {**metadata, WEIGHTS_DIGEST_KEY: graph_sha256(proto)}
     kept = [p for p in proto.metadata_props if p.key not in metadata]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, path)
+
+
+def verify_graph(path: str, metadata: dict[str, str]) -> None:
+    """Refuse (ValueError, one line) an ONNX file whose graph does not match the digest written at export: bytes
+    of its weights changed since (a damaged copy or a tampered file would otherwise compute wrong images)."""
+    stored = metadata.get(WEIGHTS_DIGEST_KEY)
+    if stored is None:
+        raise ValueError(f"{path}: carries no digest of its weights ({WEIGHTS_DIGEST_KEY}; exported by an older "
+                         f"version), so they cannot be verified; export it again with export_CSAKD.py")
+    found = graph_sha256(require("onnx").load(path))
+    if found != stored:
+        raise ValueError(f"{path}: corrupt: its graph (weights) does not match the SHA-256 stored at export "
+                         f"({found[:16]}… vs {stored[:16]}…); restore or export it again")
 
 
 def _trace(model: nn.Module, path: str, exporter: str) -> None:
@@ -131,10 +156,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, checkpoint: str | os.
     """
     model = model.to("cpu").eval()
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=folder)
-    os.close(fd)
+    tmp = _temporary(path)
     try:
         _trace(model, tmp, exporter)
         _write_metadata(tmp, {**network_metadata(model, checkpoint), "exporter": exporter})
@@ -142,11 +164,29 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, checkpoint: str | os.
         if not diff <= tol:
             raise ValueError(f"{path}: the exported graph differs from PyTorch by {diff:.3g} on random inputs "
                              f"(accepted: {tol:g}); nothing written")
-        os.replace(tmp, path)
+        publish(tmp, path)
         return diff
+    except OSError as exc:
+        raise exc if isinstance(exc, WriteError) else WriteError(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _temporary(path: str) -> str:
+    """A new empty temporary file beside ``path`` (named by the rule of ``utils.fileio``: a killed export's is
+    removed by the next export to ``path``), once ``path`` is checked to be writable as a file."""
+    if os.path.isdir(path):
+        raise ValueError(f"--out {path}: is a folder; expected the name of the .onnx file to write")
+    make_parent(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_stale_temps(folder, of=path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=".onnx", dir=folder)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
+    os.close(fd)
+    return tmp
 
 
 def check_parity(model: nn.Module, network: OnnxNetwork, sizes: Iterable[tuple[int, int, int]]) -> float:
@@ -162,7 +202,8 @@ def check_parity(model: nn.Module, network: OnnxNetwork, sizes: Iterable[tuple[i
 
 
 class OnnxNetwork:
-    """An exported DTS network run by onnxruntime, called like the PyTorch network.
+    """An exported DTS network run by onnxruntime, called like the PyTorch network; its graph is first checked
+    against the digest of its weights in the metadata (:func:`verify_graph`).
 
     ``network(lrhsi, hrmsi) -> (hrhsi, fused)`` takes and returns float32 tensors (CPU; outputs on the inputs'
     device). ``bands``, ``msi_bands``, ``scale``, ``role``, ``precision`` and ``metadata`` come from the
@@ -187,6 +228,7 @@ class OnnxNetwork:
         if self.metadata.get("format") != "csakd-onnx":
             raise ValueError(f"{path}: no CSAKD metadata (format={self.metadata.get('format')!r}); export it with "
                              f"export_CSAKD.py")
+        verify_graph(path, self.metadata)
         self.role = self.metadata["role"]
         self.bands, self.msi_bands, self.scale = (int(self.metadata[k]) for k in ("bands", "msi_bands", "scale"))
         self.precision = self.metadata.get("precision", "fp32")
@@ -203,7 +245,13 @@ class OnnxNetwork:
                              f"{s}h, {s}w), got {tuple(lrhsi.shape)} and {tuple(hrmsi.shape)}")
         feeds = {name: x.detach().float().cpu().contiguous().numpy() for name, x in zip(INPUTS, (lrhsi, hrmsi),
                                                                                        strict=True)}
-        outs = self.session.run(list(OUTPUTS), feeds)
+        try:
+            outs = self.session.run(list(OUTPUTS), feeds)
+        except Exception as exc:  # onnxruntime's own types, e.g. a graph that contradicts its metadata
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{self.path}: onnxruntime refused LR-HSI {tuple(lrhsi.shape)} and HR-MSI "
+                             f"{tuple(hrmsi.shape)}, the shapes its metadata promises ({first[:300]}); export the "
+                             f"file again") from None
         return tuple(torch.from_numpy(o).to(lrhsi.device) for o in outs)  # type: ignore[return-value]
 
 
@@ -263,9 +311,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     quantization = require("onnxruntime.quantization")
     out_path = os.fspath(out_path)
-    folder = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(prefix=".quant-", suffix=".onnx", dir=folder)
-    os.close(fd)
+    tmp = _temporary(out_path)
     try:
         quantization.quantize_static(
             os.fspath(fp32_path), tmp, _patch_reader(patches), quant_format=quantization.QuantFormat.QDQ,
@@ -277,7 +323,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         _write_metadata(tmp, {**meta, "precision": "int8", "calibration_patches": str(len(patches)),
                               "quantized_ops": ",".join(op_types) if op_types else "all",
                               "per_channel": str(per_channel)})
-        os.replace(tmp, out_path)
+        publish(tmp, out_path)
+    except OSError as exc:
+        raise exc if isinstance(exc, WriteError) else WriteError(out_path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -324,6 +372,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, qua
     """Export a weight file to ONNX at ``out`` (fp32, or int8 with ``quantize="int8"`` calibrated on ``calib``
     training patches of the checkpoint's own data configuration). Returns what was done, for the log."""
     model, cfg = network_from_checkpoint(checkpoint)
+    if not hasattr(model, "adaptive_fuse"):
+        role = getattr(model, "role", "network")
+        raise ValueError(f"checkpoint {checkpoint}: a {type(model).__name__} {role} cannot be exported: ONNX export "
+                         f"takes the DTS networks (--arch dts) only")
     if quantize == "none":
         diff = export_onnx(model, out, checkpoint, exporter, tol=tol)
         return {"out": os.fspath(out), "role": model.role, "precision": "fp32", "max_abs_diff": diff}
@@ -333,9 +385,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, qua
         raise ValueError(f"checkpoint {checkpoint}: holds no run configuration, so there is no training data to "
                          f"calibrate int8 on")
     patches = calibration_patches(cfg, calib)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as tmp:
+    make_parent(out)
+    with tempfile.TemporaryDirectory(prefix=temp_name_prefix(out), dir=os.path.dirname(os.path.abspath(out))) as tmp:
         fp32 = os.path.join(tmp, "fp32.onnx")
         diff = export_onnx(model, fp32, checkpoint, exporter, tol=tol)
         quantize_int8(fp32, out, patches)

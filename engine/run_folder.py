@@ -17,12 +17,12 @@ Layout::
 Only the main process of a distributed run writes here and takes the lock (the callers check
 ``DistContext.is_main``); every process may read.
 
-The lock (:meth:`RunFolder.lock`): ``run.lock`` is created atomically (written completely under a temporary
-name, then hard-linked to ``run.lock``, which fails if the name exists; where the file system has no hard
-links, created with ``O_EXCL``), so two runs can never both own the folder. A lock whose process is gone
-(same host, no such pid; or the pid of the process asking, as after a container restart) is stale and taken
-over with a note; a live holder is named in the refusal. The lock is released when the run ends, however it
-ends; a SIGKILLed run leaves a stale lock for the next run to take over.
+The lock (:meth:`RunFolder.lock`, a ``utils.fileio.FolderLock``): ``run.lock`` is created atomically, so two runs
+can never both own the folder; a lock whose process is gone (same host, no such pid) is taken over with a note; a
+live holder is named in the refusal. The lock is released when the run ends, however it ends; a SIGKILLed run
+leaves a stale lock for the next run to take over. Once it holds the lock, a run removes the temporary files of
+killed writers in the folder, ``teacher/`` and ``student/``, and only those (the owner marker of
+``utils.fileio``): a live process's files, nested folders and files that only look like temporaries stay.
 
 A run folder whose ``state.pth`` records no optimiser step yet (a run that failed in its first batches, e.g.
 on bad data) holds no work: a fresh run replaces it, with a note, without ``--overwrite``.
@@ -34,13 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import shutil
-import socket
-import sys
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,7 +43,14 @@ from torch import nn
 
 from utils.checkpoint import load_weights, save_weights
 from utils.config import config_to_yaml, run_dir
-from utils.fileio import WriteError, atomic_write_text, remove_stale_temps, temp_name_prefix
+from utils.fileio import (
+    FolderLock,
+    FolderLocked,
+    WriteError,
+    atomic_write_text,
+    remove_stale_temps,
+    temp_name_prefix,
+)
 
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
@@ -58,9 +60,9 @@ LOCK_FILE = "run.lock"
 ROLES = ("teacher", "student")
 
 #: Settings that may change between a run and its resumption without changing what it computes.
-RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "device", "workers", "no_progress", "epochs",
-                    "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
-                    "compile", "debug", "gpus", "nan_patience", "allow_emulated_precision"}
+RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "prefix", "device", "workers", "no_progress",
+                    "epochs", "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
+                    "compile", "debug", "gpus", "nan_patience", "legacy_state", "allow_emulated_precision"}
 #: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
 #: may not change them.
 RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")
@@ -81,7 +83,26 @@ def find_resume_state(cfg: dict) -> str | None:
         target = os.path.join(target, STATE_FILE)
     if not os.path.isfile(target):
         raise FileNotFoundError(f"--resume: training state {target}: no such file (nothing to resume)")
+    if os.path.basename(target) not in (STATE_FILE, GOOD_STATE_FILE):
+        raise ValueError(f"--resume {target}: not a run's state file (expected <run folder>/{STATE_FILE} or "
+                         f"{GOOD_STATE_FILE}): a state continues in its own run folder")
     return target
+
+
+def continue_in_state_folder(cfg: dict, state: str, prefix_given: bool) -> dict:
+    """``--resume PATH``: the run continues in PATH's folder (``checkpoint_dir`` and ``prefix`` set from it, in place),
+    never in the folder named by the state's saved config (a copied run folder resumes as the copy). An explicit
+    ``--prefix`` naming another folder is refused: that folder may hold another run."""
+    folder = os.path.normpath(os.path.dirname(state) or ".")
+    if os.path.basename(folder) in ("", ".", ".."):
+        folder = os.path.abspath(folder)
+    asked = run_dir(cfg)
+    if prefix_given and os.path.realpath(asked) != os.path.realpath(folder):
+        raise ValueError(f"--resume {state} continues the run in {folder}, but --prefix names {asked}; leave "
+                         f"--prefix out (a state resumes in its own folder), or start a new run from its weights "
+                         f"with --resume_ind N --resume_ckpt {folder}; nothing was written")
+    cfg["checkpoint_dir"], cfg["prefix"] = os.path.dirname(folder) or ".", os.path.basename(folder)
+    return cfg
 
 
 def weight_path(cfg: dict, role: str, which: str) -> str:
@@ -112,23 +133,7 @@ def warm_start_paths(cfg: dict, roles: Sequence[str]) -> dict[str, str]:
     return {r: os.path.join(folder, r, "last.pth") for r in roles}
 
 
-class RunLocked(ValueError):
-    """The run folder is in use by another run (the message names it)."""
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
-def _describe_holder(holder: Mapping[str, Any]) -> str:
-    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
-            f"{holder.get('command')}")
+RunLocked = FolderLocked  # the run folder is in use by another run (the message names it)
 
 
 def _missing_folders(path: str) -> list[str]:
@@ -152,7 +157,8 @@ class RunFolder:
         self.lock_file = os.path.join(self.path, LOCK_FILE)
         self.tb_dir = os.path.join(cfg["log_dir"], cfg["prefix"])
         self.replaces_empty_run = False  # set by resume_state: the folder holds a run without a single step
-        self._locked = False
+        self._lock = FolderLock(self.lock_file, f"run folder {self.path}", kind="run",
+                                way_out="choose another --prefix")
         self._created: list[str] = []  # the folders the lock created, deepest first
 
     def weights(self, role: str, which: str) -> str:
@@ -162,9 +168,8 @@ class RunFolder:
 
     def lock(self) -> None:
         """Take the folder's lock (creating the folder), or raise :class:`RunLocked` naming the live holder.
-        Then delete temporary files that killed runs left in the folder."""
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+        Then delete the temporary files of killed writers in the folder and its ``teacher/`` and ``student/``
+        (only those whose owner is gone: ``utils.fileio.remove_stale_temps``; never below, never a live one's)."""
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"run folder {self.path}: a file is in the way (expected a folder); move it, or choose "
                              f"another --prefix or --checkpoint_dir")
@@ -173,70 +178,14 @@ class RunFolder:
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
             raise WriteError(self.path, exc) from None
-        while not self._create_lock(json.dumps(record) + "\n"):
-            holder = self._read_lock()
-            if holder is None:
-                continue  # released meanwhile: try again
-            if not self._stale(holder):
-                raise RunLocked(f"run folder {self.path} is in use by another run ({_describe_holder(holder)}); "
-                                f"wait for it, stop it, or choose another --prefix (if no such run exists, "
-                                f"delete {self.lock_file})")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock_file)
-            log(f"note: took over the lock of a run that ended without releasing it ({_describe_holder(holder)})")
-        self._locked = True
-        for path in remove_stale_temps(self.path):
-            log(f"note: removed {path}, a temporary file of a run that was killed")
-
-    def _create_lock(self, text: str) -> bool:
-        """Write ``text`` to ``run.lock`` unless it exists (False): a complete file appears at once or not at all."""
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(self.lock_file), dir=self.path)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                os.link(tmp, self.lock_file)
-            except FileNotFoundError:  # the holder's start-up removed our temporary file: the lock exists
-                return False
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: exclusive creation (briefly empty)
-                with os.fdopen(os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as f:
-                    f.write(text)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise WriteError(self.lock_file, exc) from None
-        return True
-
-    def _read_lock(self) -> dict[str, Any] | None:
-        try:
-            with open(self.lock_file, encoding="utf-8") as f:
-                holder = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise RunLocked(f"run folder {self.path} is locked by {self.lock_file}, which cannot be read ({exc}); "
-                            f"if no run is using this folder, delete it") from None
-        return holder if isinstance(holder, dict) else {"pid": None, "host": None, "command": repr(holder)}
-
-    def _stale(self, holder: Mapping[str, Any]) -> bool:
-        """Whether the holder is certainly gone: on this host, and its pid does not exist or is this process's
-        own (which holds no lock yet: the pid of a previous incarnation, e.g. a restarted container)."""
-        pid = holder.get("pid")
-        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-            return False
-        return pid == os.getpid() or not _process_alive(pid)
+        self._lock.acquire(log)
+        for folder in (self.path, *(os.path.join(self.path, r) for r in ROLES)):
+            for path in remove_stale_temps(folder):
+                log(f"note: removed {path}, a temporary file of a run that was killed")
 
     def unlock(self) -> None:
         """Release the lock (if taken); a folder this run created and left empty is removed."""
-        if self._locked:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock_file)
-            self._locked = False
+        self._lock.release()
         for folder in self._created:  # deepest first; only if empty: a run that failed on its inputs leaves nothing
             try:
                 os.rmdir(folder)
@@ -253,7 +202,7 @@ class RunFolder:
         """
         path = find_resume_state(self.cfg)
         if path is not None:
-            return path, load_training_state(path)
+            return path, load_training_state(path, legacy=bool(self.cfg.get("legacy_state")))
         cfg = self.cfg
         if not cfg.get("resume_ind") and not cfg.get("overwrite") and os.path.isfile(self.state_file):
             if self._holds_no_step():
@@ -275,7 +224,7 @@ class RunFolder:
         """(path, state) of the last known-good state (``state_good.pth``; the recovery point of non-finite
         losses); never a state saved after the losses blew up."""
         path = self.good_state_file if os.path.isfile(self.good_state_file) else self.state_file
-        return path, load_training_state(path)
+        return path, load_training_state(path, legacy=bool(self.cfg.get("legacy_state")))
 
     def warm_start(self, nets: Mapping[str, nn.Module]) -> None:
         """``--resume_ind N``: load every network's weights from :func:`warm_start_paths`."""

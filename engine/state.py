@@ -3,7 +3,7 @@
 ``state.pth`` is what ``--resume`` continues from (the per-network weight files under ``teacher/`` and
 ``student/`` are for evaluation and deployment). It holds::
 
-    {"format": "csakd-train-state", "format_version": 3,
+    {"format": "csakd-train-state", "format_version": 4,
      "epoch": last completed epoch (-1 before the first), "iteration": optimiser steps so far,
      "networks": {"teacher": state_dict, "student": state_dict},       # only the trained ones
      "optimizers": {...}, "schedulers": {...}, "scalers": {...},        # same keys
@@ -17,12 +17,17 @@
      # only in a state saved by SIGINT / SIGTERM within an epoch (engine.train):
      "position": batches of epoch "epoch" + 1 already trained, "noise_rng": [AWGN generator state per rank],
      "epoch_tally": {"position", "steps", "sums", "clean"} (that epoch's loss sums so far),
-     "rng": {"python": .., "numpy": .., "torch": .., "cuda": [..]},
+     "rng": {"python": (version, 625 ints, gauss), "numpy": {"bit_generator", "key": int64 tensor (624,), "pos",
+             "has_gauss", "cached_gaussian"}, "torch": uint8 tensor, "cuda": [uint8 tensor per device]},
      "config": resolved flag dict,
      "tensor_sha256": digest of every tensor above (version 2, utils.checkpoint.tensor_digest)}
 
-Version 2 added "tensor_sha256", version 3 "strategy" and "world_size"; version-1 and -2 files load (as a
-strategy without state, trained by one process). The keys "consecutive", "first_iteration", "position",
+Version 2 added "tensor_sha256", version 3 "strategy" and "world_size"; version 4 stores the NumPy RNG
+state as a tensor and plain numbers, so that the whole file is plain data: it is read by PyTorch's
+weights-only unpickler (utils.checkpoint.safe_load), and no state file can run code when it is read.
+Versions 1-3 hold a pickled NumPy array; they load only with ``--legacy_state``, which trusts NumPy's
+array reconstructor (:data:`LEGACY_TRUSTED`) and nothing else, as a strategy without state (versions 1, 2),
+trained by one process. The keys "consecutive", "first_iteration", "position",
 "noise_rng" and "epoch_tally" are optional (absent in older version-3 files). The
 student's optimiser holds the student's parameters followed by the strategy's, in one parameter group.
 Weights are those of the plain networks (never DDP's ``module.`` names), so a state saved by N processes
@@ -47,9 +52,10 @@ import torch
 from utils.checkpoint import (
     DIGEST_KEY,
     TRAIN_STATE_FORMAT,
+    UnsafeFile,
     refuse_nonfinite,
+    safe_load,
     tensor_digest,
-    unreadable,
     verify_archive,
     verify_digest,
     warn_unverified,
@@ -57,24 +63,34 @@ from utils.checkpoint import (
 from utils.fileio import atomic_torch_save
 
 STATE_FORMAT = TRAIN_STATE_FORMAT
-STATE_FORMAT_VERSION = 3  # 2 added "tensor_sha256"; 3 added "strategy" and "world_size"
+STATE_FORMAT_VERSION = 4  # 2 added "tensor_sha256"; 3 "strategy" and "world_size"; 4 plain-data RNG states
 STATE_FILE = "state.pth"
+#: What ``--legacy_state`` trusts beyond plain data: NumPy's array reconstruction (the RNG state of versions 1-3).
+LEGACY_TRUSTED = (np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)))
 
 
 def rng_state() -> dict[str, Any]:
-    """The states of Python's ``random``, NumPy's global RNG, torch's CPU RNG and every CUDA device's RNG."""
+    """The states of Python's ``random``, NumPy's global RNG, torch's CPU RNG and every CUDA device's RNG, as
+    tensors, tuples and numbers (plain data for the weights-only loader)."""
+    name, key, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global RNG is what is captured
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what must be captured
+        "numpy": {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the states captured by :func:`rng_state` (CUDA states only where CUDA is available)."""
+    """Restore the states captured by :func:`rng_state` (or by a version 1-3 state: a NumPy tuple); CUDA states
+    only where CUDA is available."""
     random.setstate(_as_python_state(state["python"]))
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    numpy = state["numpy"]
+    if isinstance(numpy, Mapping):
+        numpy = (numpy["bit_generator"], numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                 numpy["cached_gaussian"])
+    np.random.set_state(numpy)  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -93,19 +109,23 @@ def save_training_state(path: str | os.PathLike, state: Mapping[str, Any]) -> No
                        DIGEST_KEY: tensor_digest(body)}, path)
 
 
-def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``state.pth``; a missing, truncated, corrupt or foreign file, or one whose network weights hold
-    NaN or Inf, raises one clear error naming it."""
+def load_training_state(path: str | os.PathLike, legacy: bool = False) -> dict[str, Any]:
+    """Read a ``state.pth`` with the weights-only loader (``legacy``: ``--legacy_state``, also NumPy arrays,
+    :data:`LEGACY_TRUSTED`); a missing, truncated, corrupt, foreign or code-carrying file, or one whose network
+    weights hold NaN or Inf, raises one clear error naming it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training state {path}: no such file (nothing to resume; start without --resume)")
     verified = verify_archive(path, "training state")
     try:
-        # The RNG states hold NumPy arrays and Python tuples, which the weights-only unpickler refuses;
-        # this file is written by this program, so a full load is appropriate here.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for truncated files
-        raise ValueError(f"training state {path}: cannot be read ({unreadable(verified, exc)})") from None
+        obj = safe_load(path, "training state", verified, LEGACY_TRUSTED if legacy else ())
+    except UnsafeFile as exc:
+        if not legacy and exc.asked.startswith("numpy"):
+            raise UnsafeFile(f"training state {path}: an older format (version 3 or earlier: its NumPy RNG state is "
+                             f"a pickled array, which the weights-only loader does not read); if you wrote this "
+                             f"file, resume with --legacy_state, which trusts NumPy's array reconstructor and "
+                             f"nothing else", exc.asked) from None
+        raise
     if not verified:
         warn_unverified(path, "training state")
     if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
@@ -115,6 +135,10 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     if obj.get("format_version", 0) > STATE_FORMAT_VERSION:
         raise ValueError(f"training state {path}: format version {obj['format_version']} is newer than this code "
                          f"({STATE_FORMAT_VERSION})")
+    missing = [k for k in ("config", "epoch", "iteration", "networks", "rng") if k not in obj]
+    if missing:
+        raise ValueError(f"training state {path}: incomplete (no {', '.join(map(repr, missing))}); restore or "
+                         f"re-create the file")
     body = {k: v for k, v in obj.items() if k not in ("format", "format_version", DIGEST_KEY)}
     verify_digest(obj, body, path, "training state")
     refuse_nonfinite(obj.get("networks", {}), path, "training state")

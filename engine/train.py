@@ -18,7 +18,8 @@ weights of an uninterrupted run with the same number of processes.
 
 Interrupts (``utils.interrupts``): SIGINT / SIGTERM stop the run at the next step boundary with a state that
 records the position in the epoch (k batches done), every process's AWGN generator state and the epoch's loss
-sums.
+sums. A signal after the last epoch's last step (during its validation or save) lets the run finish: there is
+nothing left to resume.
 ``--resume`` re-seeds the epoch's streams, loads and discards the first k batches (so the data order and the
 augmentation draws replay exactly, workers or not), then restores the AWGN and global RNG states and trains on:
 the run ends as an uninterrupted one would.
@@ -67,6 +68,11 @@ class TrainingDiverged(RuntimeError):
     """The losses stayed non-finite through :data:`MAX_NAN_RESTORES` restores (the message is one line)."""
 
 
+class PeerLost(RuntimeError):
+    """A collective of a distributed run failed because another process ended (killed, out of memory) or became
+    unreachable; the message is one line, the last saved state resumes."""
+
+
 def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     """Train teacher and student as configured by the resolved flag dict ``cfg`` (on every process of a
     torchrun job, or alone).
@@ -85,15 +91,28 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
         the run folder is written before all inputs have been checked), :class:`~engine.run_folder.RunLocked`
         (a ValueError) when another run holds the folder, ``utils.fileio.WriteError`` for OS faults while
         writing, :class:`~utils.interrupts.Interrupted` after SIGINT / SIGTERM (the resumable state saved),
-        :class:`TrainingDiverged`.
+        :class:`TrainingDiverged`, :class:`PeerLost` (another process of a distributed run is gone).
     """
     check_precision(cfg, resolve_device(cfg["device"]))  # before any process group or run folder
     dist, device = init_distributed(cfg["device"])
     try:
         with StopSignals(announce=log) as signals:
             return _train(dict(cfg), dist, device, stop_after, signals)
+    except RuntimeError as exc:
+        if not dist.distributed or isinstance(exc, TrainingDiverged) or not _collective_failure(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PeerLost(f"process {dist.rank} of {dist.world_size}: another process of this distributed run ended or "
+                       f"lost its connection ({first[:200]}); stopped; the last saved state continues with "
+                       f"--resume") from None
     finally:
         dist.close()
+
+
+def _collective_failure(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is a failed collective (gloo / NCCL: a peer process killed or unreachable)."""
+    return isinstance(exc, torch.distributed.DistError) or any(
+        word in str(exc) for word in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
 
 
 def _train(cfg: dict, dist: DistContext, device: torch.device, stop_after: int | None,
@@ -355,6 +374,10 @@ class _Loop:
         if not self.dist.any(self.signals.requested is not None, self.device):
             return
         signum = self.signals.requested or signal.SIGTERM  # processes without the signal stop with the others
+        if tally is None and epoch + 1 >= self.cfg["epochs"]:  # the last epoch is saved: nothing is left to resume
+            self.signals.saved = True
+            log(f"{signal_name(signum)} arrived during the last epoch, which is complete and saved: the run finishes")
+            return
         if tally is not None:
             noise = self.dist.gather(self.noise.get_state())
             if self.dist.is_main:

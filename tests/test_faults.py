@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -31,7 +32,7 @@ from data.sample import FusionDataset
 from models import Student
 from tests.test_train_run import tiny, tiny_config, tiny_test
 from utils.checkpoint import DIGEST_KEY, load_weights, read_checkpoint, save_weights
-from utils.fileio import WriteError, atomic_write_text, remove_stale_temps
+from utils.fileio import WriteError, atomic_write_text, remove_stale_temps, temp_name_prefix
 
 SMALL = dict(bands=8, msi_bands=2, num_base_chs=8, num_agg_feat=4, scale=4, student_layers="1111")
 
@@ -144,7 +145,7 @@ def test_training_state_given_as_checkpoint_is_named(trained: Path, capsys) -> N
 @pytest.mark.parametrize(("yaml_text", "args", "message"), [
     ("", ["--lr", "inf"], "--lr: expected a finite number, got inf"),
     ("", ["--lr", "nan"], "--lr: expected a finite number, got nan"),
-    ("", ["--lr", "0"], "--lr: expected a number > 0, got 0.0"),
+    ("", ["--lr", "0"], "--lr: expected a number > 0 and <= 1000, got 0.0"),
     ("", ["--batch_size", "0"], "--batch_size: expected a number >= 1, got 0"),
     ("", ["--scale", "0"], "--scale: expected a number >= 1, got 0"),
     ("", ["--w_kd", "-1"], "--w_kd: expected a number >= 0, got -1.0"),
@@ -231,14 +232,18 @@ def test_full_disk_while_writing_results(trained: Path, tmp_path: Path, monkeypa
     assert tree(results) == before and os.listdir(tmp_path) == ["res"]  # earlier results whole, no staging left
 
 
-def test_results_never_mix_with_an_earlier_run(trained: Path, tmp_path: Path) -> None:
+def test_results_never_mix_with_an_earlier_run(trained: Path, tmp_path: Path, capsys) -> None:
+    """A re-run replaces its own earlier results whole; a file the user put there makes it refuse, and it stays."""
     results = tmp_path / "res"
     assert test_CSAKD.main([*tiny_test(trained), "--results", str(results), "--metrics", "psnr"]) == 0
-    stale = results / "pred" / "from_an_earlier_split.mat"
-    stale.write_bytes(b"old")
-    assert test_CSAKD.main([*tiny_test(trained), "--results", str(results), "--metrics", "psnr"]) == 0
-    assert not stale.exists() and sorted(os.listdir(results)) == ["per_image.csv", "pred", "summary.json"]
-    assert os.listdir(tmp_path) == ["res"]
+    assert test_CSAKD.main([*tiny_test(trained), "--results", str(results), "--metrics", "psnr", "--split",
+                            "val"]) == 0
+    assert sorted(os.listdir(results / "pred")) == ["val_0000.mat", "val_0001.mat"]
+    mine = results / "pred" / "mine.mat"
+    mine.write_bytes(b"mine")
+    assert test_CSAKD.main([*tiny_test(trained), "--results", str(results), "--metrics", "psnr"]) == 2
+    assert "holds other files (pred/mine.mat) that test_CSAKD.py did not write" in one_line_error(capsys)
+    assert mine.read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["res"]
 
 
 def test_results_folder_with_other_files_is_refused(trained: Path, tmp_path: Path, capsys) -> None:
@@ -282,22 +287,33 @@ def test_full_disk_during_training_keeps_the_last_state(trained: Path, tmp_path:
     assert {k: after[k] for k in before} == before and not [k for k in after if ".tmp-" in k]
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended (the owner of a killed writer's temporaries)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def test_a_killed_build_leaves_a_staging_folder_that_the_next_build_removes(trained: Path, tmp_path: Path) -> None:
-    leftover = tmp_path / ".res.tmp-killed"
+    leftover = tmp_path / f"{temp_name_prefix(tmp_path / 'res', pid=dead_pid())}killed"
     (leftover / "pred").mkdir(parents=True)
     assert test_CSAKD.main([*tiny_test(trained), "--results", str(tmp_path / "res"), "--metrics", "psnr"]) == 0
     assert os.listdir(tmp_path) == ["res"]
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path: Path) -> None:
-    (tmp_path / "run" / "student").mkdir(parents=True)
-    keep = [tmp_path / "run" / "student" / "best.pth", tmp_path / "run" / "notes.tmp-1"]
-    stale = [tmp_path / "run" / "student" / ".best.pth.tmp-k2j4", tmp_path / "run" / ".res.tmp-9x"]
+    """Only temporaries whose owner (host tag, pid) is gone, directly in the folder: a live writer's, a look-alike
+    without the owner marker and anything in a subfolder stay."""
+    run, dead = tmp_path / "run", dead_pid()
+    (run / "student").mkdir(parents=True)
+    keep = [run / "student" / "best.pth", run / "notes.tmp-1", run / ".notes.md.tmp-draft",
+            run / f"{temp_name_prefix(run / 'state.pth')}live", run / "student" / f"{temp_name_prefix('b', dead)}x"]
+    stale = [run / f"{temp_name_prefix(run / 'state.pth', dead)}k2j4", run / f"{temp_name_prefix(run / 'res', dead)}9x"]
     for p in keep + stale[:1]:
         p.write_text("x")
     stale[1].mkdir()
     (stale[1] / "pred").mkdir()
-    assert sorted(remove_stale_temps(tmp_path)) == sorted(map(str, stale))
+    assert sorted(remove_stale_temps(run)) == sorted(map(str, stale))
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
 
 
@@ -345,15 +361,20 @@ def test_prepare_bad_values(tmp_path: Path, capsys, args, message) -> None:
     assert os.listdir(tmp_path) == ["c.npy"]
 
 
-def test_prepare_overwrite_leaves_nothing_old(tmp_path: Path) -> None:
-    inputs = [cube(tmp_path / f"c{i}.npy", seed=i) for i in range(3)]
+def test_prepare_overwrite_leaves_nothing_old(tmp_path: Path, capsys) -> None:
+    """--overwrite replaces a dataset this tool wrote whole (a scene dropped from the inputs is gone); a folder
+    holding anything else is refused and kept."""
+    inputs = [cube(tmp_path / f"c{i}.npy", seed=i) for i in range(4)]
     out = tmp_path / "ds"
-    out.mkdir()
-    (out / "train").mkdir()
-    (out / "train" / "stale_0GT.npz.npy").write_bytes(b"old")
-    assert prepare(out, *inputs) == 2  # non-empty without --overwrite
-    assert prepare(out, *inputs, extra=("--overwrite",)) == 0
-    assert not (out / "train" / "stale_0GT.npz.npy").exists() and (out / "manifest.json").is_file()
+    assert prepare(out, *inputs) == 0
+    assert prepare(out, *inputs[:3]) == 2  # non-empty without --overwrite
+    assert prepare(out, *inputs[:3], extra=("--overwrite",)) == 0
+    assert not list(out.rglob("c3_*")) and (out / "manifest.json").is_file()
+    (out / "train" / "stale_0GT.npz.npy").write_bytes(b"mine")
+    capsys.readouterr()
+    assert prepare(out, *inputs[:3], extra=("--overwrite",)) == 2
+    assert "holds other files (train/stale_0GT.npz.npy) that data.prepare did not write" in capsys.readouterr().err
+    assert (out / "train" / "stale_0GT.npz.npy").read_bytes() == b"mine"
 
 
 def test_cube_dataset_names_a_cube_too_small_for_the_tiles(tmp_path: Path) -> None:

@@ -31,8 +31,9 @@ import train_CSAKD
 from data.sample import FusionDataset
 from engine.cotrainer import CoTrainer
 from engine.state import load_training_state
-from tests.test_faults import one_line_error, tree
+from tests.test_faults import dead_pid, one_line_error, tree
 from tests.test_train_run import ROOT, assert_same_weights, tiny, tiny_test
+from utils.fileio import temp_name_prefix
 
 STEPS = 4  # steps per epoch: 8 training scenes, batch 2
 EPOCHS = 2
@@ -262,7 +263,7 @@ def test_overwrite_leaves_nothing_old(straight: Path, tmp_path: Path) -> None:
     shutil.copytree(straight / "runs", tmp_path / "runs")
     run, events = tmp_path / "ck" / "run", tmp_path / "runs" / "run"
     old_events = set(os.listdir(events))
-    (run / "student" / ".last.pth.tmp-killed").write_bytes(b"half")  # a killed write of the old run
+    (run / "student" / f"{temp_name_prefix('last.pth', dead_pid())}killed").write_bytes(b"half")  # a killed write
     assert train_CSAKD.main([*args(tmp_path, "--overwrite", "--kd_mode", "none", epochs=1)]) == 0
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
         "config.yaml", "state.pth", "state_good.pth", "student", "student/best.pth", "student/last.pth"]

@@ -17,6 +17,10 @@ them means anything.
 
 Official files are bare state_dicts whose keys carry ``decoder.`` (the wrapper attribute) and, when
 saved from a compiled model, ``_orig_mod.``. Both load through :func:`load_weights`.
+
+No file runs code (:func:`safe_load`): every ``.pth`` is read by PyTorch's weights-only unpickler, which
+builds tensors and plain containers and numbers only; a file that asks for anything else (a pickled
+``os.system`` call, a class to instantiate) is refused in one line, before any of it runs.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +112,50 @@ def verify_archive(path: str | os.PathLike, what: str = "checkpoint") -> bool:
     return True
 
 
+def _refusal(exc: Exception) -> str | None:
+    """The global (a function or class, e.g. ``posix.system``) that PyTorch's weights-only unpickler refused to
+    import, or None for another error (a truncated or foreign file)."""
+    text = str(exc)
+    if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in text:
+        return None
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    return found.group(1) if found else None
+
+
+def safe_load(path: str | os.PathLike, what: str, verified: bool, trusted: Sequence[Any] = ()) -> Any:
+    """``torch.load`` with the weights-only unpickler (tensors, plain containers and numbers; plus the
+    ``trusted`` globals, e.g. NumPy's array reconstructor for old training states), on the CPU.
+
+    A file that asks for anything else is refused in one line naming the file and what it asked for; nothing
+    in it runs. Any other unreadable file is one line too (:func:`unreadable`)."""
+    try:
+        with torch.serialization.safe_globals(list(trusted)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        refused = _refusal(exc)
+        if refused is not None:
+            raise UnsafeFile(f"{what} {path}: refused: it asks to load {refused}, which is code or an object, not "
+                             f"weights; such a file is never unpickled (this program reads tensors, numbers and "
+                             f"plain containers only)", refused) from None
+        raise ValueError(f"{what} {path}: cannot be read as a PyTorch file ({unreadable(verified, exc)})") from None
+
+
+class UnsafeFile(ValueError):
+    """A file the weights-only loader refused: reading it fully could run code (the message is one line;
+    ``asked``: the global it asked for, e.g. ``posix.system``)."""
+
+    def __init__(self, message: str, asked: str) -> None:
+        super().__init__(message)
+        self.asked = asked
+
+
 def unreadable(archive: bool, exc: Exception) -> str:
     """Why ``torch.load`` failed, for a message: its own words for a sound archive, else the likely cause."""
     if archive:
-        return f"{type(exc).__name__}: {exc}"
+        text = str(exc).strip()
+        inner = re.search(r"WeightsUnpickler error: ([^\n]+)", text)  # not PyTorch's advice around it
+        first = inner.group(1).split(". ")[0] if inner else (text.splitlines()[0] if text else "")
+        return f"{type(exc).__name__}: {first}"
     return "truncated, or not written by torch.save: no zip archive and no legacy PyTorch pickle"
 
 
@@ -141,8 +187,7 @@ def refuse_nonfinite(state: Mapping[str, Any], name: str, what: str = "checkpoin
 
 
 def _is_training_state(path: Path) -> bool:
-    # The weights-only unpickler refuses a training state (its RNG states are NumPy objects); we must not
-    # fully unpickle a file given for testing, so recognise it by the format tag in its pickle record.
+    # Recognised by the format tag in its pickle record, without unpickling anything.
     try:
         with zipfile.ZipFile(path) as z:
             pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
@@ -160,15 +205,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: no such file")
     verified = verify_archive(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        if _is_training_state(path):
-            run = path.parent
-            raise ValueError(f"checkpoint {path} is a training state (for --resume), not network weights; test its "
-                             f"weights with {run / 'student' / 'best.pth'} (or {run / 'teacher' / 'best.pth'})") \
-                from None
-        raise ValueError(f"checkpoint {path}: cannot be read as a PyTorch file ({unreadable(verified, exc)})") from None
+    if _is_training_state(path):
+        run = path.parent
+        raise ValueError(f"checkpoint {path} is a training state (for --resume), not network weights; test its "
+                         f"weights with {run / 'student' / 'best.pth'} (or {run / 'teacher' / 'best.pth'})")
+    obj = safe_load(path, "checkpoint", verified)
     if not verified:
         warn_unverified(path)
     if not isinstance(obj, Mapping):

@@ -23,6 +23,7 @@ import difflib
 import math
 import os
 import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -81,13 +82,16 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
                      "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size",
                      "hkd_row_chunk", "hkd_sample_rows", "psd_patches"), Range(1)),
-    **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
+    **dict.fromkeys(("weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
                      "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
-    "lr": Range(0, open_low=True),
+    # Finite but absurd values overflow later (10^(snr/10) beyond ~3000 dB; an lr of 1e308 trains to Inf weights):
+    # bounded here so that they end at parse time, before anything is written.
+    **dict.fromkeys(("snr", "snr_hsi", "snr_msi"), Range(0, high=300)),
+    "lr": Range(0, open_low=True, high=1e3),
 }
 
 
@@ -320,6 +324,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")
     n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
                    help="continue exactly from a full training state (default <run>/state.pth)")
+    n.add_argument("--legacy_state", action="store_true",
+                   help="resume a training state of format version 3 or earlier (before plain-data states): trusts "
+                        "NumPy's array reconstructor to read its RNG state, and nothing else; for files you wrote")
     n.add_argument("--overwrite", action="store_true", help="start afresh even if the run folder holds a run")
     n.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bit-exact reruns and resumes on the same machine)")
@@ -410,14 +417,38 @@ def _names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return out
 
 
-class _DuplicateKey(yaml.YAMLError):
-    pass
+class _Refused(yaml.YAMLError):
+    """A YAML file that parses but is refused (a key given twice, too many aliases); the message is one line."""
+
+
+#: Aliases (``*name``) a config may use. Each alias repeats a whole node, so a few hundred bytes of nested
+#: aliases expand to gigabytes (a "billion laughs" file); a config needs few, if any.
+MAX_YAML_ALIASES = 16
+
+#: How values read from a file are shown in messages (a long list is cut, never printed whole).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlist, _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 8, 3, 60, 60
 
 
 class _ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses duplicate keys (the last would silently win) and reads integers the
     YAML 1.2 way: YAML 1.1's octal (``0122`` → 82) and sexagesimal (``1:20`` → 80) forms stay strings, so a
-    string flag (``student_layers: 0122``) keeps its digits and an int flag reads them in decimal."""
+    string flag (``student_layers: 0122``) keeps its digits and an int flag reads them in decimal. More than
+    :data:`MAX_YAML_ALIASES` aliases are refused as they are met, before anything is expanded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"more than {MAX_YAML_ALIASES} aliases (*name; the one on line {line} is number "
+                               f"{self._aliases}): each repeats a whole value, so nested aliases can expand to "
+                               f"gigabytes; write the values out")
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -425,7 +456,7 @@ class _ConfigLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key != "<<" and isinstance(key, str | int | float | bool) and key in seen:
-                raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
+                raise _Refused(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -457,7 +488,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
                           f"save the file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_ConfigLoader)
-    except _DuplicateKey as exc:
+    except _Refused as exc:
         raise ConfigError(f"--config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML ({exc})") from None
@@ -478,7 +509,7 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise ConfigError(f"{source}: key {key!r}: {exc}") from None
         if action.choices is not None and v not in action.choices:
-            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected one of {list(action.choices)}")
+            raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected one of {list(action.choices)}")
         return v
 
     if value is None:
@@ -488,15 +519,15 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         return None
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: key {key!r} is a switch; expected true or false, got {value!r}")
+            raise ConfigError(f"{source}: key {key!r} is a switch; expected true or false, got {_SHOWN.repr(value)}")
         return value
     if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
         values = value if isinstance(value, list) else [value]
         if isinstance(action.nargs, int) and len(values) != action.nargs:
-            raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {values}")
+            raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {_SHOWN.repr(values)}")
         return [one(v) for v in values]
     if isinstance(value, list) and action.type is not _metric_list:
-        raise ConfigError(f"{source}: key {key!r} takes one value, got the list {value}")
+        raise ConfigError(f"{source}: key {key!r} takes one value, got the list {_SHOWN.repr(value)}")
     return one(value)
 
 
@@ -508,12 +539,12 @@ def _yaml_scalar(action: argparse.Action, key: str, v: Any, source: str) -> Any:
         return v
     number = isinstance(v, int | float) and not isinstance(v, bool)
     if kind is int and not (number and isinstance(v, int)):
-        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a whole number")
+        raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a whole number")
     if kind is float and not number:
-        raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a number")
+        raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a number")
     if kind is str:
         if not (number and isinstance(v, int)):
-            raise ConfigError(f"{source}: key {key!r} = {v!r}; expected a string (quote it: {key}: \"{v}\")")
+            raise ConfigError(f"{source}: key {key!r} = {_SHOWN.repr(v)}; expected a string (quote it: {key}: \"{v}\")")
         return str(v)
     return float(v) if kind is float else v
 
@@ -620,7 +651,21 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
     if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):
         raise ConfigError(f"--tile {cfg['tile']} must exceed twice --tile_overlap {cfg['tile_overlap']}")
+    if "prefix" in cfg:
+        check_run_name(str(cfg["prefix"]))
     return cfg
+
+
+def check_run_name(prefix: str) -> None:
+    """``--prefix`` is one folder name: ``<checkpoint_dir>/<prefix>`` and ``<log_dir>/<prefix>`` are always a child
+    of those folders, never the folder itself, a parent, another tree or an absolute path."""
+    bad = [c for c in prefix if ord(c) < 32 or ord(c) == 127]
+    seps = [s for s in ("/", "\\", os.sep, os.altsep) if s and s in prefix]
+    if prefix in ("", ".", "..") or bad or seps:
+        why = ("is empty" if not prefix else f"is {prefix!r}, which names no new folder" if prefix in (".", "..")
+               else f"holds a path separator {seps[0]!r}" if seps else f"holds the control character {bad[0]!r}")
+        raise ConfigError(f"--prefix {prefix!r}: a run name {why}; expected one folder name (the run folder is "
+                          f"<checkpoint_dir>/<prefix>; choose the parent with --checkpoint_dir)")
 
 
 def run_dir(cfg: dict) -> str:
@@ -630,10 +675,11 @@ def run_dir(cfg: dict) -> str:
 
 def config_to_yaml(cfg: dict) -> str:
     """The flag dict as YAML (plain types), loadable again with ``--config``; the run-control flags
-    (``config``, ``resume``, ``overwrite``) are left out so that the file describes the run, not one command."""
+    (``config``, ``resume``, ``overwrite``, ``legacy_state``) are left out so that the file describes the run,
+    not one command."""
     plain = {}
     for key, value in cfg.items():
-        if key in ("config", "resume", "overwrite"):
+        if key in ("config", "resume", "overwrite", "legacy_state"):
             continue
         plain[key] = list(value) if isinstance(value, tuple) else value
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)

@@ -42,6 +42,18 @@ class Interrupted(Exception):
         self.signum, self.exit_code = signum, 128 + signum
 
 
+def interrupt_in(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` is or was raised from (a library that wraps every error of a callback,
+    as torch.onnx's exporter does, turns a signal's stop into its own exception type), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Interrupted):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
