@@ -26,3 +26,18 @@ for k = 1:numel(cases)
            H, W, B, sensor, dl, ds, qnr, dlk, hqnr, ds2);
   end
 end
+% The toolbox's evaluation entry point with its border cut (flag_cut_bounds 1, dim_cut 21, no thresholding) on
+% a 256x256x4 fixture; indexes_evaluation.m changes into Quality_Indices/, so run it from the toolbox folder.
+[gt, f, pan] = fixture(256, 256, 4);
+old = cd(TB);
+[Q_index, SAM_index, ERGAS_index, sCC, Q2n_index] = indexes_evaluation(f, gt, 4, 11, 32, 1, 21, 0);
+cd(old);
+printf('256x256x4 RR dim_cut 21 q2n %.15f sam %.15f ergas %.15f scc %.15f q_avg %.15f\n', ...
+       Q2n_index, SAM_index, ERGAS_index, sCC, Q_index);
+% The toolbox's interp23tap and MTF on the 64x64x4 fixture (sums printed; tests compare them with data/).
+[gt, f, pan] = fixture(64, 64, 4);
+lms = interp23tap(gt(3:4:end, 3:4:end, :), 4);
+blurred = MTF(gt, 'QB', 4);
+h = genMTF(4, 'WV3', 8);
+printf('interp23tap(gt(3:4:end,3:4:end,:)) sum %.15g corner %.15g; MTF(gt,QB) sum %.15g corner %.15g; WV3 h(21,21,1) %.15g h(1,21,8) %.15g\n', ...
+       sum(lms(:)), lms(1, 1, 1), sum(blurred(:)), blurred(1, 1, 1), h(21, 21, 1), h(1, 21, 8));
