@@ -223,7 +223,7 @@ def test_mtf_kernel_matches_its_gain(name):
         # the design point: sample 5 of the 41-point frequency grid, 5/41 cycle/px (ratio 4)
         assert frequency_response(k, 0, 5 / 41) == pytest.approx(gain, rel=0.01)
         assert frequency_response(k, 5 / 41, 0) == pytest.approx(gain, rel=0.01)
-        assert 0.88 * gain < frequency_response(k, 0, 1 / 8) < 0.98 * gain  # below G at the LR Nyquist
+        assert 0.88 * gain < frequency_response(k, 0, 1 / 8) < 0.96 * gain  # below G at the LR Nyquist
 
 
 def test_sensor_table():
