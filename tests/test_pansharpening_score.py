@@ -141,3 +141,37 @@ def test_reader_layout_checks(tmp_path):
         read_examples(write_h5(tmp_path / "pan4.h5", {**ref, "pan": ref["gt"]}))
     with pytest.raises(ValueError, match=r"channels.h5: 'ms' has shape \(2, 16, 12, 4\).*axis 3"):
         read_examples(write_h5(tmp_path / "channels.h5", {k: v.transpose(0, 2, 3, 1) for k, v in ref.items()}))
+
+
+def test_lazy_reader(tmp_path):
+    """Per-index reads, ÷ the sensor scale (or --img_range), float32, the N×C×H×W orientation of a 64×48 example,
+    an FR twin without gt, and a reader that survives pickling (DataLoader workers)."""
+    import pickle
+
+    from data.pancollection import PanCollectionFile
+
+    ref, _ = pancollection_pair(64, 48)
+    path = write_h5(tmp_path / "rr.h5", ref)
+    f = PanCollectionFile(path, sensor="QB")
+    assert (len(f), f.ratio, f.bands, f.full, f.keys, f.scale) == (2, 4, 4, False, ("gt", "ms", "lms", "pan"), 2047.0)
+    item = f[1]
+    assert item["gt"].shape == (4, 64, 48) and item["ms"].shape == (4, 16, 12) and item["pan"].shape == (1, 64, 48)
+    assert item["gt"].dtype == np.float32
+    np.testing.assert_allclose(item["gt"], ref["gt"][1] / 2047, rtol=1e-6)
+    np.testing.assert_allclose(item["lms"], ref["lms"][1] / 2047, rtol=1e-6)  # not clipped
+    clone = pickle.loads(pickle.dumps(f))
+    np.testing.assert_array_equal(clone[0]["pan"], f[0]["pan"])
+    f.close()
+    np.testing.assert_allclose(PanCollectionFile(path, scale=1023.0)[0]["ms"], ref["ms"][0] / 1023, rtol=1e-6)
+    fr = PanCollectionFile(write_h5(tmp_path / "fr.h5", {k: ref[k] for k in ("ms", "lms", "pan")}), sensor="QB")
+    assert fr.full and fr.keys == ("ms", "lms", "pan")
+    with pytest.raises(IndexError):
+        fr.example(2)
+    with pytest.raises(ValueError, match=r"rr\.h5: 'ms' has 4 bands, --sensor WV2 has 8"):
+        PanCollectionFile(path, sensor="WV2")
+    with pytest.raises(ValueError, match="no scale for IKONOS: pass --img_range"):
+        PanCollectionFile(path, sensor="IKONOS")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match=r"junk\.h5: cannot read"):
+        PanCollectionFile(str(junk))
