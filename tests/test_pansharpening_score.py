@@ -175,3 +175,30 @@ def test_lazy_reader(tmp_path):
     junk.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match=r"junk\.h5: cannot read"):
         PanCollectionFile(str(junk))
+
+
+def test_score_hsi_fusion_reference(tmp_path, capsys):
+    """A reference with gt only: the HSI metrics of utils.metrics, as test_CSAKD.py scores a network."""
+    import torch
+
+    from utils.metrics import evaluate_batch
+
+    gt, fused, _ = fixture(32, 40, 6)
+    scipy.io.savemat(tmp_path / "ref.mat", {"gt": gt.transpose(1, 2, 0)})
+    np.save(tmp_path / "fused.npy", fused)
+    out_json = tmp_path / "hsi.json"
+    code, out, err = run(["--score", tmp_path / "fused.npy", "--reference", tmp_path / "ref.mat",
+                          "--json", out_json], capsys)
+    assert code == 0, err
+    result = json.loads(out_json.read_text())
+    lo, hi = gt.min(), gt.max()
+    expected = evaluate_batch(torch.from_numpy(2 * (fused[None] - lo) / (hi - lo) - 1),
+                              torch.from_numpy(2 * (gt[None] - lo) / (hi - lo) - 1), hi, lo, scale=4)[0]
+    assert result["mode"] == "hsi" and list(result["metrics"]) == ["psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc"]
+    for name in result["metrics"]:
+        assert result["metrics"][name] == pytest.approx(expected[name], rel=1e-12), name
+    assert "HSI-fusion metrics" in out
+    ref, _ = pancollection_pair()
+    reference = write_h5(tmp_path / "pan.h5", ref)
+    err = one_error(["--score", tmp_path / "fused.npy", "--reference", reference], capsys)
+    assert "pan.h5 is a pansharpening file" in err and "--sensor is needed" in err
