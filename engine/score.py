@@ -163,11 +163,14 @@ def score(fused_path: str, reference_path: str, sensor: str | None, dim_cut: int
     _check_fused(fused, expected, s.scale, float(truth.max()), fused_path)
     rows = []
     for i in range(fused.shape[0]):
-        if full:
-            ms_up = ref["lms"][i] if "lms" in ref else interp23tap(ref["ms"][i], ratio)
-            values = full_resolution(fused[i], ms_up, ref["pan"][i], s.gnyq_ms, ratio)
-        else:
-            values = reduced_resolution(fused[i], ref["gt"][i], ratio, dim_cut)
+        try:
+            if full:
+                ms_up = ref["lms"][i] if "lms" in ref else interp23tap(ref["ms"][i], ratio)
+                values = full_resolution(fused[i], ms_up, ref["pan"][i], s.gnyq_ms, ratio)
+            else:
+                values = reduced_resolution(fused[i], ref["gt"][i], ratio, dim_cut)
+        except ValueError as e:  # sizes the toolbox cannot score: name the files
+            raise ValueError(f"--score {fused_path} against {reference_path}, image {i}: {e}") from None
         rows.append({"image": i, **values})
     names = FR_METRICS if full else RR_METRICS
     mean = mean_metrics([{k: r[k] for k in names} for r in rows])

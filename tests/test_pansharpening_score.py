@@ -128,6 +128,17 @@ def test_bad_inputs_are_one_clear_line(tmp_path, capsys):
     assert "whcn.h5: 'ms' has shape (16, 16, 4, 2)" in err and "transposed" in err
 
 
+def test_unscorable_sizes_name_the_files(tmp_path, capsys):
+    ref, fused = pancollection_pair(48, 48, n=1)
+    fr = write_h5(tmp_path / "fr48.h5", {k: ref[k] for k in ("ms", "lms", "pan")})
+    np.save(tmp_path / "f48.npy", fused)
+    err = one_error(["--score", tmp_path / "f48.npy", "--reference", fr, "--sensor", "QB"], capsys)
+    assert "f48.npy against" in err and "fr48.h5, image 0: d_lambda: the image is 48×48" in err
+    rr = write_h5(tmp_path / "rr48.h5", ref)
+    err = one_error(["--score", tmp_path / "f48.npy", "--reference", rr, "--sensor", "QB", "--dim_cut", "17"], capsys)
+    assert "q2n: a 15×15 image cannot be scored" in err
+
+
 def test_reader_layout_checks(tmp_path):
     """N×C×H×W orientation on a non-square example, the transposed file refused, a PAN of several bands refused."""
     ref, _ = pancollection_pair(64, 48)
