@@ -29,6 +29,7 @@ from utils.pansharpening_metrics import (
     FR_METRICS,
     PANSHARPENING_COUNT_KEYS,
     RR_METRICS,
+    TOOLBOX_DIM_CUT,
     full_resolution,
     reduced_resolution,
 )
@@ -42,7 +43,8 @@ def build_score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sensor", choices=SENSOR_NAMES,
                         help="band count check and MTF gains (needed for pansharpening references)")
     parser.add_argument("--dim_cut", type=int, default=0,
-                        help="border cut of the reduced-resolution indices as the toolbox (21 in its demo; 0 = none)")
+                        help=f"border cut of the reduced-resolution indices as the toolbox ({TOOLBOX_DIM_CUT} in its "
+                             f"demo; 0 = none)")
     parser.add_argument("--fused_key", default=None, help="the array of FUSED to score when it holds several")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
     return parser

@@ -170,8 +170,9 @@ def q2n(gt, fused, block: int = Q_BLOCK, shift: int = Q_BLOCK) -> float:
 
 def q_avg(gt, fused) -> float:
     """Toolbox ``Q.m``: Wang–Bovik Q per band over 32×32 windows, stride 1 ('valid'), averaged over windows and
-    bands (``utils.metrics.uiqi`` with block 32; its flat-window rules are ``img_qi.m``'s). NaN for images
-    smaller than 32 pixels a side (MATLAB's mean of no window)."""
+    bands (``utils.metrics.uiqi`` with block 32; its flat-window rules are ``img_qi.m``'s, except that a window
+    counts as flat when its variance sum is within 1e-10 of zero relative to its second moment, where MATLAB tests
+    an exact 0 that rounding decides). NaN for images smaller than 32 pixels a side (MATLAB's mean of no window)."""
     g, f = _image(gt, "gt", "q_avg"), _image(fused, "fused", "q_avg")
     _same_shape(g, f, "gt and fused", "q_avg")
     if min(g.shape[1:]) < Q_BLOCK:
