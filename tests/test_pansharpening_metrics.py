@@ -112,6 +112,10 @@ def test_q2n_needs_dn_not_unit_range():
     gt, fused, _ = fixture(64, 64, 4)
     assert q2n(gt / 2047, fused / 2047) == pytest.approx(0.945798774911, abs=TOL)
     assert q2n(gt + 0.4, fused - 0.4) == q2n(gt, fused)  # rounded back to the same integers
+    # MATLAB's uint16 rounds halves away from zero and saturates at 0 (Octave + toolbox values)
+    assert q2n(gt, fused + 0.5) == pytest.approx(0.976885286675, abs=TOL)
+    assert q2n(gt, fused - 0.5) == pytest.approx(GOLDEN_RR[(64, 64, 4)]["q2n"], abs=TOL)
+    assert q2n(gt, fused - 700) == pytest.approx(0.388386684563, abs=TOL)
 
 
 def test_q2n_pads_bands_to_a_power_of_two():
