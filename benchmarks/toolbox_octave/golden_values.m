@@ -41,3 +41,15 @@ blurred = MTF(gt, 'QB', 4);
 h = genMTF(4, 'WV3', 8);
 printf('interp23tap(gt(3:4:end,3:4:end,:)) sum %.15g corner %.15g; MTF(gt,QB) sum %.15g corner %.15g; WV3 h(21,21,1) %.15g h(1,21,8) %.15g\n', ...
        sum(lms(:)), lms(1, 1, 1), sum(blurred(:)), blurred(1, 1, 1), h(21, 21, 1), h(1, 21, 8));
+% Q2n's uint16 cast and flat blocks on the 64x64x4 fixture: [0, 1] data, halves, saturation, zero / flat blocks.
+printf('q2n /2047 %.15f; f+0.5 %.15f; f-0.5 %.15f; f-700 %.15f\n', q2n(gt / 2047, f / 2047, 32, 32), ...
+       q2n(gt, f + 0.5, 32, 32), q2n(gt, f - 0.5, 32, 32), q2n(gt, f - 700, 32, 32));
+g0 = gt; f0 = f; g0(1:32, 1:32, :) = 0; f0(1:32, 1:32, :) = 0;
+[q0, map0] = q2n(g0, f0, 32, 32);
+g0(1:32, 1:32, :) = 500; f0(1:32, 1:32, :) = 700;
+[q1, map1] = q2n(g0, f0, 32, 32);
+printf('q2n zero block %.15f (block %.15g); GT 500 / fused 700 block %.15f (block %.6g)\n', q0, map0(1, 1), q1, map1(1, 1));
+% Octave's imresize (bicubic, antialiased) of a 10x13 pattern by 1/4, row by row.
+[x, y] = meshgrid(0:12, 0:9);
+small = imresize(mod(7 * x .^ 2 + 3 * y .^ 3 + x .* y, 31), 1 / 4);
+printf('imresize 10x13 -> 3x4: %s\n', sprintf('%.15g ', small'));
