@@ -13,6 +13,10 @@ Conventions:
   sampling (MATLAB ``fwind1(fsamp2)``), not renormalised (Σh = 0.997–0.999, as MATLAB leaves it).
 - :func:`mtf_filter` applies the kernels band by band as correlation with replicated borders (MATLAB
   ``imfilter(..., 'replicate')``); images are (C, H, W), any units (the filter is linear).
+- :data:`SPECTRAL_BANDS` gives the spectral band edges (nm, lower and upper) of the sensors the built-in scenes
+  can be seen through (WV3 only): the 8 MS bands in the files' band order and the PAN. They are the edges of the
+  DigitalGlobe WorldView-3 data sheet, not the measured relative spectral responses; :func:`box_srf` turns
+  them into ideal box responses, so the simulated DN are an approximation of the sensor's.
 """
 
 from __future__ import annotations
@@ -59,6 +63,25 @@ SENSORS: dict[str, Sensor] = {
     )
 }
 SENSOR_NAMES = tuple(SENSORS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralBands:
+    """Band edges in nm: ``ms`` one (name, lower, upper) per MS band in the files' order, ``pan`` (lower, upper)."""
+
+    ms: tuple[tuple[str, float, float], ...]
+    pan: tuple[float, float]
+
+
+#: WorldView-3 band edges, DigitalGlobe data sheet "WorldView-3" (DS-WV3, 2014): coastal 400–450, blue 450–510,
+#: green 510–580, yellow 585–625, red 630–690, red edge 705–745, NIR1 770–895, NIR2 860–1040; PAN 450–800 nm.
+SPECTRAL_BANDS: dict[str, SpectralBands] = {
+    "WV3": SpectralBands(
+        ms=(("coastal", 400.0, 450.0), ("blue", 450.0, 510.0), ("green", 510.0, 580.0), ("yellow", 585.0, 625.0),
+            ("red", 630.0, 690.0), ("red_edge", 705.0, 745.0), ("nir1", 770.0, 895.0), ("nir2", 860.0, 1040.0)),
+        pan=(450.0, 800.0),
+    ),
+}
 
 
 def get_sensor(name: str) -> Sensor:
@@ -132,3 +155,29 @@ def frequency_response(kernel: np.ndarray, fy: float, fx: float) -> float:
     tx = np.arange(m) - (m - 1) / 2
     phase = np.exp(-2j * np.pi * (fy * ty[:, None] + fx * tx[None, :]))
     return float(abs((kernel * phase).sum()))
+
+
+def _cell_edges(wavelengths: np.ndarray) -> np.ndarray:
+    """(C + 1,) edges of the spectral cells of sample centres ``wavelengths`` (C,) nm: midpoints between
+    neighbours, half a step beyond the first and last sample."""
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    if wl.size < 2 or not np.all(np.diff(wl) > 0):
+        raise ValueError(f"box_srf: expected at least 2 strictly increasing wavelengths, got {wl.tolist()[:8]}")
+    mid = (wl[1:] + wl[:-1]) / 2
+    return np.concatenate([[2 * wl[0] - mid[0]], mid, [2 * wl[-1] - mid[-1]]])
+
+
+def box_srf(wavelengths: np.ndarray, bands: Sequence[tuple[str, float, float]]) -> np.ndarray:
+    """Ideal box responses (M, C) of ``bands`` (name, lower, upper nm) for a cube sampled at ``wavelengths``
+    (C,) nm, rows summing to 1: each sample weighs the length of its spectral cell inside the band (the exact
+    band mean of a spectrum constant over each cell). A band that the cells do not cover entirely cannot be
+    represented (a visible-only cube has no NIR): one ValueError names those bands and the range covered."""
+    edges = _cell_edges(wavelengths)
+    lo, hi = edges[0], edges[-1]
+    missing = [f"{name} {a:g}–{b:g} nm" for name, a, b in bands if a < lo or b > hi]
+    if missing:
+        raise ValueError(f"the cube covers {lo:g}–{hi:g} nm and cannot represent {', '.join(missing)}; "
+                         f"a scene for these bands needs wavelengths over {min(a for _, a, _ in bands):g}–"
+                         f"{max(b for _, _, b in bands):g} nm")
+    resp = np.stack([np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None) for _, a, b in bands])
+    return resp / resp.sum(axis=1, keepdims=True)

@@ -4,15 +4,8 @@
 % (read at a34f884). Needs the Debian packages octave, octave-image, octave-signal (kaiser).
 % The toolbox files run unchanged; shims/ adds what Octave lacks or does differently (blockproc with
 % bs.location; MATLAB's two-output cov; fwind1). Octave's own imresize is used (image 2.14 antialiases like MATLAB).
-pkg load image
-pkg load signal
-args = argv();
-TB = args{end};
-here = fileparts(mfilename('fullpath'));
-addpath(fullfile(TB, 'Tools'));
-addpath(fullfile(TB, 'Quality_Indices'));
-addpath(here);
-addpath(fullfile(here, 'shims'));  % last added = first on the path: the shims win over Octave's own
+addpath(fileparts(mfilename('fullpath')));
+TB = toolbox_setup(argv());
 cases = {{64, 64, 4, 'QB'}, {64, 64, 8, 'WV3'}, {50, 70, 4, ''}};
 for k = 1:numel(cases)
   [H, W, B, sensor] = cases{k}{:};
