@@ -27,12 +27,15 @@ import numpy as np
 
 from .resample import imresize_bicubic, interp23tap
 from .sensors import SPECTRAL_BANDS, box_srf, get_sensor, ms_gains, mtf_filter
+from .spectral import to_nanometres
 
 PAN_BLURS = ("bicubic", "mtf")
 
 
 def decimate(img: np.ndarray, ratio: int) -> np.ndarray:
     """(C, H, W) → (C, H/ratio, W/ratio): keep pixels ``ratio//2 :: ratio`` (MATLAB's 'nearest' at 1/ratio)."""
+    if img.shape[1] % ratio or img.shape[2] % ratio:
+        raise ValueError(f"decimate: {img.shape[1]}×{img.shape[2]} is not divisible by the ratio {ratio}")
     p = ratio // 2
     return np.ascontiguousarray(img[:, p::ratio, p::ratio])
 
@@ -95,17 +98,19 @@ def quantise(dn: np.ndarray, bits: int) -> np.ndarray:
 
 
 def sensor_images(cube: np.ndarray, wavelengths: np.ndarray, sensor: str = "WV3") -> tuple[np.ndarray, np.ndarray]:
-    """A reflectance cube (H, W, C) in [0, 1] sampled at ``wavelengths`` (C,) nm through the box bands of
+    """A reflectance cube (H, W, C) in [0, 1] sampled at ``wavelengths`` (C,) nm (µm accepted) through the box bands of
     ``sensor``: MS (B, H, W) and PAN (1, H, W) float64 DN, reflectance 1 = the sensor's scale, not quantised."""
     if sensor not in SPECTRAL_BANDS:
         raise ValueError(f"--sensor {sensor}: no spectral bands known for the built-in scenes; expected one of "
                          f"{', '.join(SPECTRAL_BANDS)}")
-    cube = np.asarray(cube, dtype=np.float64)
-    if cube.ndim != 3 or cube.shape[2] != len(wavelengths):
-        raise ValueError(f"sensor_images: expected a cube (H, W, {len(wavelengths)}) for {len(wavelengths)} "
-                         f"wavelengths, got {cube.shape}")
+    cube, wl = np.asarray(cube, dtype=np.float64), to_nanometres(wavelengths)
+    if cube.ndim != 3 or cube.shape[2] != wl.size:
+        raise ValueError(f"sensor_images: expected a cube (H, W, {wl.size}) for {wl.size} wavelengths, "
+                         f"got {cube.shape}")
+    if not np.all(np.isfinite(cube)):
+        raise ValueError(f"sensor_images: the cube holds {int(np.sum(~np.isfinite(cube)))} NaN/Inf values")
     bands, scale = SPECTRAL_BANDS[sensor], get_sensor(sensor).scale
-    srf = box_srf(wavelengths, (*bands.ms, ("pan", *bands.pan)))
+    srf = box_srf(wl, (*bands.ms, ("pan", *bands.pan)))
     out = np.moveaxis(cube @ srf.T, -1, 0) * scale
     return out[:-1], out[-1:]
 

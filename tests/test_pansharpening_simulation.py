@@ -75,6 +75,8 @@ def test_ms_decimation_keeps_pixels_2_mod_4():
     assert peak == (2, 3)
     centre = mtf_kernel(SENSORS["QB"].gnyq_ms[0])[20, 20]
     assert lr[0, 2, 3] == pytest.approx(centre, rel=1e-12)
+    with pytest.raises(ValueError, match="33×32 is not divisible by the ratio 4"):
+        degrade_ms(np.zeros((4, 33, 32)), "QB")
 
 
 def test_degraded_spectrum_at_the_design_frequency_is_the_gain():
@@ -154,3 +156,7 @@ def test_scene_acquisition_and_rr_example():
         scene_acquisition(cube[:62], wl)
     with pytest.raises(ValueError, match="no spectral bands"):
         sensor_images(cube, wl, "QB")
+    np.testing.assert_array_equal(sensor_images(cube, wl / 1000)[1], pan_hr)  # µm read as nm
+    cube[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="cube holds 1 NaN"):
+        scene_acquisition(cube, wl)
