@@ -2,7 +2,7 @@
 
 Golden values: the toolbox's own ``resize_images.m``, ``interp23tap.m`` and ``MTF_PAN.m`` (DLPan-Toolbox a34f884)
 run under GNU Octave 7.3 (benchmarks/toolbox_octave/wald_values.m, docs/pansharpening.md "Simulation") on the
-integer fixture: MS = fixture(64, 64, B) gt, PAN = fixture(256, 256, B) pan.
+integer fixture: MS = fixture(H, W, B) gt, PAN = fixture(4H, 4W, B) pan (64×64×4 QB, 64×64×8 WV3, 64×48×4 GeoEye1).
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ GOLDEN = {
     ("WV3", "pan"): ((64, 64), 36579980.6875, 93217194080.352951, 1023.0987786054611, 27252.200450897217),
     ("WV3", "pan_mtf"): ((64, 64), 36718720.792290792, 93544130919.963226, 1013.6925355048726,
                          27138.785126368839),
+    # non-square (MS 64×48, PAN 256×192): catches rows and columns swapped anywhere
+    ("GeoEye1", "ms"): ((16, 12, 4), 663188.51630852092, 263782891.40365604, 802.96730133772962,
+                        1263.6142021937624),
+    ("GeoEye1", "lms"): ((64, 48, 4), 10611016.252362657, 67353286070.321823, 1003.6475685485452,
+                         1213.8054202180404),
+    ("GeoEye1", "pan"): ((64, 48), 21293173.8125, 38410557924.83799, 906.52749538421631, 21030.654797196388),
+    ("GeoEye1", "pan_mtf"): ((64, 48), 21389629.078396678, 38581178547.880966, 898.63429514906375,
+                             20946.713564442012),
 }
+CASES = {"QB": (64, 64, 4), "WV3": (64, 64, 8), "GeoEye1": (64, 48, 4)}
 
 
 def matlab_order(x: np.ndarray) -> np.ndarray:
@@ -38,13 +47,14 @@ def matlab_order(x: np.ndarray) -> np.ndarray:
     return np.transpose(x, (1, 2, 0)).ravel(order="F")
 
 
-def fr_pair(bands: int) -> tuple[np.ndarray, np.ndarray]:
-    return fixture(64, 64, bands)[0], fixture(256, 256, bands)[2]
+def fr_pair(height: int, width: int, bands: int) -> tuple[np.ndarray, np.ndarray]:
+    """MS = the fixture's gt (bands, height, width), PAN = the fixture's pan at 4× (1, 4·height, 4·width)."""
+    return fixture(height, width, bands)[0], fixture(4 * height, 4 * width, bands)[2]
 
 
-@pytest.mark.parametrize("sensor, bands", [("QB", 4), ("WV3", 8)])
-def test_reduced_resolution_matches_toolbox(sensor, bands):
-    ms, pan = fr_pair(bands)
+@pytest.mark.parametrize("sensor", CASES)
+def test_reduced_resolution_matches_toolbox(sensor):
+    ms, pan = fr_pair(*CASES[sensor])
     ex = reduced_resolution_example(ms, pan, sensor)
     ex["pan_mtf"] = reduced_resolution_example(ms, pan, sensor, pan_blur="mtf")["pan"]
     np.testing.assert_array_equal(ex["gt"], ms)
@@ -58,7 +68,7 @@ def test_reduced_resolution_matches_toolbox(sensor, bands):
 
 
 def test_reduced_resolution_is_a_pancollection_example():
-    ms, pan = fr_pair(8)
+    ms, pan = fr_pair(64, 64, 8)
     ex = reduced_resolution_example(ms, pan, "WV3")
     assert check_layout({k: (1, *v.shape) for k, v in ex.items()}, "simulated") == 4
     assert ex["lms"].shape == ex["gt"].shape and ex["pan"].shape == (1, 64, 64)
@@ -106,7 +116,7 @@ def test_bad_sizes_are_one_clear_error(ms_shape, pan_shape, match):
 
 
 def test_bad_inputs():
-    ms, pan = fr_pair(4)
+    ms, pan = fr_pair(64, 64, 4)
     with pytest.raises(ValueError, match="WV3 has 8 MS bands, the image has 4"):
         reduced_resolution_example(ms, pan, "WV3")
     with pytest.raises(ValueError, match="no PAN MTF gain"):
