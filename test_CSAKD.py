@@ -4,6 +4,7 @@
     python test_CSAKD.py --test_mode 1 --checkpoint teacher_checkpoint/KD_QRCODE_band4/best.pth --compat official \\
         --root ../../Fusion_data --test_file configs/splits/aviris/test.txt
     python test_CSAKD.py --test_mode 3 [--msi_bands 6] [--json results/complexity.json]
+    python test_CSAKD.py --score FUSED --reference REF --sensor WV3 [--dim_cut 21] [--json OUT]
 
 ``--test_mode`` 1 tests the teacher, 2 the student (default), 3 prints parameters and operations of both
 at the configured shapes (no dataset or checkpoint needed; ``--arch psd`` / ``--hkd_heads K`` for the related
@@ -16,6 +17,9 @@ bicubic baseline; ``--results DIR`` writes ``per_image.csv``, ``summary.json`` a
 (``utils.fileio.staged_folder``): it always holds one evaluation's outputs, never a mix with an earlier one,
 and a failed run leaves the earlier results as they were. A ``DIR`` holding anything else than these outputs
 is refused rather than replaced.
+
+``--score`` scores pansharpened images made by anything against a PanCollection file with the toolbox metrics, no
+network involved (``engine.score``; its own flags, ``--score X --help``; docs/pansharpening.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
     from engine.loaders import build_loader
     from engine.run_folder import weight_path
     from engine.runtime import check_precision, resolve_device
+    from engine.score import run_score
     from models import build_model
     from models.describe import build_from_checkpoint
     from utils.complexity import complexity
@@ -160,8 +165,11 @@ def run(cfg: dict, given: frozenset[str] = frozenset()) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done; 2 bad input or an OS fault (one line); 130 / 143 stopped by SIGINT / SIGTERM (one
     line; a --results folder is only ever written whole)."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
         with StopAtOnce("no results were written (a --results folder appears whole or not at all)"):
+            if "--score" in argv or any(a.startswith("--score=") for a in argv):
+                return run_score(argv)
             cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
             return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
     except (ValueError, FileNotFoundError, WriteError) as exc:

@@ -180,21 +180,25 @@ def h5_array(dataset: object, path: str) -> np.ndarray:
     return dataset[()]
 
 
-def _read_mat(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
+def read_mat_arrays(path: str) -> dict[str, np.ndarray]:
+    """The variables of a MATLAB file in MATLAB's axis order (v5 via scipy.io.loadmat; v7.3 via h5py with
+    the axes reversed back, HDF5 storing them column-major)."""
     import h5py
     import scipy.io
 
-    if h5py.is_hdf5(path):  # v7.3: column-major HDF5 -> reverse the axes to get MATLAB's order back
+    if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             arrays = {k: h5_array(f[k], path) for k in f if isinstance(f[k], h5py.Dataset)}
-        arrays = {k: v.T if getattr(v, "ndim", 0) > 1 else v for k, v in arrays.items()}
-        return (*_pick(arrays, key, path), None)
+        return {k: v.T if getattr(v, "ndim", 0) > 1 else v for k, v in arrays.items()}
     try:
         mat = scipy.io.loadmat(path)
     except NotImplementedError as e:  # pragma: no cover - v7.3 files are caught by is_hdf5 above
         raise ValueError(f"{path}: {e}") from None
-    arrays = {k: v for k, v in mat.items() if not k.startswith("__")}
-    return (*_pick(arrays, key, path), None)
+    return {k: v for k, v in mat.items() if not k.startswith("__")}
+
+
+def _read_mat(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
+    return (*_pick(read_mat_arrays(path), key, path), None)
 
 
 def _read_h5(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
