@@ -1,18 +1,39 @@
-"""The end-of-training warning when a network's best validation SAM is not below the bicubic baseline's on the
-same validation images (README "Your own cubes"): the rule on given numbers, and a tiny run that prints it."""
+"""The own-data recipe (README "Your own cubes"): its configs train with residual learning and read what
+data.prepare writes; the end-of-training warning when a network's best validation SAM is not below the bicubic
+baseline's on the same validation images (the rule on given numbers, and a tiny run that prints it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 import engine.evaluate
 import train_CSAKD
+from data import build_dataset
+from data.prepare import main as prepare_main
 from engine.train import sam_warnings, train
 from tests.test_train_run import tiny
 
 WARNING = "best validation SAM"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["own31_rgb.yaml", "cube31_rgb.yaml"])
+def test_own_data_configs_learn_a_residual(name: str) -> None:
+    cfg = train_CSAKD.load_config(["--config", str(CONFIGS / name)])
+    assert cfg["residual"] is True and cfg["compat"] is None and cfg["bands"] == 31 and cfg["msi_bands"] == 3
+
+
+def test_own_data_config_reads_a_prepared_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "own31"
+    assert prepare_main(["--synthetic", "3", "--synthetic_size", "32", "--bands", "31", "--wavelengths", "visible31",
+                         "--srf", "rgb", "--tile", "16", "--split_fractions", "1", "1", "1", "--out", str(out)]) == 0
+    cfg = train_CSAKD.load_config(["--config", str(CONFIGS / "own31_rgb.yaml"), "--root", str(out),
+                                   "--image_size", "16", "--crop_size", "8"])
+    sample = build_dataset(cfg, "val")[0]
+    assert sample["lrhsi"].shape == (31, 4, 4) and sample["hrmsi"].shape == (3, 16, 16)
 
 
 def test_warning_only_when_sam_is_not_below_bicubic() -> None:
