@@ -110,6 +110,12 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
     return {role: mean_metrics(r) for role, r in rows.items()}, scenes
 
 
+def validate_bicubic(loader: DataLoader, cfg: dict, device: torch.device, dist: DistContext | None = None
+                     ) -> dict[str, float]:
+    """The bicubic baseline's mean validation metrics on the images :func:`validate` scores (same loader)."""
+    return validate({}, loader, cfg, device, dist=dist, baseline=True)[0]["bicubic"]
+
+
 def interleave(shards: Sequence[Sequence[Any]]) -> list[Any]:
     """Undo a round-robin split: shard r holds items r, r + W, r + 2W, … of the original list (W shards)."""
     out = []

@@ -52,7 +52,7 @@ from utils.interrupts import Interrupted, StopSignals, signal_name
 from utils.metrics import improves
 
 from .cotrainer import CoTrainer
-from .evaluate import validate
+from .evaluate import validate, validate_bicubic
 from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
 from .runtime import DistContext, derive_seed, init_distributed, log, setup_determinism
@@ -396,10 +396,10 @@ class _Loop:
         (:func:`sam_warnings`); None when nothing was validated."""
         if not any(math.isfinite(b["sam"]) for b in self.best.values()):
             return None
-        val, _ = validate({}, self.val_loader, self.cfg, self.device, dist=self.dist, baseline=True)
-        for line in sam_warnings(self.best, val["bicubic"]["sam"], _sam_advice(self.cfg)):
+        bicubic = validate_bicubic(self.val_loader, self.cfg, self.device, self.dist)
+        for line in sam_warnings(self.best, bicubic["sam"], _sam_advice(self.cfg)):
             log(line)
-        return val["bicubic"]
+        return bicubic
 
     def close(self, quiet: bool = False) -> None:
         if self.progress is not None:
