@@ -305,7 +305,8 @@ def _read_summary(folder: str) -> dict:
 
 def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
     """Train (spec, seed) afresh, test its networks' best checkpoints on the test split, save and return the
-    record ``{"spec", "seed", "run", "config", "student", "teacher", "bicubic", "best_epoch", ...}``."""
+    record ``{"spec", "seed", "run", "config", "student", "teacher", "bicubic", "best_epoch", "best_val_sam",
+    "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were selected on)."""
     import test_CSAKD  # the stable entry points (scripts at the repository root)
     import train_CSAKD
     from engine.train import train
@@ -325,6 +326,8 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
     record = {"spec": spec.text, "seed": seed, "run": name, "run_dir": summary["run_dir"],
               "config": comparable(cfg), "metrics_requested": list(bench.metrics),
               "best_epoch": {r: b["epoch"] for r, b in summary["best"].items()},
+              "best_val_sam": {r: b["sam"] for r, b in summary["best"].items()},
+              "bicubic_val": summary.get("bicubic_val"),
               "student": student["metrics"], "teacher": results["teacher"]["metrics"] if "teacher" in results else None,
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",

@@ -61,12 +61,13 @@ def validation_every(cfg: Mapping[str, Any]) -> int:
 
 @torch.no_grad()
 def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, device: torch.device,
-             every: int = 1, keep_scenes: int = 0, dist: DistContext | None = None
+             every: int = 1, keep_scenes: int = 0, dist: DistContext | None = None, baseline: bool = False
              ) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Mean validation metrics of each network (``cfg["val_metrics"]``), in eval mode, without noise.
 
     Args:
-        models: {"teacher": .., "student": ..} (any subset).
+        models: {"teacher": .., "student": ..} (any subset, or none with ``baseline``).
+        baseline: also score the bicubic baseline (:func:`bicubic`) on the same images, as role ``"bicubic"``.
         every: score only every ``every``-th batch of ``loader`` (official: 5; docs/decisions.md #7).
         keep_scenes: also return the first ``keep_scenes`` scored images (of this process) for the figures.
         dist: with several processes, each scores its shard (``engine.loaders.ValidationShard``: process r
@@ -77,7 +78,7 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
         ({role: {metric: mean}}, scenes) with scenes = [{"name", "gt", "bicubic", role: pred}], each image
         (C, H, W) in [0, 1] on the CPU.
     """
-    rows: dict[str, list[dict]] = {role: [] for role in models}
+    rows: dict[str, list[dict]] = {role: [] for role in (*models, *(("bicubic",) if baseline else ()))}
     scenes: list[dict] = []
     was_training = {role: m.training for role, m in models.items()}
     for m in models.values():
@@ -90,7 +91,8 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
             lr, msi = batch["lrhsi"].to(device), batch["hrmsi"].to(device)
             gt = batch["gt"].to(device)
             preds = {role: predict(m, lr, msi, amp=cfg.get("amp", "off"), gt=gt) for role, m in models.items()}
-            for role, pred in preds.items():
+            scored = {**preds, "bicubic": bicubic(lr, scale)} if baseline else preds
+            for role, pred in scored.items():
                 # test_rmse=False: the official training validation has no "+ minv" in its RMSE
                 rows[role] += evaluate_batch(pred, gt, batch["maxv"], batch["minv"], scale=scale,
                                              compat=cfg.get("compat"), metrics=cfg.get("val_metrics"),
@@ -106,6 +108,12 @@ def validate(models: Mapping[str, nn.Module], loader: DataLoader, cfg: dict, dev
     if dist is not None and dist.distributed:
         rows = {role: interleave(dist.gather(r)) for role, r in rows.items()}
     return {role: mean_metrics(r) for role, r in rows.items()}, scenes
+
+
+def validate_bicubic(loader: DataLoader, cfg: dict, device: torch.device, dist: DistContext | None = None
+                     ) -> dict[str, float]:
+    """The bicubic baseline's mean validation metrics on the images :func:`validate` scores (same loader)."""
+    return validate({}, loader, cfg, device, dist=dist, baseline=True)[0]["bicubic"]
 
 
 def interleave(shards: Sequence[Sequence[Any]]) -> list[Any]:

@@ -53,7 +53,7 @@ from utils.interrupts import Interrupted, StopSignals, signal_name
 from utils.metrics import improves
 
 from .cotrainer import CoTrainer
-from .evaluate import validate
+from .evaluate import validate, validate_bicubic
 from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
 from .runtime import DistContext, check_precision, derive_seed, init_distributed, log, resolve_device, setup_determinism
@@ -84,7 +84,8 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
 
     Returns:
         {"run_dir", "epoch" (last completed), "iteration", "best": {role: {"sam", "epoch"}},
-        "val": last validation means {role: {metric: value}}, "nonfinite_steps", "nan_restores", "world_size"}.
+        "val": last validation means {role: {metric: value}}, "bicubic_val": the bicubic baseline's validation
+        means on the same images (None without a validation), "nonfinite_steps", "nan_restores", "world_size"}.
 
     Raises:
         ValueError / FileNotFoundError with one clear message for bad data, configs or checkpoints (nothing in
@@ -181,8 +182,9 @@ def _train_locked(cfg: dict, dist: DistContext, device: torch.device, stop_after
         loop.close(quiet=True)
         raise
     loop.close()
+    bicubic_val = loop.compare_with_bicubic()
     return {"run_dir": folder.path, "epoch": epoch, "iteration": loop.iteration, "best": loop.best,
-            "val": loop.val, "nonfinite_steps": loop.counters["nonfinite_steps"],
+            "val": loop.val, "bicubic_val": bicubic_val, "nonfinite_steps": loop.counters["nonfinite_steps"],
             "nan_restores": loop.counters["nan_restores"], "world_size": dist.world_size}
 
 
@@ -412,10 +414,39 @@ class _Loop:
             f"{r}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if k != "sam_zero_pixels")
             for r, values in self.val.items()))
 
+    def compare_with_bicubic(self) -> dict[str, float] | None:
+        """After training: the bicubic baseline's mean validation metrics on the validation images the networks
+        were selected on, with one warning line per network whose best validation SAM is not below the baseline's
+        (:func:`sam_warnings`); None when nothing was validated."""
+        if not any(math.isfinite(b["sam"]) for b in self.best.values()):
+            return None
+        bicubic = validate_bicubic(self.val_loader, self.cfg, self.device, self.dist)
+        for line in sam_warnings(self.best, bicubic["sam"], _sam_advice(self.cfg)):
+            log(line)
+        return bicubic
+
     def close(self, quiet: bool = False) -> None:
         if self.progress is not None:
             self.progress.close()
         self.writer.close(quiet=quiet)
+
+
+def sam_warnings(best: dict[str, dict[str, Any]], bicubic_sam: float, advice: str) -> list[str]:
+    """One warning per network whose best validation SAM (degrees, ``best[role]["sam"]`` at ``best[role]["epoch"]``)
+    is not below ``bicubic_sam``, the bicubic baseline's on the same validation images: such a network adds no
+    spectral fidelity over upsampling the LR-HSI, which a user should see before testing. ``advice`` ends the line."""
+    return [f"warning: the {role}'s best validation SAM {b['sam']:.2f}° (epoch {b['epoch']}) is not below the "
+            f"bicubic baseline's {bicubic_sam:.2f}° on the same validation images: it does not beat upsampling the "
+            f"LR-HSI on spectral angle; {advice} (README \"Your own cubes\")"
+            for role, b in best.items() if math.isfinite(b["sam"]) and b["sam"] >= bicubic_sam]
+
+
+def _sam_advice(cfg: dict) -> str:
+    if cfg.get("compat") == "official":
+        return "the official networks cannot learn a residual; the corrected mode's --residual true can"
+    if not cfg.get("residual"):
+        return "train with --residual true, the own-data recipe"
+    return "train longer, or check the data (python -m data.check)"
 
 
 def _finite(val: dict[str, dict[str, float]]) -> bool:

@@ -261,7 +261,7 @@ def test_ddp_validation_of_odd_scene_count_equals_single_process(ddp_runs: Path)
     """The DDP run's last validation (3 scenes, split 2 + 1 over the processes, gathered) equals one process
     validating the same weights; every process reports the same value."""
     import train_CSAKD
-    from engine.evaluate import validate
+    from engine.evaluate import validate, validate_bicubic
     from engine.loaders import build_loader
     from models import build_model
 
@@ -278,6 +278,10 @@ def test_ddp_validation_of_odd_scene_count_equals_single_process(ddp_runs: Path)
     for role, values in single.items():
         for k, v in values.items():
             assert summaries[0]["val"][role][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (role, k)
+    # The end-of-training bicubic baseline (the SAM warning's reference) is gathered the same way.
+    assert summaries[0]["bicubic_val"] == summaries[1]["bicubic_val"]
+    for k, v in validate_bicubic(loader, cfg, torch.device("cpu")).items():
+        assert summaries[0]["bicubic_val"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
 
 
 def test_state_saved_by_two_processes_resumes_in_one(ddp_runs: Path) -> None:
