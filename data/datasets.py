@@ -12,7 +12,7 @@ import numpy as np
 from .aviris import LayoutSpec, load_entry, read_split
 from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
-from .options import DATA_DEFAULTS, degradation_from_cfg
+from .options import DATA_DEFAULTS, data_seed_of, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
 from .spectral import default_srf_name, resolve_srf, resolve_wavelengths
 from .synthetic import make_scene, scene_seed
@@ -74,7 +74,7 @@ class _SimulatedDataset(FusionDataset):
         self.deg: Degradation = degradation_from_cfg(cfg)
         self.msi_bands = int(cfg["msi_bands"])
         self.bands = int(cfg["bands"])
-        self.seed = int(cfg["seed"])
+        self.seed = data_seed_of(cfg)  # the data's own seed: --data_seed (default --seed)
         self._cache: dict[int, tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]] = {}
 
     def load(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:

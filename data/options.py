@@ -31,6 +31,7 @@ DATA_DEFAULTS: dict = {
     # shared with the model / scripts
     "scale": defaults.SCALE,
     "seed": defaults.SEED,
+    "data_seed": None,  # None: the seed (``data_seed_of``)
     "compat": None,
     # generated scenes (synthetic, realistic): counts for train, val, test (HR size = image_size, C = bands)
     "synthetic_scenes": [32, 8, 8],
@@ -142,6 +143,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--bands", type=int, default=d["bands"], help="HSI bands")
     _add(g, "--scale", type=int, default=d["scale"], help="spatial ratio HR/LR")
     _add(g, "--seed", type=int, default=d["seed"], help="random seed")
+    g.add_argument("--data_seed", type=int, default=d["data_seed"],
+                   help="seed of the generated scenes and of the simulated inputs (--dataset synthetic, realistic, "
+                        "cube); default --seed. With it set, --seed drives only initialisation, batch order, "
+                        "augmentation and training noise")
     _add(
         g,
         "--compat",
@@ -159,6 +164,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     add_degradation_args(parser)
     return parser
+
+
+def data_seed_of(cfg: dict) -> int:
+    """The seed the datasets draw their scenes and simulated noise from: ``--data_seed``, else ``--seed``."""
+    value = cfg.get("data_seed")
+    return int(cfg.get("seed", defaults.SEED) if value is None else value)
 
 
 def degradation_from_cfg(cfg: dict, levels: int = 3) -> Degradation:

@@ -35,7 +35,7 @@ from models.describe import build_from_checkpoint
 from models.outputs import FusionOutput, check_needs
 
 from .noise import awgn
-from .runtime import DistContext, autocast, log
+from .runtime import DistContext, autocast, init_seed, log
 from .strategies import DistillationStrategy, build_strategy
 
 COSINE_ETA_MIN = 1e-10  # official CosineAnnealingLR eta_min
@@ -75,6 +75,13 @@ def frozen_teacher(cfg: dict) -> nn.Module:
     log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
         f"{teacher.extra_repr()})")
     return teacher.requires_grad_(False).eval()
+
+
+def _build_teacher(cfg: dict) -> nn.Module | None:
+    """The teacher of ``--kd_mode``: a new network (online), the frozen one of ``--teacher_ckpt`` (offline), or None."""
+    if cfg["kd_mode"] == "online":
+        return build_model(cfg, "teacher")
+    return frozen_teacher(cfg) if cfg["kd_mode"] == "offline" else None
 
 
 class AuxDispatch(nn.Module):
@@ -148,12 +155,23 @@ class CoTrainer:
 
     @classmethod
     def build(cls, cfg: dict, device: torch.device, dist: DistContext | None = None) -> CoTrainer:
-        """Build the networks of ``cfg`` (teacher first, the official construction order under the seed),
-        load the frozen teacher for ``offline``, move them to ``device`` and make the co-trainer."""
-        teacher = build_model(cfg, "teacher") if cfg["kd_mode"] == "online" else None
-        if cfg["kd_mode"] == "offline":
-            teacher = frozen_teacher(cfg)
-        student = build_model(cfg, "student")
+        """Build the networks of ``cfg``, load the frozen teacher for ``offline``, move them to ``device`` and make
+        the co-trainer.
+
+        Construction order: the student first, from the global RNG reseeded with ``--seed``, then the teacher
+        from its own stream (:func:`~engine.runtime.init_seed`), drawn without touching the global RNG: a run
+        with a teacher and the student alone of the same seed start from bit-identical student weights (common
+        random numbers). ``--compat official``: the official order, teacher then student from the global RNG as
+        the seed left it."""
+        if cfg.get("compat") == "official":
+            teacher = _build_teacher(cfg)
+            student = build_model(cfg, "student")
+        else:
+            torch.manual_seed(init_seed(cfg["seed"], "student"))
+            student = build_model(cfg, "student")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(init_seed(cfg["seed"], "teacher"))
+                teacher = _build_teacher(cfg)
         for net in (teacher, student):
             if net is not None:
                 # Channels-last weights make every convolution output channels-last: oneDNN and cuDNN convolve
@@ -179,14 +197,16 @@ class CoTrainer:
     # -- one step ------------------------------------------------------------------------------------------------------
 
     def step(self, batch: dict[str, Any], noise: torch.Generator | None = None,
-             log_gradients: bool = False) -> dict[str, float]:
+             log_gradients: bool = False, teacher_noise: torch.Generator | None = None) -> dict[str, float]:
         """One co-training step on one batch: the teacher's step (online), then the student's.
 
         Args:
             batch: the loader's dict: "lrhsi" (B, C, h, w), "hrmsi" (B, M, s·h, s·w), "gt" (B, C, s·h, s·w),
                 all in [-1, 1]; moved to the device here. B is the per-process batch.
-            noise: CPU generator of the AWGN (teacher and student draw from it one after the other, so their
-                noise is independent); None uses the global RNG.
+            noise: CPU generator of the student's AWGN (and of the teacher's, drawn first, when
+                ``teacher_noise`` is None: the official order); None uses the global RNG.
+            teacher_noise: CPU generator of the teacher's AWGN, a stream of its own, so that the student's noise is
+                what it would be without a teacher; None: the teacher draws from ``noise``.
             log_gradients: also return the strategy's per-term gradient norms on the student's parameters,
                 ``"grad/student/<term>"`` (one extra backward per term; this process's batch).
 
@@ -201,16 +221,16 @@ class CoTrainer:
         amp, snr, dev = self.cfg.get("amp", "off"), float(self.cfg.get("snr", 0)), self.device
         lrhsi, hrmsi, gt = (batch[k].to(dev, non_blocking=True) for k in ("lrhsi", "hrmsi", "gt"))
         strategy, stats = self.strategy, {}
-        t_out = None
+        t_out, t_noise = None, noise if teacher_noise is None else teacher_noise
         if self.regime == "online":
             self.opts["teacher"].zero_grad(set_to_none=True)
             with autocast(dev, amp):
-                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, noise), hrmsi, gt)
+                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, t_noise), hrmsi, gt)
             total, parts = strategy.teacher_objective(t_out.map(torch.Tensor.float), gt)
             stats.update(_floats("teacher", total, parts, self._optimise("teacher", total)))
         elif self.regime == "offline":
             with torch.no_grad(), autocast(dev, amp):
-                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, noise), hrmsi, gt)
+                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, t_noise), hrmsi, gt)
 
         self.opts["student"].zero_grad(set_to_none=True)
         with autocast(dev, amp):

@@ -73,7 +73,7 @@ class CSAKDStrategy(DistillationStrategy):
                                         compat=compat, feat_loss=feat_loss)
         self.adapter = None if feat_adapter is None else FeatureAdapter(*feat_adapter)
         self.kd_warmup, self.kd_scale = kd_warmup, warmup_factor(0, kd_warmup)
-        self._weighted: dict[str, torch.Tensor] = {}  # the last student objective's weighted terms (diagnostics)
+        self._weighted: dict[str, torch.Tensor | None] = {}  # the last objective's weighted terms (None: not computed)
 
     @classmethod
     def from_config(cls, cfg: dict, teacher: nn.Module | None = None) -> CSAKDStrategy:
@@ -93,15 +93,31 @@ class CSAKDStrategy(DistillationStrategy):
     def student_objective(self, student: FusionOutput, teacher: FusionOutput | None, gt: torch.Tensor) -> Objective:
         """L_S with parts {"rec", "sam", "beba", "kd", "feat"}; without a teacher the fidelity terms alone."""
         loss = self.student_loss
-        if teacher is None:
+        if teacher is None or self._distillation_off():
             self._weighted, parts = loss.fidelity.weighted_terms(student.out, gt)
+            if teacher is not None:  # logged only: the student computes exactly what it computes alone
+                self._weighted = {**self._weighted, "kd": None, "feat": None}  # gradient norm 0 (no term)
+                with torch.no_grad():
+                    feat = student.feat if self.adapter is None else self.adapter(student.feat)
+                    parts = {**parts, "kd": loss.kd(student.out, teacher.out), "feat": loss.feat(feat, teacher.feat)}
             return loss.fidelity.total(self._weighted), parts
         feat = student.feat if self.adapter is None else self.adapter(student.feat)
         self._weighted, parts = loss.weighted_terms(student.out, feat, gt, teacher.out, teacher.feat, self.kd_scale)
         return loss.total(self._weighted), parts
 
+    def _distillation_off(self) -> bool:
+        """Both distillation weights are 0 now (given so, or at the start of a warm-up): the terms stay out of the
+        graph, so the student's gradients are bit for bit those of the student alone (common random numbers; the
+        order of autograd's accumulation would otherwise differ). Under ``--compat official`` the terms are
+        always summed, as the official script does."""
+        w = self.student_loss
+        return self.student_loss.compat != "official" and w.w_kd * self.kd_scale == 0 and w.w_feat * self.kd_scale == 0
+
     def student_gradient_norms(self, params: Iterable[nn.Parameter]) -> dict[str, torch.Tensor]:
         """‖∂(w·L_term)/∂θ‖₂ over the student's parameters θ for each weighted term of the last student objective
         (detached 0-d float64 tensors; the graph is kept for the step's backward). One extra backward per term."""
         terms, self._weighted = self._weighted, {}
-        return term_gradient_norms(terms, list(params)) if terms else {}
+        live = {k: v for k, v in terms.items() if v is not None}
+        norms = term_gradient_norms(live, list(params)) if live else {}
+        zero = torch.zeros((), dtype=torch.float64)
+        return {k: norms[k] if k in norms else zero for k in terms}
