@@ -87,6 +87,7 @@ RANGES: dict[str, Range] = {
                      "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
+    "kd_decay": Range(0, high=1),
     "lr": Range(0, open_low=True),
 }
 
@@ -311,6 +312,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "cosine = 1 − per-pixel cosine")
     v.add_argument("--kd_warmup", type=float, default=0.0,
                    help="epochs of a linear warm-up of w_kd and w_feat from 0 (0 = none)")
+    v.add_argument("--kd_decay", type=float, default=0.0,
+                   help="late decay: w_kd and w_feat fall linearly to 0 over this last fraction of the epochs (the "
+                        "last epoch without distillation; 0 = none)")
     v.add_argument("--grad_log_every", type=int, default=0,
                    help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")

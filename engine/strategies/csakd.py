@@ -17,6 +17,11 @@ Variants (no official counterpart):
   per-pixel cosine (:class:`losses.NormalisedFeatureKDLoss`) instead of the official BCE (``none``).
 * ``--kd_warmup E``: w_kd and w_feat ramp linearly from 0 over the first E epochs
   (:func:`losses.warmup_factor`, set per epoch by :meth:`set_epoch`).
+* ``--kd_decay F``: late decay, w_kd and w_feat ramp linearly to 0 over the last fraction F of the epochs
+  (:func:`losses.decay_factor`; the last epoch trains without distillation). Its teacher-free control is the
+  student alone.
+* a distillation weight that is 0 now (given so, or scaled to 0 by a schedule) keeps its term out of the graph
+  (logged only): the student then computes bit for bit what the student alone computes.
 * per-term gradient norms on the student's parameters (TensorBoard ``grad/student/<term>``, every
   ``--grad_log_every`` steps; the co-trainer asks :meth:`student_gradient_norms`).
 """
@@ -29,7 +34,7 @@ import torch
 from torch import nn
 
 from losses import FeatureAdapter, FeatureKDLoss, NormalisedFeatureKDLoss, StudentLoss, term_gradient_norms
-from losses.distillation import FEATURE_NORMS, warmup_factor
+from losses.distillation import FEATURE_NORMS, decay_factor, warmup_factor
 from models.outputs import FusionOutput
 
 from .base import DistillationStrategy, Objective, frozen_teacher_config, register
@@ -55,6 +60,8 @@ class CSAKDStrategy(DistillationStrategy):
         feat_adapter: (student nf, teacher nf) to learn a :class:`~losses.FeatureAdapter` between them; None: none.
         feat_norm: "none" (official BCE), "std" or "cosine" (:class:`~losses.NormalisedFeatureKDLoss`).
         kd_warmup: epochs of the linear warm-up of w_kd and w_feat (0 = none).
+        kd_decay: fraction of the ``epochs`` over which w_kd and w_feat decay linearly to 0 at the end (0 = none).
+        epochs: the run's epochs (for ``kd_decay``).
     """
 
     name = "csakd"
@@ -62,7 +69,7 @@ class CSAKDStrategy(DistillationStrategy):
 
     def __init__(self, w_sam: float = 0.1, w_beba: float = 0.1, w_kd: float = 0.1, w_feat: float = 0.1,
                  joint: bool = True, compat: str | None = None, feat_adapter: tuple[int, int] | None = None,
-                 feat_norm: str = "none", kd_warmup: float = 0) -> None:
+                 feat_norm: str = "none", kd_warmup: float = 0, kd_decay: float = 0, epochs: int = 1) -> None:
         super().__init__()
         if feat_norm not in FEAT_NORM_CHOICES:
             raise ValueError(f"--feat_norm {feat_norm!r}: expected one of {list(FEAT_NORM_CHOICES)}")
@@ -72,7 +79,10 @@ class CSAKDStrategy(DistillationStrategy):
         self.student_loss = StudentLoss(w_sam=w_sam, w_beba=w_beba, w_kd=w_kd, w_feat=w_feat, joint=joint,
                                         compat=compat, feat_loss=feat_loss)
         self.adapter = None if feat_adapter is None else FeatureAdapter(*feat_adapter)
-        self.kd_warmup, self.kd_scale = kd_warmup, warmup_factor(0, kd_warmup)
+        if not 0 <= kd_decay <= 1:
+            raise ValueError(f"--kd_decay {kd_decay!r}: expected a fraction of the epochs in [0, 1]")
+        self.kd_warmup, self.kd_decay, self.epochs = kd_warmup, kd_decay, int(epochs)
+        self.kd_scale = self._scale(0)
         self._weighted: dict[str, torch.Tensor | None] = {}  # the last objective's weighted terms (None: not computed)
 
     @classmethod
@@ -80,11 +90,17 @@ class CSAKDStrategy(DistillationStrategy):
         adapter = (int(cfg["num_base_chs"]), teacher_width(cfg, teacher)) if cfg.get("feat_adapter") else None
         return cls(w_sam=cfg["w_sam"], w_beba=cfg["w_beba"], w_kd=cfg["w_kd"], w_feat=cfg["w_feat"],
                    joint=bool(cfg["joint_loss"]), compat=cfg.get("compat"), feat_adapter=adapter,
-                   feat_norm=cfg.get("feat_norm") or "none", kd_warmup=cfg.get("kd_warmup") or 0)
+                   feat_norm=cfg.get("feat_norm") or "none", kd_warmup=cfg.get("kd_warmup") or 0,
+                   kd_decay=cfg.get("kd_decay") or 0, epochs=int(cfg.get("epochs") or 1))
 
     def set_epoch(self, epoch: int) -> None:
-        """The warm-up factor of ``epoch`` (0-based) on w_kd and w_feat: min(1, epoch / kd_warmup)."""
-        self.kd_scale = warmup_factor(epoch, self.kd_warmup)
+        """The schedule factor of ``epoch`` (0-based) on w_kd and w_feat: the warm-up's min(1, epoch / kd_warmup)
+        times the late decay's :func:`~losses.distillation.decay_factor`."""
+        self.kd_scale = self._scale(epoch)
+
+    def _scale(self, epoch: int) -> float:
+        decay = decay_factor(epoch, max(self.epochs, epoch + 1), self.kd_decay) if self.kd_decay else 1.0
+        return warmup_factor(epoch, self.kd_warmup) * decay
 
     def teacher_objective(self, teacher: FusionOutput, gt: torch.Tensor) -> Objective:
         """L_T: fidelity of the teacher's (B, C, H, W) output; parts {"rec", "sam", "beba"}."""
