@@ -111,9 +111,11 @@ class Spec:
 
     @property
     def shared_teacher(self) -> bool:
-        """``kd_mode=offline`` without ``teacher_ckpt``: the bench's frozen teacher of the run's data seed."""
+        """``kd_mode=offline`` or ``student_init=teacher`` without ``teacher_ckpt``: the bench's frozen teacher of the
+        run's data seed."""
         flags = dict(self.flags)
-        return flags.get("kd_mode", ())[1:] == ("offline",) and "teacher_ckpt" not in flags
+        wants = flags.get("kd_mode", ())[1:] == ("offline",) or flags.get("student_init", ())[1:] == ("teacher",)
+        return wants and "teacher_ckpt" not in flags
 
     def train_argv(self, has_strategy_flag: bool, seed: int | None = None) -> list[str]:
         """The training flags of this spec (``none`` → ``--kd_mode none``; a strategy → ``--kd_strategy``), with
@@ -320,6 +322,11 @@ def same_run(stored: dict, current: dict, ignore: tuple[str, ...] = ()) -> bool:
     return True
 
 
+def reads_teacher_file(cfg: dict) -> bool:
+    """The run reads ``--teacher_ckpt``: a frozen teacher (offline) or a student initialised from one."""
+    return cfg.get("kd_mode") == "offline" or cfg.get("student_init") == "teacher"
+
+
 def roles_of(cfg: dict) -> tuple[str, ...]:
     """The networks a run tests: the student, and the teacher unless it is the student alone."""
     return ("student",) if cfg["kd_mode"] == "none" else ("student", "teacher")
@@ -340,10 +347,10 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
         return False
     if cfg.get("kd_mode") != "none" and record.get("init_streams") != INIT_STREAMS:
         return False  # made before the common random numbers: its student started from other weights
-    if cfg.get("kd_mode") == "offline" and record.get("teacher_sha256") != file_digest(cfg["teacher_ckpt"]):
-        return False  # distilled from another frozen teacher (e.g. retrained since)
+    if reads_teacher_file(cfg) and record.get("teacher_sha256") != file_digest(cfg["teacher_ckpt"]):
+        return False  # distilled from (or initialised by) another frozen teacher, e.g. one retrained since
     if cfg.get("kd_mode") == "none":
-        ignore = (*ignore, *TEACHER_ONLY_FLAGS)
+        ignore = (*ignore, *(f for f in TEACHER_ONLY_FLAGS if f != "teacher_ckpt" or not reads_teacher_file(cfg)))
     elif cfg.get("kd_strategy", "csakd") != "csakd":
         ignore = (*ignore, *CSAKD_ONLY_FLAGS)
     if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg), ignore):
@@ -405,7 +412,7 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
               "student": student["metrics"], "teacher": results["teacher"]["metrics"] if "teacher" in results else None,
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once"}
-    if cfg["kd_mode"] == "offline":
+    if reads_teacher_file(cfg):
         record["teacher_sha256"] = file_digest(cfg["teacher_ckpt"])
     atomic_write_json(p["record"], record)
     return record
@@ -493,6 +500,11 @@ def _recipe(record: dict) -> dict | None:
     return {k: v for k, v in full.items() if k not in PAIRING_FREE_KEYS}
 
 
+def _alone(config: dict) -> bool:
+    """A student alone: no teacher, and not initialised from one (``none:student_init=teacher`` is a method)."""
+    return config.get("kd_mode") == "none" and config.get("student_init", "random") != "teacher"
+
+
 def paired_with(runs: list[dict]) -> dict[str, str]:
     """{spec: the student-alone spec it is paired with}: the ``none…`` spec (``--kd_mode none``) whose runs have
     the same recipe — every resolved setting but :data:`PAIRING_FREE_KEYS` equal (e.g.
@@ -501,7 +513,7 @@ def paired_with(runs: list[dict]) -> dict[str, str]:
     first: dict[str, dict] = {}
     for r in runs:
         first.setdefault(r["spec"], r)
-    alone = [s for s, r in first.items() if s == BASELINE or (r.get("config") or {}).get("kd_mode") == "none"]
+    alone = [s for s, r in first.items() if s == BASELINE or _alone(r.get("config") or {})]
     recipes = {s: _recipe(r) for s, r in first.items()}
     out = {}
     for spec in first:

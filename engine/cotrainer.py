@@ -66,13 +66,13 @@ def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, f
     return opts, scheds
 
 
-def frozen_teacher(cfg: dict) -> nn.Module:
+def frozen_teacher(cfg: dict, purpose: str = "offline distillation") -> nn.Module:
     """``--kd_mode offline``: the teacher of ``--teacher_ckpt``, built as the file describes it (official files
     included: widths, layers and fusion mode are read from their weights), frozen in eval mode. The width flags
     describe the student; only the data's ``--bands`` / ``--msi_bands`` must match the file."""
     shape = {k: cfg[k] for k in ("bands", "msi_bands")}
     teacher, info = build_from_checkpoint(cfg, "teacher", cfg["teacher_ckpt"], given=set(shape))
-    log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
+    log(f"{purpose}: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
         f"{teacher.extra_repr()})")
     return teacher.requires_grad_(False).eval()
 
@@ -82,6 +82,18 @@ def _build_teacher(cfg: dict) -> nn.Module | None:
     if cfg["kd_mode"] == "online":
         return build_model(cfg, "teacher")
     return frozen_teacher(cfg) if cfg["kd_mode"] == "offline" else None
+
+
+def _inherit(cfg: dict, student: nn.Module, teacher: nn.Module | None) -> None:
+    """``--student_init teacher``: copy the converged teacher's matching parts into the student (engine.inherit);
+    the frozen teacher of an offline run, else the file ``--teacher_ckpt`` built aside (its construction draws
+    nothing from the global RNG)."""
+    from .inherit import describe, inherit_from_teacher
+
+    if teacher is None:
+        with torch.random.fork_rng(devices=[]):
+            teacher = frozen_teacher(cfg, purpose="--student_init teacher")
+    log(describe(inherit_from_teacher(student, teacher), cfg["teacher_ckpt"]))
 
 
 class AuxDispatch(nn.Module):
@@ -172,6 +184,8 @@ class CoTrainer:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(init_seed(cfg["seed"], "teacher"))
                 teacher = _build_teacher(cfg)
+        if cfg.get("student_init") == "teacher":
+            _inherit(cfg, student, teacher)
         for net in (teacher, student):
             if net is not None:
                 # Channels-last weights make every convolution output channels-last: oneDNN and cuDNN convolve

@@ -351,3 +351,20 @@ def test_bench_with_a_shared_frozen_teacher_end_to_end_and_resumed(tmp_path, mon
     Path(teacher3).write_bytes(other.read_bytes())
     assert kd.main(argv) == 0
     assert sorted(trained) == sorted(n for n in by if "offline" in n and "data3" in n)
+
+
+def test_inheritance_specs_use_the_shared_teacher_and_pair_with_the_random_student_alone(tmp_path):
+    bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
+    inherit = kd.parse_spec("none:student_init=teacher")
+    assert inherit.shared_teacher and kd.parse_spec("csakd:kd_mode=offline,student_init=teacher").shared_teacher
+    assert not kd.parse_spec("none").shared_teacher and not kd.parse_spec("csakd").shared_teacher
+    argv = bench.train_argv(inherit, 3, 5)
+    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(5)
+    cfgs = {"none": {"kd_mode": "none", "student_init": "random"},
+            "none:student_init=teacher": {"kd_mode": "none", "student_init": "teacher", "teacher_ckpt": "t"},
+            "csakd:kd_mode=offline,student_init=teacher": {"kd_mode": "offline", "student_init": "teacher"}}
+    runs = [{**run(spec, seed, 30.0 + i + seed, 4.0, False), "config": {**cfg, "seed": seed}}
+            for i, (spec, cfg) in enumerate(cfgs.items()) for seed in (1, 2)]
+    # inheritance differs from the student alone in its recipe: paired with the plain `none`, never a baseline
+    assert kd.paired_with(runs) == {"none:student_init=teacher": "none",
+                                    "csakd:kd_mode=offline,student_init=teacher": "none"}

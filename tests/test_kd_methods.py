@@ -64,3 +64,60 @@ def test_a_run_decayed_to_zero_throughout_is_the_student_alone(tmp_path):
     train(train_CSAKD.load_config(tiny(tmp_path, "--kd_decay", "1", "--w_kd", "0.5", prefix="decayed", epochs=1)))
     a, b = (weights(tmp_path / "ck" / p / "student" / "last.pth") for p in ("alone", "decayed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# (b) teacher weight inheritance
+
+
+def _teacher_file(tmp_path, seed: int = 11):
+    from models import build_model
+    from utils.checkpoint import save_weights
+
+    cfg = train_CSAKD.load_config(tiny(tmp_path))
+    torch.manual_seed(seed)
+    teacher = build_model(cfg, "teacher")
+    path = tmp_path / "teacher.pth"
+    save_weights(path, teacher, cfg)
+    return path, teacher.state_dict()
+
+
+def test_inheritance_copies_exactly_the_modules_it_names(tmp_path, capsys):
+    from engine.cotrainer import CoTrainer
+    from engine.inherit import inheritable
+
+    path, teacher = _teacher_file(tmp_path)
+    cpu = torch.device("cpu")
+    fresh = CoTrainer.build(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none")), cpu).student.state_dict()
+    capsys.readouterr()
+    cfg = train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", "--student_init", "teacher", "--teacher_ckpt",
+                                       str(path)))
+    got = CoTrainer.build(cfg, cpu).student.state_dict()
+    copied = set(inheritable(got, teacher))
+    # the tiny pair (teacher 6644, student 1111, nf 8): stems, Z_mh / Z_m first blocks, CSA, fuse conv and head
+    assert {k.split(".")[0] for k in copied} == {"hmconv1", "mhconv1", "hconv1", "mconv1", "mhfeat", "mfeat",
+                                                 "fuse_att", "fuse", "last"}
+    assert not any(k.startswith("hfeat.") for k in copied)  # grouped convolutions: another shape, biases too
+    for k in got:
+        assert torch.equal(got[k], teacher[k] if k in copied else fresh[k]), k
+    line = next(li for li in capsys.readouterr().out.splitlines() if li.startswith("--student_init teacher: copied"))
+    assert f"copied {len(copied)} tensors from {path}" in line and "mhfeat.0" in line and "kept" in line
+    assert line.rstrip().endswith("hfeat.0")
+    with pytest.raises(ConfigError, match="--student_init teacher"):
+        train_CSAKD.load_config(tiny(tmp_path, "--student_init", "teacher", "--teacher_ckpt", str(path)))  # online
+    with pytest.raises(ConfigError, match="--student_init teacher"):
+        train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", "--student_init", "teacher"))
+
+
+def test_inheritance_arms_train_from_the_inherited_start(tmp_path):
+    """Inheritance alone (no KD term) and inheritance + response KD (offline) start from the same weights; with
+    w_kd 0 the offline arm is exactly inheritance alone (its teacher-free control)."""
+    path, _ = _teacher_file(tmp_path)
+    common = ("--student_init", "teacher", "--teacher_ckpt", str(path))
+    train(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", *common, prefix="alone", epochs=1)))
+    train(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", "--w_kd", "0", *common, prefix="zero",
+                                       epochs=1)))
+    train(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", *common, prefix="kd", epochs=1)))
+    a, z, k = (weights(tmp_path / "ck" / p / "student" / "last.pth") for p in ("alone", "zero", "kd"))
+    assert all(torch.equal(a[n], z[n]) for n in a)
+    assert not all(torch.equal(a[n], k[n]) for n in a)

@@ -297,6 +297,10 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="distillation strategy (engine/strategies): what the student learns from the teacher; "
                         "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    n.add_argument("--student_init", choices=("random", "teacher"), default="random",
+                   help="teacher: start the student from the converged --teacher_ckpt wherever a module matches by "
+                        "name and shape (stems, first stream blocks, CSA fuser, head; named in the log), with "
+                        "--kd_mode none (inheritance alone) or offline (README: What distillation adds)")
     n.add_argument("--eval_last", action="store_true",
                    help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that "
                         "best.pth can be the final weights")
@@ -615,6 +619,9 @@ def resolve_config(cfg: dict) -> dict:
     check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
+    if cfg.get("student_init") == "teacher" and (cfg.get("kd_mode") == "online" or not cfg.get("teacher_ckpt")):
+        raise ConfigError("--student_init teacher copies a converged teacher: it needs --teacher_ckpt and --kd_mode "
+                          "none or offline (an online teacher starts untrained)")
     if cfg.get("resume_ind", 0) and "epochs" in cfg and cfg["resume_ind"] >= cfg["epochs"]:
         raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
     if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):
