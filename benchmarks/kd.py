@@ -74,10 +74,11 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
 #: Keys of a resolved training config that control one command, not what the run computes.
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
-TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "teacher_layers",
-                      "teacher_ckpt", "lr_scheduler")
+TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
+                      "block_mix_weight", "teacher_layers", "teacher_ckpt", "lr_scheduler")
 #: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
-CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay")
+CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
+                    "block_mix_weight")
 #: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
 #: (``data_seed`` too: runs are paired per seed label, which holds the data seed.)
 PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed", "data_seed")

@@ -156,6 +156,8 @@ class CoTrainer:
         if self.regime == "offline":
             teacher.requires_grad_(False).eval()
         self.strategy = (strategy or build_strategy(cfg, teacher)).to(self.device)
+        if getattr(self.strategy, "block_mix", 0) and (self.dist.distributed or cfg.get("compile")):
+            raise ValueError("--block_mix runs the student's parts directly: one process without --compile only")
         self.trained = {"teacher": teacher, "student": student} if self.regime == "online" else {"student": student}
         self.opts, self.scheds = build_optimizers(cfg, teacher if self.regime == "online" else None, student,
                                                   first_epoch, extra=self.strategy.parameters())

@@ -121,3 +121,84 @@ def test_inheritance_arms_train_from_the_inherited_start(tmp_path):
     a, z, k = (weights(tmp_path / "ck" / p / "student" / "last.pth") for p in ("alone", "zero", "kd"))
     assert all(torch.equal(a[n], z[n]) for n in a)
     assert not all(torch.equal(a[n], k[n]) for n in a)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# (c) block mixing
+
+
+def test_mixing_decisions_are_a_function_of_seed_and_step():
+    from engine.strategies.mixing import mixes
+
+    draws = [mixes(5, k, 0.3) for k in range(4000)]
+    assert draws == [mixes(5, k, 0.3) for k in range(4000)] and draws != [mixes(6, k, 0.3) for k in range(4000)]
+    assert abs(sum(draws) / 4000 - 0.3) < 0.03
+    assert not any(mixes(5, k, 0.0) for k in range(100)) and all(mixes(5, k, 1.0) for k in range(100))
+
+
+def _offline_pair(tmp_path, *extra: str):
+    from engine.cotrainer import CoTrainer
+
+    path, _ = _teacher_file(tmp_path)
+    cfg = train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", "--teacher_ckpt", str(path), *extra))
+    return CoTrainer.build(cfg, torch.device("cpu"))
+
+
+def test_the_composite_is_the_teachers_computation_after_the_students_blocks(tmp_path):
+    from engine.strategies.mixing import block_mixed
+    from models.dts import STREAM_STACKS
+
+    cot = _offline_pair(tmp_path, "--block_mix", "1")
+    teacher, student = cot.teacher, cot.student
+    g = torch.Generator().manual_seed(0)
+    lr, msi = torch.rand(2, 8, 4, 4, generator=g) * 2 - 1, torch.rand(2, 2, 16, 16, generator=g) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(block_mixed(teacher, teacher, lr, msi), teacher(lr, msi)[0])  # nothing left to continue
+        stems, up = student.stems(lr, msi)
+        z = {}
+        for name, attr in STREAM_STACKS.items():
+            x = getattr(student, attr)(stems[name])
+            for block in list(getattr(teacher, attr))[len(getattr(student, attr)):]:  # e.g. 6 − 1 Z_mh blocks
+                x = block(x)
+            z[name] = x
+        assert len(student.hmfeat) == 0 and len(teacher.hmfeat) == 6  # Z_hm: all six teacher blocks
+        assert torch.equal(block_mixed(student, teacher, lr, msi), teacher.head(z, up)[0])
+
+
+def test_block_mixing_loss_golden_value_and_no_gradient_to_the_teacher(tmp_path):
+    import torch.nn.functional as F
+    from test_engine_step import tiny_batch
+
+    cot = _offline_pair(tmp_path, "--block_mix", "1", "--block_mix_weight", "0.5")
+    before = {k: v.clone() for k, v in cot.teacher.state_dict().items()}
+    strategy, batch = cot.strategy, tiny_batch()
+    t_out = strategy.forward_teacher(cot.teacher, batch["lrhsi"], batch["hrmsi"], batch["gt"]).detach()
+    s_out = strategy.forward_student(cot.student, batch["lrhsi"], batch["hrmsi"])
+    composite = strategy._composite
+    total, parts = strategy.student_objective(s_out, t_out, batch["gt"])
+    mix = (F.smooth_l1_loss(composite, batch["gt"]) + F.smooth_l1_loss(composite, t_out.out)).detach()  # SmoothL1s
+    assert float(parts["mix"]) == pytest.approx(float(mix), rel=1e-6) and float(parts["mixed"]) == 1.0
+    plain, _ = StudentLoss(w_feat=0.0)(s_out.out, s_out.feat, batch["gt"], t_out.out, t_out.feat)
+    assert float(total.detach()) == pytest.approx(float(plain.detach()) + 0.5 * float(mix), rel=1e-6)
+    total.backward()
+    assert all(p.grad is None for p in cot.teacher.parameters())  # frozen: no gradient reaches the teacher
+    assert cot.student.mhconv1.weight.grad is not None
+    stats = cot.step(batch)  # a whole step: the teacher's weights stay what they were
+    assert stats["student/mixed"] == 1.0
+    assert all(torch.equal(v, before[k]) for k, v in cot.teacher.state_dict().items())
+    assert int(strategy.mix_step) == 2 and "mix_step" in strategy.state_dict()
+
+
+def test_block_mixing_with_weight_zero_is_the_offline_run_without_it(tmp_path):
+    """Teacher-free part of the control: a composite that does not enter the loss changes nothing."""
+    from test_engine_step import tiny_batch
+
+    a = _offline_pair(tmp_path, "--block_mix", "1", "--block_mix_weight", "0", "--w_kd", "0.1")
+    b = _offline_pair(tmp_path, "--w_kd", "0.1")
+    for seed in range(2):
+        a.step(tiny_batch(seed=seed), torch.Generator().manual_seed(seed))
+        b.step(tiny_batch(seed=seed), torch.Generator().manual_seed(seed))
+    assert all(torch.equal(x, y) for x, y in zip(a.student.state_dict().values(), b.student.state_dict().values(),
+                                                  strict=True))
+    with pytest.raises(ConfigError, match="--block_mix"):
+        train_CSAKD.load_config(tiny(tmp_path, "--block_mix", "0.5"))  # online

@@ -88,6 +88,8 @@ RANGES: dict[str, Range] = {
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "kd_decay": Range(0, high=1),
+    "block_mix": Range(0, high=1),
+    "block_mix_weight": Range(0),
     "lr": Range(0, open_low=True),
 }
 
@@ -319,6 +321,11 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     v.add_argument("--kd_decay", type=float, default=0.0,
                    help="late decay: w_kd and w_feat fall linearly to 0 over this last fraction of the epochs (the "
                         "last epoch without distillation; 0 = none)")
+    v.add_argument("--block_mix", type=float, default=0.0,
+                   help="--kd_mode offline: probability per step that the student's stream features continue "
+                        "through the frozen teacher's remaining blocks, fuser and head, trained to the GT and the "
+                        "teacher (MiPKD-style block mixing; 0 = off)")
+    v.add_argument("--block_mix_weight", type=float, default=0.1, help="weight of the block-mixing loss")
     v.add_argument("--grad_log_every", type=int, default=0,
                    help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")
@@ -619,6 +626,9 @@ def resolve_config(cfg: dict) -> dict:
     check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
+    if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):
+        raise ConfigError("--block_mix continues the student through a frozen teacher: it needs --kd_mode offline "
+                          "(and --kd_strategy csakd)")
     if cfg.get("student_init") == "teacher" and (cfg.get("kd_mode") == "online" or not cfg.get("teacher_ckpt")):
         raise ConfigError("--student_init teacher copies a converged teacher: it needs --teacher_ckpt and --kd_mode "
                           "none or offline (an online teacher starts untrained)")
