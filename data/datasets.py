@@ -97,7 +97,12 @@ class SyntheticDataset(_SimulatedDataset):
         counts = list(cfg["synthetic_scenes"])
         if len(counts) != 3 or min(counts) < 0:
             raise ValueError(f"--synthetic_scenes must be three counts >= 0 (train val test), got {counts}")
-        self.n = int(counts[("train", "val", "test").index(split)])
+        if split == "unlabelled":  # extra training inputs from a seed stream of their own (--unlabelled N)
+            self.n = int(cfg.get("unlabelled") or 0)
+            if self.n <= 0:
+                raise ValueError(f"--unlabelled {cfg.get('unlabelled')}: expected a number of extra scenes > 0")
+        else:
+            self.n = int(counts[("train", "val", "test").index(split)])
         if self.n == 0:
             raise ValueError(f"--synthetic_scenes {counts}: the {split} split has no scenes")
         self.size = int(cfg["image_size"])

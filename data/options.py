@@ -35,6 +35,8 @@ DATA_DEFAULTS: dict = {
     "compat": None,
     # generated scenes (synthetic, realistic): counts for train, val, test (HR size = image_size, C = bands)
     "synthetic_scenes": [32, 8, 8],
+    # extra training inputs whose GT is never read (synthetic, realistic): scenes from their own seed stream
+    "unlabelled": 0,
     # spectral axis and HR-MSI
     "wavelengths": None,
     "srf": None,
@@ -161,6 +163,15 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=d["synthetic_scenes"],
         metavar=("TRAIN", "VAL", "TEST"),
         help="number of generated scenes per split (--dataset synthetic and realistic)",
+    )
+    g.add_argument(
+        "--unlabelled",
+        type=int,
+        default=d["unlabelled"],
+        metavar="N",
+        help="N extra training scenes (--dataset synthetic, realistic; their own seed stream) used as input pairs "
+        "whose GT is never read: labelled by the frozen teacher (--kd_mode offline); with --kd_mode none their GT "
+        "is the control's target",
     )
     add_degradation_args(parser)
     return parser

@@ -249,17 +249,49 @@ class CoTrainer:
                 t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, t_noise), hrmsi, gt)
 
         self.opts["student"].zero_grad(set_to_none=True)
+        s_in = awgn(lrhsi, snr, noise)
         with autocast(dev, amp):
-            s_out = strategy.forward_student(self.fwd["student"], awgn(lrhsi, snr, noise), hrmsi)
+            s_out = strategy.forward_student(self.fwd["student"], s_in, hrmsi)
         # Detached: the teacher's graph (already freed by its backward) must never receive the student's loss.
         teacher_view = None if t_out is None else t_out.detach().map(torch.Tensor.float)
         total, parts = strategy.student_objective(s_out.map(torch.Tensor.float), teacher_view, gt)
+        if "unlabelled" in batch or self.cfg.get("kd_augment"):
+            total, parts = self._upcycle(batch, s_in, hrmsi, gt, teacher_view, total, parts)
         if log_gradients:  # before the backward, which frees the graph the extra backwards need
             norms = strategy.student_gradient_norms(self.student.parameters())
             values = torch.stack(list(norms.values())).tolist() if norms else []  # one sync
             stats.update({f"grad/student/{k}": v for k, v in zip(norms, values, strict=True)})
         stats.update(_floats("student", total, parts, self._optimise("student", total)))
         return stats
+
+    def _upcycle(self, batch: dict[str, Any], s_in: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor,
+                 teacher_view: FusionOutput | None, total: torch.Tensor, parts: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The data-upcycling terms (engine.upcycle) added to the student's objective: SmoothL1 of the student on the
+        step's unlabelled batch (``batch["unlabelled"]``, no AWGN) to the frozen teacher's output on it (its GT for
+        ``--kd_mode none``), and of g⁻¹(S(g(x))) on the student's own noisy inputs to the teacher's output on the
+        original view (the GT without a teacher); g drawn from (seed, ``batch["step"]``)."""
+        from .upcycle import apply, consistency, draw_transform, undo
+
+        amp, dev, student = self.cfg.get("amp", "off"), self.device, self.fwd["student"]
+        if "unlabelled" in batch:
+            u = {k: v.to(dev, non_blocking=True) for k, v in batch["unlabelled"].items()}
+            if "gt" in u:
+                target = u["gt"]
+            else:
+                with torch.no_grad(), autocast(dev, amp):
+                    target = self.strategy.forward_teacher(self.fwd["teacher"], u["lrhsi"], u["hrmsi"], gt).out
+            with autocast(dev, amp):
+                out = self.strategy.forward_student(student, u["lrhsi"], u["hrmsi"]).out
+            term = consistency(out.float(), target.float())
+            total, parts = total + float(self.cfg["w_unlabelled"]) * term, {**parts, "unlabelled": term.detach()}
+        if self.cfg.get("kd_augment"):
+            code = draw_transform(int(self.cfg["seed"]), int(batch.get("step", 0)))
+            with autocast(dev, amp):
+                out = undo(self.strategy.forward_student(student, apply(s_in, code), apply(hrmsi, code)).out, code)
+            term = consistency(out.float(), gt if teacher_view is None else teacher_view.out)
+            total, parts = total + float(self.cfg["w_augment"]) * term, {**parts, "augment": term.detach()}
+        return total, parts
 
     def _optimise(self, role: str, loss: torch.Tensor) -> bool:
         """Backward and step unless ``loss`` is not finite on some process. Returns whether it stepped."""

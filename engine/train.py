@@ -58,6 +58,7 @@ from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
 from .runtime import DistContext, derive_seed, init_distributed, log, setup_determinism
 from .state import rng_state, set_rng_state
+from .upcycle import unlabelled_stream
 from .visualize import default_rgb_bands, probe_pixels, scene_figure
 
 MAX_NAN_RESTORES = 8  # after this many restores (lr / 256) the run is declared diverged
@@ -140,6 +141,9 @@ def _train_locked(cfg: dict, dist: DistContext, device: torch.device, stop_after
     if state is not None:
         _check_epochs(cfg, resume_from, start, int(state.get("position", 0)))
         loop.resume(state, resume_from)
+    loop.unlabelled = unlabelled_stream(cfg)
+    if loop.unlabelled is not None and loop.iteration:
+        loop.unlabelled.restart(loop.iteration)  # the batches the run has drawn so far
     log(f"batch: {cfg['batch_size']} per process × {dist.world_size} process(es) = global batch "
         f"{cfg['batch_size'] * dist.world_size}; {len(train_loader)} steps per epoch")
 
@@ -206,6 +210,7 @@ class _Loop:
         self.skip = 0  # batches of the first epoch done before the resumed state was saved
         self.pending: dict[str, Any] | None = None  # the resumed state's streams, restored after the skipped batches
         self.tally = _Tally()
+        self.unlabelled: Any = None  # engine.upcycle.UnlabelledStream of --unlabelled: one batch per step
         self.writer: Any = _NoWriter()
         self.progress: Any = None
         rgb = cfg.get("rgb_bands") or default_rgb_bands(cfg["bands"], cfg.get("wavelengths"))
@@ -312,6 +317,9 @@ class _Loop:
 
     def _step(self, batch: dict[str, Any], epoch: int, tally: _Tally) -> None:
         every = self.cfg.get("grad_log_every") or 0
+        batch = {**batch, "step": self.iteration}  # what a draw of this step depends on (--kd_augment)
+        if self.unlabelled is not None:
+            batch["unlabelled"] = self.unlabelled.next()
         if every and self.iteration % every == 0:
             stats = self.cot.step(batch, self.noise, log_gradients=True, teacher_noise=self.teacher_noise)
             for k in [k for k in stats if k.startswith("grad/")]:  # per step, not averaged over the epoch

@@ -202,3 +202,126 @@ def test_block_mixing_with_weight_zero_is_the_offline_run_without_it(tmp_path):
                                                   strict=True))
     with pytest.raises(ConfigError, match="--block_mix"):
         train_CSAKD.load_config(tiny(tmp_path, "--block_mix", "0.5"))  # online
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# (a) teacher labels where no GT exists: unlabelled pairs and invertible-augmentation consistency
+
+
+def test_the_augmentations_are_exactly_invertible_and_respect_the_scale():
+    from engine.upcycle import TRANSFORMS, apply, draw_transform, undo
+
+    g = torch.Generator().manual_seed(0)
+    lr, hr = torch.randn(2, 3, 5, 5, generator=g), torch.randn(2, 2, 20, 20, generator=g)
+    assert len(set(TRANSFORMS)) == 16 and TRANSFORMS[0] == (False, False, False, False)
+    up = torch.nn.functional.interpolate  # nearest ×4: the LR pixel under each HR pixel
+    for code in TRANSFORMS:
+        for x in (lr, hr):
+            assert torch.equal(undo(apply(x, code), code), x)
+        assert torch.equal(apply(up(lr, scale_factor=4), code), up(apply(lr, code), scale_factor=4))
+    assert torch.equal(apply(lr, (False, False, False, True)), -lr)
+    assert torch.equal(apply(lr, (True, False, True, False)), lr.flip(-2).transpose(-2, -1))
+    draws = [draw_transform(3, k) for k in range(600)]
+    assert draws == [draw_transform(3, k) for k in range(600)] and TRANSFORMS[0] not in draws
+    assert set(draws) == set(TRANSFORMS[1:])
+
+
+class RaisingGT:
+    """A GT that must never be read: any use of it raises."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the GT was read ({name})")
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the GT was read (__array__)")
+
+
+def _gt_never_read(monkeypatch):
+    from data.datasets import SyntheticDataset
+
+    real = SyntheticDataset.load
+
+    def load(self, index, level):
+        name, gt, msi, lr = real(self, index, level)
+        return (name, RaisingGT(), msi, lr) if self.split == "unlabelled" else (name, gt, msi, lr)
+
+    monkeypatch.setattr(SyntheticDataset, "load", load)
+
+
+def test_the_unlabelled_path_never_reads_a_gt(tmp_path, monkeypatch):
+    from data import build_dataset
+    from engine.upcycle import UnlabelledInputs, unlabelled_stream
+
+    _gt_never_read(monkeypatch)
+    path, _ = _teacher_file(tmp_path)
+    cfg = train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", "--teacher_ckpt", str(path),
+                                       "--unlabelled", "3"))
+    ds = build_dataset(cfg, "unlabelled")
+    with pytest.raises(AssertionError, match="the GT was read"):
+        ds[0]  # the labelled path reads it: the trap works
+    item = UnlabelledInputs(ds)[0]
+    assert set(item) == {"lrhsi", "hrmsi"} and item["hrmsi"].shape[-1] == cfg["crop_size"]
+    batch = unlabelled_stream(cfg).next()
+    assert batch["lrhsi"].shape[0] == cfg["batch_size"] and "gt" not in batch
+    # the unlabelled scenes are others than the training scenes (their own seed stream)
+    train_inputs = [build_dataset(cfg, "train").load(i, 0)[2] for i in range(4)]
+    assert not any(torch.equal(torch.as_tensor(ds.load(0, 0)[2]), torch.as_tensor(t)) for t in train_inputs)
+    # a whole offline run with unlabelled pairs and augmentation consistency: no GT of them is read
+    summary = train(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", "--teacher_ckpt", str(path),
+                                                 "--unlabelled", "3", "--kd_augment", prefix="up", epochs=1)))
+    assert summary["epoch"] == 0
+    with pytest.raises(ConfigError, match="--unlabelled"):
+        train_CSAKD.load_config(tiny(tmp_path, "--unlabelled", "3"))  # online
+
+
+def test_upcycling_terms_golden_values(tmp_path):
+    """parts["unlabelled"] = SmoothL1(S(x_u), T(x_u)); parts["augment"] = SmoothL1(g⁻¹(S(g(x))), T(x)) with the
+    step's g; the total adds them with their weights."""
+    import torch.nn.functional as F
+    from test_engine_step import tiny_batch
+
+    from engine.cotrainer import CoTrainer
+    from engine.upcycle import apply, draw_transform, undo
+
+    path, _ = _teacher_file(tmp_path)
+    cfg = train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "offline", "--teacher_ckpt", str(path), "--snr", "0",
+                                       "--unlabelled", "2", "--kd_augment", "--w_unlabelled", "0.3",
+                                       "--w_augment", "0.7"))
+    cot = CoTrainer.build(cfg, torch.device("cpu"))
+    cot.start_epoch(0)
+    batch, u = tiny_batch(seed=1), tiny_batch(seed=2)
+    batch = {**batch, "unlabelled": {"lrhsi": u["lrhsi"], "hrmsi": u["hrmsi"]}, "step": 5}
+    with torch.no_grad():
+        s, t = cot.student, cot.teacher
+        code = draw_transform(cfg["seed"], 5)
+        want_u = F.smooth_l1_loss(s(u["lrhsi"], u["hrmsi"])[0], t(u["lrhsi"], u["hrmsi"])[0])
+        aug = undo(s(apply(batch["lrhsi"], code), apply(batch["hrmsi"], code))[0], code)
+        want_a = F.smooth_l1_loss(aug, t(batch["lrhsi"], batch["hrmsi"])[0])
+        base, _ = cot.strategy.student_objective(cot.strategy.forward_student(s, batch["lrhsi"], batch["hrmsi"]),
+                                                 cot.strategy.forward_teacher(t, batch["lrhsi"], batch["hrmsi"], None),
+                                                 batch["gt"])
+    stats = cot.step(batch)
+    assert stats["student/unlabelled"] == pytest.approx(float(want_u), rel=1e-5)
+    assert stats["student/augment"] == pytest.approx(float(want_a), rel=1e-5)
+    assert stats["student/loss"] == pytest.approx(float(base) + 0.3 * float(want_u) + 0.7 * float(want_a), rel=1e-5)
+
+
+def test_the_teacher_free_controls_use_the_gt_where_it_exists(tmp_path):
+    from engine.upcycle import unlabelled_stream
+
+    cfg = train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", "--unlabelled", "2", "--kd_augment"))
+    assert "gt" in unlabelled_stream(cfg).next()  # the extra scenes with their GT: more labelled data
+    summary = train(train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", "--unlabelled", "2", "--kd_augment",
+                                                 prefix="control", epochs=1)))
+    assert summary["epoch"] == 0
+
+
+def test_a_run_with_unlabelled_pairs_resumes_exactly(tmp_path):
+    path, _ = _teacher_file(tmp_path)
+    extra = ("--kd_mode", "offline", "--teacher_ckpt", str(path), "--unlabelled", "3", "--kd_augment")
+    train(train_CSAKD.load_config(tiny(tmp_path, *extra, prefix="straight", epochs=2)))
+    split = tiny(tmp_path, *extra, prefix="split", epochs=2)
+    train(train_CSAKD.load_config(split), stop_after=0)
+    train(train_CSAKD.load_config([*split, "--resume"]))
+    a, b = (weights(tmp_path / "ck" / p / "student" / "last.pth") for p in ("straight", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

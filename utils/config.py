@@ -84,7 +84,8 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi", "weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
+                     "unlabelled", "w_unlabelled", "w_augment", "kd_warmup", "grad_log_every", "hkd_heads",
+                     "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     "kd_decay": Range(0, high=1),
@@ -326,6 +327,13 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "through the frozen teacher's remaining blocks, fuser and head, trained to the GT and the "
                         "teacher (MiPKD-style block mixing; 0 = off)")
     v.add_argument("--block_mix_weight", type=float, default=0.1, help="weight of the block-mixing loss")
+    v.add_argument("--w_unlabelled", type=float, default=0.1,
+                   help="weight of SmoothL1(S, T) on the --unlabelled pairs (the teacher's labels; GT for none)")
+    v.add_argument("--kd_augment", action="store_true",
+                   help="invertible-augmentation consistency: a random flip / transpose / sign inversion of the "
+                        "student's inputs, undone on its output, matched to the teacher's output on the original "
+                        "view (the GT with --kd_mode none: the teacher-free control)")
+    v.add_argument("--w_augment", type=float, default=0.1, help="weight of the --kd_augment term")
     v.add_argument("--grad_log_every", type=int, default=0,
                    help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")
@@ -626,6 +634,11 @@ def resolve_config(cfg: dict) -> dict:
     check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
+    if cfg.get("unlabelled") and (cfg.get("dataset") not in ("synthetic", "realistic")
+                                  or cfg.get("kd_mode") == "online"):
+        raise ConfigError(f"--unlabelled {cfg['unlabelled']}: extra scenes of --dataset synthetic or realistic, "
+                          f"labelled by a frozen teacher (--kd_mode offline) or, for the control, by their GT "
+                          f"(--kd_mode none); got --dataset {cfg.get('dataset')} --kd_mode {cfg.get('kd_mode')}")
     if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):
         raise ConfigError("--block_mix continues the student through a frozen teacher: it needs --kd_mode offline "
                           "(and --kd_strategy csakd)")
