@@ -270,7 +270,8 @@ class CoTrainer:
         """The data-upcycling terms (engine.upcycle) added to the student's objective: SmoothL1 of the student on the
         step's unlabelled batch (``batch["unlabelled"]``, no AWGN) to the frozen teacher's output on it (its GT for
         ``--kd_mode none``), and of g⁻¹(S(g(x))) on the student's own noisy inputs to the teacher's output on the
-        original view (the GT without a teacher); g drawn from (seed, ``batch["step"]``)."""
+        original view (the GT without a teacher); g drawn from (seed, ``batch["step"]``). The extra forwards call
+        the networks directly (output only), not the strategy, so no strategy state (e.g. block mixing) moves."""
         from .upcycle import apply, consistency, draw_transform, undo
 
         amp, dev, student = self.cfg.get("amp", "off"), self.device, self.fwd["student"]
@@ -280,15 +281,15 @@ class CoTrainer:
                 target = u["gt"]
             else:
                 with torch.no_grad(), autocast(dev, amp):
-                    target = self.strategy.forward_teacher(self.fwd["teacher"], u["lrhsi"], u["hrmsi"], gt).out
+                    target = self.fwd["teacher"].forward_aux(u["lrhsi"], u["hrmsi"]).out
             with autocast(dev, amp):
-                out = self.strategy.forward_student(student, u["lrhsi"], u["hrmsi"]).out
+                out = student.forward_aux(u["lrhsi"], u["hrmsi"]).out
             term = consistency(out.float(), target.float())
             total, parts = total + float(self.cfg["w_unlabelled"]) * term, {**parts, "unlabelled": term.detach()}
         if self.cfg.get("kd_augment"):
             code = draw_transform(int(self.cfg["seed"]), int(batch.get("step", 0)))
             with autocast(dev, amp):
-                out = undo(self.strategy.forward_student(student, apply(s_in, code), apply(hrmsi, code)).out, code)
+                out = undo(student.forward_aux(apply(s_in, code), apply(hrmsi, code)).out, code)
             term = consistency(out.float(), gt if teacher_view is None else teacher_view.out)
             total, parts = total + float(self.cfg["w_augment"]) * term, {**parts, "augment": term.detach()}
         return total, parts

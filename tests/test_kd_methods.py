@@ -325,3 +325,15 @@ def test_a_run_with_unlabelled_pairs_resumes_exactly(tmp_path):
     train(train_CSAKD.load_config([*split, "--resume"]))
     a, b = (weights(tmp_path / "ck" / p / "student" / "last.pth") for p in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_upcycling_forwards_leave_the_block_mixing_state_alone(tmp_path):
+    from test_engine_step import tiny_batch
+
+    cot = _offline_pair(tmp_path, "--block_mix", "1", "--kd_augment")
+    for seed in range(2):
+        u = tiny_batch(seed=10 + seed)
+        cot.step({**tiny_batch(seed=seed), "step": seed, "unlabelled": {"lrhsi": u["lrhsi"], "hrmsi": u["hrmsi"]}})
+    assert int(cot.strategy.mix_step) == 2 and cot.strategy._composite is None  # one composite per step, consumed
+    with pytest.raises(ConfigError, match="--kd_strategy csakd"):
+        train_CSAKD.load_config(tiny(tmp_path, "--kd_mode", "none", "--kd_augment", "--kd_strategy", "hkd"))

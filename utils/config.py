@@ -639,6 +639,9 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError(f"--unlabelled {cfg['unlabelled']}: extra scenes of --dataset synthetic or realistic, "
                           f"labelled by a frozen teacher (--kd_mode offline) or, for the control, by their GT "
                           f"(--kd_mode none); got --dataset {cfg.get('dataset')} --kd_mode {cfg.get('kd_mode')}")
+    if (cfg.get("unlabelled") or cfg.get("kd_augment")) and cfg.get("kd_strategy", "csakd") != "csakd":
+        raise ConfigError("--unlabelled / --kd_augment label inputs with the teacher's plain output: they need "
+                          f"--kd_strategy csakd, got {cfg.get('kd_strategy')}")
     if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):
         raise ConfigError("--block_mix continues the student through a frozen teacher: it needs --kd_mode offline "
                           "(and --kd_strategy csakd)")
