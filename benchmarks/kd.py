@@ -33,11 +33,12 @@ Seeds: ``--seeds`` are initialisation seeds; ``--data_seeds`` (each run's ``--da
 scenes, so one bench can span several data draws (rows are then keyed ``"data_seed/seed"``). Without
 ``--data_seeds`` every ``--seed`` also draws its own scenes (the bench's meaning before the flag existed).
 
-Shared frozen teacher: a spec with ``kd_mode=offline`` and no ``teacher_ckpt`` distils from the teacher
-``best.pth`` of one online run of ``--teacher_spec`` (default ``csakd``) at ``--teacher_seed`` on the same data
-seed, trained the first time a spec needs it and reused by every init seed and every such spec (so each costs a
-student-only run). A distilled record remembers its frozen teacher's SHA-256: retraining the teacher retrains the
-students distilled from it.
+Shared frozen teacher: a spec with ``kd_mode=offline`` (or ``student_init=teacher``) and no ``teacher_ckpt``
+distils from the teacher ``best.pth`` of one online run of ``--teacher_spec`` (default ``csakd``) at
+``--teacher_seed`` on the same data seed, trained the first time a spec needs it and reused by every init seed and
+every such spec (so each costs a student-only run); without ``--data_seeds`` each init seed's data has its own.
+A distilled record remembers its frozen teacher's SHA-256: retraining the teacher retrains the students distilled
+from it.
 
 Runs made before the networks had their own initialisation streams (records without ``init_streams``) do not pair
 by initialisation: their distilled students started from other weights than their students alone. Their distilled
@@ -232,8 +233,9 @@ class Bench:
     def teacher_run(self) -> Spec:
         return parse_spec(self.teacher_spec)
 
-    def shared_teacher(self, data_seed: int | None) -> str:
-        """The frozen teacher of ``data_seed``: the teacher ``best.pth`` of the teacher run on that data."""
+    def shared_teacher(self, data_seed: int) -> str:
+        """The frozen teacher of data seed ``data_seed``: the teacher ``best.pth`` of the teacher run on that data
+        (a run without ``--data_seed`` draws its data from its ``--seed``: its teacher is that seed's data's)."""
         name = run_name(self.teacher_run(), self.teacher_seed, data_seed)
         return os.path.join(self.paths(name)["checkpoint_dir"], name, "teacher", "best.pth")
 
@@ -246,7 +248,8 @@ class Bench:
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
         has_strategy = "kd_strategy" in _actions(build_train_parser())
-        shared = ["--teacher_ckpt", self.shared_teacher(data_seed)] if spec.shared_teacher else []
+        data = seed if data_seed is None else data_seed
+        shared = ["--teacher_ckpt", self.shared_teacher(data)] if spec.shared_teacher else []
         return ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
                 "--checkpoint_dir", p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress",
                 *spec.train_argv(has_strategy, seed), *shared]
@@ -717,8 +720,9 @@ def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int],
 
 
 def teacher_jobs(bench: Bench, jobs: list[Job]) -> list[Job]:
-    """The shared frozen teachers' runs the jobs need: one per data seed of a spec with the shared teacher."""
-    needed = list(dict.fromkeys(j.data_seed for j in jobs if j.spec.shared_teacher))
+    """The shared frozen teachers' runs the jobs need: one per data seed of a spec with the shared teacher (without
+    ``--data_seeds`` each init seed draws its own data, hence has its own teacher)."""
+    needed = list(dict.fromkeys(j.seed if j.data_seed is None else j.data_seed for j in jobs if j.spec.shared_teacher))
     if not needed:
         return []
     runs = prepare_runs(bench, [bench.teacher_run()], [bench.teacher_seed], needed)

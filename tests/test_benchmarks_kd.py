@@ -360,6 +360,9 @@ def test_inheritance_specs_use_the_shared_teacher_and_pair_with_the_random_stude
     assert not kd.parse_spec("none").shared_teacher and not kd.parse_spec("csakd").shared_teacher
     argv = bench.train_argv(inherit, 3, 5)
     assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(5)
+    argv = bench.train_argv(inherit, 3)  # no data seed: the data of seed 3, hence the teacher of data seed 3
+    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(3)
+    assert "csakd_data3_seed0" in bench.shared_teacher(3)
     cfgs = {"none": {"kd_mode": "none", "student_init": "random"},
             "none:student_init=teacher": {"kd_mode": "none", "student_init": "teacher", "teacher_ckpt": "t"},
             "csakd:kd_mode=offline,student_init=teacher": {"kd_mode": "offline", "student_init": "teacher"}}
