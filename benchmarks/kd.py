@@ -619,7 +619,8 @@ def plot(report: dict, path: str) -> None:
     shown = [m for m in (("psnr", "sam", "ergas") if paired else ("psnr", "sam")) if m in report["metrics"]]
     shown = shown or report["metrics"][:1]
     rows = list(source)
-    fig, axes = plt.subplots(1, len(shown), figsize=(4 + 1.1 * len(rows) * len(shown), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(len(shown) * max(3.5, 1.3 * len(rows)), 4.5), squeeze=False,
+                             layout="constrained")
     for ax, m in zip(axes[0], shown, strict=True):
         for i, row in enumerate(rows):
             stat = source[row].get(m)
@@ -635,6 +636,7 @@ def plot(report: dict, path: str) -> None:
             ax.axhline(0.0, color="0.2", lw=0.8)
         labels = [textwrap.fill(r if not paired else f"{r} − {report['paired_with'].get(r, '')}", 28) for r in rows]
         ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
         units = {"psnr": "PSNR (dB) ↑", "sam": "SAM (°) ↓", "ergas": "ERGAS ↓"}.get(m, m)
         ax.set_ylabel(f"Δ{units} vs the student alone" if paired else units)
         ax.grid(axis="y", alpha=0.3)
