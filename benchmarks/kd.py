@@ -447,12 +447,14 @@ def t_interval(values: list[float], level: float = 0.95) -> list[float] | None:
     return [stat["mean"] - half, stat["mean"] + half]
 
 
-def paired_stats(diffs: dict[str, float], gaps: dict[str, float] | None = None) -> dict:
+def paired_stats(diffs: dict[str, float], gaps: dict[str, float] | None = None, metric: str = "psnr") -> dict:
     """The statistics of per-seed paired differences ``diffs`` {seed label: spec − its student alone}:
     {"mean", "std" (sample), "per_seed", "n", "ci95" ([lo, hi], t-based; None for one seed), "n_positive" (seeds
     with a difference > 0)}, and with ``gaps`` {seed label: teacher − the student alone} also "gap" ({"mean", "std",
     "per_seed"} over the same seeds) and "gap_fraction" = mean difference / mean gap (the fraction of the
-    teacher's lead captured; None when the mean gap is 0)."""
+    teacher's lead captured; None when the teacher does not lead on average: a mean gap of 0 or in the
+    ``metric``'s worse direction)."""
+    from utils.metrics import METRIC_DIRECTIONS
     values = list(diffs.values())
     out = {**mean_std(values), "per_seed": diffs, "n": len(values), "ci95": t_interval(values),
            "n_positive": sum(v > 0 for v in values)}
@@ -461,7 +463,8 @@ def paired_stats(diffs: dict[str, float], gaps: dict[str, float] | None = None) 
         if shared:
             gap = {**mean_std(list(shared.values())), "per_seed": shared}
             mean_diff = mean_std([diffs[k] for k in shared])["mean"]
-            out.update(gap=gap, gap_fraction=mean_diff / gap["mean"] if gap["mean"] else None)
+            leads = gap["mean"] < 0 if METRIC_DIRECTIONS.get(metric) == "lower" else gap["mean"] > 0
+            out.update(gap=gap, gap_fraction=mean_diff / gap["mean"] if leads else None)
     return out
 
 
@@ -546,7 +549,7 @@ def paired_vs_none(runs: list[dict], metrics: list[str]) -> dict:
             diffs = {s: by_seed[s][m] - base[s][m] for s in seeds if m in by_seed[s] and m in base[s]}
             gaps = {s: teacher[s][m] - base[s][m] for s in diffs if m in teacher.get(s, {})}
             if diffs:
-                out[spec][m] = paired_stats(diffs, gaps)
+                out[spec][m] = paired_stats(diffs, gaps, m)
     return out
 
 

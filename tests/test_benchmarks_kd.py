@@ -289,6 +289,9 @@ def test_ci_sign_count_and_gap_fraction_against_hand_computed_values():
     assert psnr["gap"]["mean"] == pytest.approx(1.2) and psnr["gap_fraction"] == pytest.approx(0.5 / 1.2)
     sam = kd.paired_vs_none(runs, ["psnr", "sam"])["a"]["sam"]
     assert sam["n_positive"] == 0 and sam["gap"]["mean"] == pytest.approx(-(5.0 - 4.0 + 4.0 - 3.5 + 4.5 - 4.0) / 3)
+    assert sam["gap_fraction"] == pytest.approx((-2 / 3) / sam["gap"]["mean"])  # lower is better: a negative lead
+    worse = kd.paired_stats({"1": -0.2, "2": 0.1}, {"1": -0.5, "2": 0.3})  # the teacher trails on average
+    assert worse["gap"]["mean"] == pytest.approx(-0.1) and worse["gap_fraction"] is None
     assert kd.t_interval([1.0]) is None and kd.t_interval([1.0, 3.0]) == pytest.approx([2 - 12.706205, 2 + 12.706205])
     report = kd.build_report(kd.Bench("c.yaml", "out", ("psnr", "sam")), runs, "cmd")
     assert report["paired_sigma"] == {"a": pytest.approx(0.2)}
