@@ -16,16 +16,34 @@ the student's ``best.pth`` — the checkpoint training selected by the lowest *v
 never used for any choice — and, for online/offline runs, the teacher (the co-trained ``best.pth``, or the
 frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test.
 
-Outputs: ``--json`` ``{"runs", "summary": {row: {metric: {mean, std, per_seed}}}, "paired_vs_none": {spec:
-{metric: {mean, std, per_seed}}}, "paired_with": {spec: student-alone spec}}`` (std: sample standard deviation over
-seeds, null for one seed; paired differences are spec − the student alone on the same seed, hence the same data:
-``none``, or the ``none:…`` spec trained with the same recipe, :func:`paired_with`), a Markdown table
-(``.md``) and a plot (``.png``) next to it. Re-running skips every finished run: one whose test summaries exist
-and whose resolved training configuration computes the same as the one the command asks for (:func:`same_run`;
-a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the finished run of
-the old spelling and says so in its record's ``reused_from``). Note that ``--seed`` also
-draws the built-in synthetic and realistic scenes, so each seed is a different dataset: compare rows through
-the paired differences.
+Outputs: ``--json`` ``{"command", "runs", "summary": {row: {metric: {mean, std, per_seed}}}, "paired_vs_none":
+{spec: {metric: {mean, std, per_seed, n, ci95, n_positive, gap, gap_fraction}}}, "paired_with": {spec: student-alone
+spec}, "paired_sigma": {spec: std of ΔPSNR}, "teacher_runs"}`` (std: sample standard deviation over seeds, null for
+one seed; paired differences are spec − the student alone on the same seed, hence the same data and — since the
+networks are initialised from their own streams — the same initial student weights, batches, crops and input noise:
+``none``, or the ``none:…`` spec trained with the same recipe, :func:`paired_with`; ``ci95`` the t-based 95 %
+interval of their mean; ``n_positive`` the seeds with a difference > 0; ``gap`` the teacher − the student alone per
+seed and ``gap_fraction`` the mean difference / the mean gap), a Markdown table (``.md``) and a plot of the paired
+differences per seed with their CI (``.png``) next to it. Re-running skips every finished run: one whose test
+summaries exist and whose resolved training configuration computes the same as the one the command asks for
+(:func:`same_run`; a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the
+finished run of the old spelling and says so in its record's ``reused_from``).
+
+Seeds: ``--seeds`` are initialisation seeds; ``--data_seeds`` (each run's ``--data_seed``) draw the built-in
+scenes, so one bench can span several data draws (rows are then keyed ``"data_seed/seed"``). Without
+``--data_seeds`` every ``--seed`` also draws its own scenes (the bench's meaning before the flag existed).
+
+Shared frozen teacher: a spec with ``kd_mode=offline`` (or ``student_init=teacher``) and no ``teacher_ckpt``
+distils from the teacher ``best.pth`` of one online run of ``--teacher_spec`` (default ``csakd``) at
+``--teacher_seed`` on the same data seed, trained the first time a spec needs it and reused by every init seed and
+every such spec (so each costs a student-only run); without ``--data_seeds`` each init seed's data has its own.
+A distilled record remembers its frozen teacher's SHA-256: retraining the teacher retrains the students distilled
+from it.
+
+Runs made before the networks had their own initialisation streams (records without ``init_streams``) do not pair
+by initialisation: their distilled students started from other weights than their students alone. Their distilled
+records are never reused (student-alone runs compute what they always did and are); use a fresh ``--out`` for a
+new bench all the same.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -58,14 +77,22 @@ RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resu
 RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress", "allow_emulated_precision")
 #: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 LOCK_FILE = "bench.lock"  # in --out while a bench uses it: one bench per --out
-TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "teacher_layers", "teacher_ckpt",
-                      "lr_scheduler")
+TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
+                      "block_mix_weight", "teacher_layers", "teacher_ckpt", "lr_scheduler")
 #: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
-CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup")
+CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
+                    "block_mix_weight")
 #: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
-PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed")
+#: (``data_seed`` too: runs are paired per seed label, which holds the data seed.)
+PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed", "data_seed")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
 SEED_FIELD = "{seed}"
+#: Written in every record since the networks of a run are initialised from their own streams (common random
+#: numbers: a distilled student starts from its student alone's weights). A distilled record without it was made
+#: before and is never reused; student-alone runs compute what they always computed.
+INIT_STREAMS = "per-role"
+#: The spec whose co-trained teacher becomes the shared frozen teacher of a data seed (``--teacher_spec``).
+TEACHER_SPEC = "csakd"
 #: Exit codes of the scripts stopped by SIGINT / SIGTERM (utils.interrupts).
 STOP_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
@@ -85,6 +112,14 @@ class Spec:
     text: str
     name: str
     flags: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def shared_teacher(self) -> bool:
+        """``kd_mode=offline`` or ``student_init=teacher`` without ``teacher_ckpt``: the bench's frozen teacher of the
+        run's data seed."""
+        flags = dict(self.flags)
+        wants = flags.get("kd_mode", ())[1:] == ("offline",) or flags.get("student_init", ())[1:] == ("teacher",)
+        return wants and "teacher_ckpt" not in flags
 
     def train_argv(self, has_strategy_flag: bool, seed: int | None = None) -> list[str]:
         """The training flags of this spec (``none`` → ``--kd_mode none``; a strategy → ``--kd_strategy``), with
@@ -162,9 +197,24 @@ def parse_specs(texts: list[str]) -> list[Spec]:
     return specs
 
 
-def run_name(spec: Spec, seed: int) -> str:
-    """A folder name for (spec, seed): the spec with every character outside [A-Za-z0-9._=-] replaced."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", spec.text) + f"_seed{seed}"
+def run_name(spec: Spec, seed: int, data_seed: int | None = None) -> str:
+    """A folder name for (spec, seed[, data seed]): the spec with every character outside [A-Za-z0-9._=-]
+    replaced."""
+    data = "" if data_seed is None else f"_data{data_seed}"
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", spec.text) + f"{data}_seed{seed}"
+
+
+def seed_label(seed: int, data_seed: int | None = None) -> str:
+    """The key of a run's seeds in the report: ``"seed"``, or ``"data_seed/seed"`` for a bench over data seeds."""
+    return str(seed) if data_seed is None else f"{data_seed}/{seed}"
+
+
+def record_label(record: dict) -> str:
+    return seed_label(record["seed"], record.get("data_seed"))
+
+
+def _label_order(label: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in label.split("/"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -173,29 +223,47 @@ def run_name(spec: Spec, seed: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Bench:
-    """Where and how the runs are made: the YAML config, the output folder and the test metrics."""
+    """Where and how the runs are made: the YAML config, the output folder, the test metrics, and the run whose
+    co-trained teacher is the shared frozen teacher of each data seed (``teacher_spec`` at ``teacher_seed``)."""
 
     config: str
     out: str
     metrics: tuple[str, ...]
+    teacher_spec: str = TEACHER_SPEC
+    teacher_seed: int = 0
+
+    def teacher_run(self) -> Spec:
+        return parse_spec(self.teacher_spec)
+
+    def shared_teacher(self, data_seed: int) -> str:
+        """The frozen teacher of data seed ``data_seed``: the teacher ``best.pth`` of the teacher run on that data
+        (a run without ``--data_seed`` draws its data from its ``--seed``: its teacher is that seed's data's)."""
+        name = run_name(self.teacher_run(), self.teacher_seed, data_seed)
+        return os.path.join(self.paths(name)["checkpoint_dir"], name, "teacher", "best.pth")
 
     def paths(self, name: str) -> dict[str, str]:
         return {"checkpoint_dir": os.path.join(self.out, "checkpoints"), "log_dir": os.path.join(self.out, "runs"),
                 "results": os.path.join(self.out, "results", name),
                 "record": os.path.join(self.out, "records", f"{name}.json")}
 
-    def train_argv(self, spec: Spec, seed: int) -> list[str]:
-        name, p = run_name(spec, seed), self.paths(run_name(spec, seed))
+    def train_argv(self, spec: Spec, seed: int, data_seed: int | None = None) -> list[str]:
+        name = run_name(spec, seed, data_seed)
+        p = self.paths(name)
         has_strategy = "kd_strategy" in _actions(build_train_parser())
-        return ["--config", self.config, "--seed", str(seed), "--prefix", name, "--checkpoint_dir",
-                p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress", *spec.train_argv(has_strategy, seed)]
+        data = seed if data_seed is None else data_seed
+        shared = ["--teacher_ckpt", self.shared_teacher(data)] if spec.shared_teacher else []
+        return ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
+                "--checkpoint_dir", p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress",
+                *spec.train_argv(has_strategy, seed), *shared]
 
-    def test_argv(self, spec: Spec, seed: int, role: str, cfg: dict) -> list[str]:
-        """``test_CSAKD.py`` flags testing ``role`` of run (spec, seed) on the test split."""
-        name, p = run_name(spec, seed), self.paths(run_name(spec, seed))
+    def test_argv(self, spec: Spec, seed: int, role: str, cfg: dict, data_seed: int | None = None) -> list[str]:
+        """``test_CSAKD.py`` flags testing ``role`` of run (spec, seed, data seed) on the test split."""
+        name = run_name(spec, seed, data_seed)
+        p = self.paths(name)
         test = build_test_parser()
         known, ignored = _actions(test), set(getattr(test, "yaml_ignored", ()))
-        argv = ["--config", self.config, "--seed", str(seed), "--prefix", name, "--checkpoint_dir",
+        argv = ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
+                "--checkpoint_dir",
                 p["checkpoint_dir"], "--split", "test", "--test_mode", "1" if role == "teacher" else "2",
                 "--results", os.path.join(p["results"], role), "--metrics", ",".join(self.metrics)]
         for flag, tokens in spec.flags:  # data and network flags the test shares with training
@@ -204,6 +272,22 @@ class Bench:
         if role == "teacher" and cfg["kd_mode"] == "offline":
             argv += ["--checkpoint", cfg["teacher_ckpt"]]
         return argv
+
+
+def _data_seed_argv(data_seed: int | None) -> list[str]:
+    return [] if data_seed is None else ["--data_seed", str(data_seed)]
+
+
+def file_digest(path: str) -> str | None:
+    """SHA-256 of a file (a frozen teacher: a run distilled from it is finished only while it is the same file)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def comparable(cfg: dict) -> dict:
@@ -244,6 +328,11 @@ def same_run(stored: dict, current: dict, ignore: tuple[str, ...] = ()) -> bool:
     return True
 
 
+def reads_teacher_file(cfg: dict) -> bool:
+    """The run reads ``--teacher_ckpt``: a frozen teacher (offline) or a student initialised from one."""
+    return cfg.get("kd_mode") == "offline" or cfg.get("student_init") == "teacher"
+
+
 def roles_of(cfg: dict) -> tuple[str, ...]:
     """The networks a run tests: the student, and the teacher unless it is the student alone."""
     return ("student",) if cfg["kd_mode"] == "none" else ("student", "teacher")
@@ -261,8 +350,8 @@ def _load_record(path: str) -> dict | None:
 def _ignored(cfg: dict, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's or csakd's own flags where
     the run has no teacher or another strategy."""
-    if cfg.get("kd_mode") == "none":
-        return (*ignore, *TEACHER_ONLY_FLAGS)
+    if cfg.get("kd_mode") == "none":  # a teacher file it reads (--student_init teacher) still matters
+        return (*ignore, *(f for f in TEACHER_ONLY_FLAGS if f != "teacher_ckpt" or not reads_teacher_file(cfg)))
     if cfg.get("kd_strategy", "csakd") != "csakd":
         return (*ignore, *CSAKD_ONLY_FLAGS)
     return ignore
@@ -272,6 +361,10 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
     """``record`` is finished (test summaries present) with the same metrics and a config computing ``cfg``."""
     if record is None or record.get("metrics_requested") != list(bench.metrics):
         return False
+    if cfg.get("kd_mode") != "none" and record.get("init_streams") != INIT_STREAMS:
+        return False  # made before the common random numbers: its student started from other weights
+    if reads_teacher_file(cfg) and record.get("teacher_sha256") != file_digest(cfg["teacher_ckpt"]):
+        return False  # distilled from (or initialised by) another frozen teacher, e.g. one retrained since
     if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg),
                                                                   _ignored(cfg, ignore)):
         return False
@@ -279,13 +372,13 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
     return all(os.path.isfile(os.path.join(results, role, "summary.json")) for role in roles_of(cfg))
 
 
-def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | None:
+def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> dict | None:
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
     (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
     only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
     teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), runs of another strategy
     than ``csakd`` its :data:`CSAKD_ONLY_FLAGS`."""
-    name = run_name(spec, seed)
+    name = run_name(spec, seed, data_seed)
     record = _load_record(bench.paths(name)["record"])
     if _complete(bench, record, cfg):
         return record
@@ -293,7 +386,8 @@ def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict | No
     others = sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
     for file in others:
         other = _load_record(os.path.join(folder, file))
-        if other is not None and other.get("seed") == seed and _complete(bench, other, cfg, ignore=("prefix",)):
+        if (other is not None and other.get("seed") == seed and other.get("data_seed") == data_seed
+                and _complete(bench, other, cfg, ignore=("prefix",))):
             return {**other, "spec": spec.text, "reused_from": other.get("reused_from", other["run"])}
     return None
 
@@ -303,19 +397,21 @@ def _read_summary(folder: str) -> dict:
         return json.load(f)
 
 
-def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
-    """Train (spec, seed) afresh, test its networks' best checkpoints on the test split, save and return the
-    record ``{"spec", "seed", "run", "config", "student", "teacher", "bicubic", "best_epoch", "best_val_sam",
-    "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were selected on)."""
+def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> dict:
+    """Train (spec, seed[, data seed]) afresh, test its networks' best checkpoints on the test split, save and
+    return the record ``{"spec", "seed", "data_seed", "run", "config", "student", "teacher", "bicubic",
+    "best_epoch", "best_val_sam", "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were
+    selected on)."""
     import test_CSAKD  # the stable entry points (scripts at the repository root)
     import train_CSAKD
     from engine.train import train
 
-    name, p = run_name(spec, seed), bench.paths(run_name(spec, seed))
-    summary = train(train_CSAKD.load_config([*bench.train_argv(spec, seed), "--overwrite"]))
+    name = run_name(spec, seed, data_seed)
+    p = bench.paths(name)
+    summary = train(train_CSAKD.load_config([*bench.train_argv(spec, seed, data_seed), "--overwrite"]))
     results = {}
     for role in roles_of(cfg):
-        argv = bench.test_argv(spec, seed, role, cfg)
+        argv = bench.test_argv(spec, seed, role, cfg, data_seed)
         code = test_CSAKD.main(argv)
         if code in STOP_CODES:  # the test script stopped on a signal (its one line is printed)
             raise Interrupted(code - 128, f"testing the {role} of run {name} stopped")
@@ -323,7 +419,8 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
             raise RuntimeError(f"testing the {role} of run {name} failed: test_CSAKD.py {shlex.join(argv)}")
         results[role] = _read_summary(os.path.join(p["results"], role))
     student = results["student"]
-    record = {"spec": spec.text, "seed": seed, "run": name, "run_dir": summary["run_dir"],
+    record = {"spec": spec.text, "seed": seed, "data_seed": data_seed, "run": name, "run_dir": summary["run_dir"],
+              "init_streams": INIT_STREAMS,
               "config": comparable(cfg), "metrics_requested": list(bench.metrics),
               "best_epoch": {r: b["epoch"] for r, b in summary["best"].items()},
               "best_val_sam": {r: b["sam"] for r, b in summary["best"].items()},
@@ -332,6 +429,8 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict) -> dict:
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",
               "cpu": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
+    if reads_teacher_file(cfg):
+        record["teacher_sha256"] = file_digest(cfg["teacher_ckpt"])
     atomic_write_json(p["record"], record)
     return record
 
@@ -348,18 +447,55 @@ def mean_std(values: list[float]) -> dict[str, float | None]:
     return {"mean": mean, "std": std}
 
 
-def row_values(runs: list[dict]) -> dict[str, dict[int, dict[str, float]]]:
-    """{row: {seed: metrics}}: the students (one row per spec, in run order), then the ``teacher (<spec>)`` rows,
-    then ``bicubic`` (identical for every spec of a seed: taken from the first run of that seed)."""
-    students: dict[str, dict[int, dict[str, float]]] = {}
-    teachers: dict[str, dict[int, dict[str, float]]] = {}
-    bicubic: dict[int, dict[str, float]] = {}
-    for r in runs:
-        students.setdefault(r["spec"], {})[r["seed"]] = r["student"]
+def t_interval(values: list[float], level: float = 0.95) -> list[float] | None:
+    """[lo, hi]: the two-sided Student-t confidence interval of the mean, mean ± t_{(1+level)/2, n−1}·s/√n
+    (s: sample standard deviation); None for fewer than 2 values."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return None
+    stat = mean_std(values)
+    half = float(t.ppf((1 + level) / 2, n - 1)) * stat["std"] / math.sqrt(n)
+    return [stat["mean"] - half, stat["mean"] + half]
+
+
+def paired_stats(diffs: dict[str, float], gaps: dict[str, float] | None = None, metric: str = "psnr") -> dict:
+    """The statistics of per-seed paired differences ``diffs`` {seed label: spec − its student alone}:
+    {"mean", "std" (sample), "per_seed", "n", "ci95" ([lo, hi], t-based; None for one seed), "n_positive" (seeds
+    with a difference > 0)}, and with ``gaps`` {seed label: teacher − the student alone} also "gap" ({"mean", "std",
+    "per_seed"} over the same seeds) and "gap_fraction" = mean difference / mean gap (the fraction of the
+    teacher's lead captured; None when the teacher does not lead on average: a mean gap of 0 or in the
+    ``metric``'s worse direction)."""
+    from utils.metrics import METRIC_DIRECTIONS
+    values = list(diffs.values())
+    out = {**mean_std(values), "per_seed": diffs, "n": len(values), "ci95": t_interval(values),
+           "n_positive": sum(v > 0 for v in values)}
+    if gaps:
+        shared = {k: gaps[k] for k in diffs if k in gaps}
+        if shared:
+            gap = {**mean_std(list(shared.values())), "per_seed": shared}
+            mean_diff = mean_std([diffs[k] for k in shared])["mean"]
+            leads = gap["mean"] < 0 if METRIC_DIRECTIONS.get(metric) == "lower" else gap["mean"] > 0
+            out.update(gap=gap, gap_fraction=mean_diff / gap["mean"] if leads else None)
+    return out
+
+
+def row_values(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{row: {seed label: metrics}}: the students (one row per spec, in run order), then the ``teacher (<spec>)``
+    rows, then ``bicubic`` (identical for every spec of a seed: taken from the first run of that seed). Labels are
+    ``"seed"``, or ``"data_seed/seed"`` for a bench over data seeds, in seed order."""
+    students: dict[str, dict[str, dict[str, float]]] = {}
+    teachers: dict[str, dict[str, dict[str, float]]] = {}
+    bicubic: dict[str, dict[str, float]] = {}
+    for r in sorted(runs, key=lambda r: _label_order(record_label(r))):
+        label = record_label(r)
+        students.setdefault(r["spec"], {})[label] = r["student"]
         if r.get("teacher") is not None:
-            teachers.setdefault(f"teacher ({r['spec']})", {})[r["seed"]] = r["teacher"]
-        bicubic.setdefault(r["seed"], r["bicubic"])
-    return {**students, **teachers, "bicubic": bicubic}
+            teachers.setdefault(f"teacher ({r['spec']})", {})[label] = r["teacher"]
+        bicubic.setdefault(label, r["bicubic"])
+    order = list(dict.fromkeys(r["spec"] for r in runs))  # rows in run order
+    return {**{k: students[k] for k in order}, **teachers, "bicubic": bicubic}
 
 
 def summarise(runs: list[dict], metrics: list[str]) -> dict:
@@ -368,7 +504,7 @@ def summarise(runs: list[dict], metrics: list[str]) -> dict:
     for row, by_seed in row_values(runs).items():
         out[row] = {}
         for m in metrics:
-            per_seed = {str(s): v[m] for s, v in sorted(by_seed.items()) if m in v}
+            per_seed = {s: v[m] for s, v in by_seed.items() if m in v}
             if per_seed:
                 out[row][m] = {**mean_std(list(per_seed.values())), "per_seed": per_seed}
     return out
@@ -384,6 +520,11 @@ def _recipe(record: dict) -> dict | None:
     return {k: v for k, v in full.items() if k not in PAIRING_FREE_KEYS}
 
 
+def _alone(config: dict) -> bool:
+    """A student alone: no teacher, and not initialised from one (``none:student_init=teacher`` is a method)."""
+    return config.get("kd_mode") == "none" and config.get("student_init", "random") != "teacher"
+
+
 def paired_with(runs: list[dict]) -> dict[str, str]:
     """{spec: the student-alone spec it is paired with}: the ``none…`` spec (``--kd_mode none``) whose runs have
     the same recipe — every resolved setting but :data:`PAIRING_FREE_KEYS` equal (e.g.
@@ -392,7 +533,7 @@ def paired_with(runs: list[dict]) -> dict[str, str]:
     first: dict[str, dict] = {}
     for r in runs:
         first.setdefault(r["spec"], r)
-    alone = [s for s, r in first.items() if s == BASELINE or (r.get("config") or {}).get("kd_mode") == "none"]
+    alone = [s for s, r in first.items() if s == BASELINE or _alone(r.get("config") or {})]
     recipes = {s: _recipe(r) for s, r in first.items()}
     out = {}
     for spec in first:
@@ -406,19 +547,22 @@ def paired_with(runs: list[dict]) -> dict[str, str]:
 
 
 def paired_vs_none(runs: list[dict], metrics: list[str]) -> dict:
-    """{spec: {metric: {"mean", "std", "per_seed"}}} of the per-seed differences spec − its student alone
-    (:func:`paired_with`: ``none``, or the ``none…`` spec of the same recipe; students, on the seeds both have);
-    empty without a student-alone spec."""
-    students = {row: v for row, v in row_values(runs).items() if not row.startswith("teacher (") and row != "bicubic"}
+    """{spec: {metric: :func:`paired_stats`}} of the per-seed differences spec − its student alone
+    (:func:`paired_with`: ``none``, or the ``none…`` spec of the same recipe; students, on the seeds both have),
+    with the teacher's gap over that student alone where the spec has a teacher; empty without a student-alone
+    spec."""
+    rows = row_values(runs)
     out = {}
     for spec, partner in paired_with(runs).items():
-        by_seed, base = students[spec], students[partner]
-        seeds = sorted(set(by_seed) & set(base))
+        by_seed, base = rows[spec], rows[partner]
+        teacher = rows.get(f"teacher ({spec})", {})
+        seeds = [s for s in by_seed if s in base]
         out[spec] = {}
         for m in metrics:
-            diffs = {str(s): by_seed[s][m] - base[s][m] for s in seeds if m in by_seed[s] and m in base[s]}
+            diffs = {s: by_seed[s][m] - base[s][m] for s in seeds if m in by_seed[s] and m in base[s]}
+            gaps = {s: teacher[s][m] - base[s][m] for s in diffs if m in teacher.get(s, {})}
             if diffs:
-                out[spec][m] = {**mean_std(list(diffs.values())), "per_seed": diffs}
+                out[spec][m] = paired_stats(diffs, gaps, m)
     return out
 
 
@@ -432,7 +576,9 @@ def _fmt(stat: dict | None, metric: str, signed: bool = False) -> str:
 
 def markdown_table(report: dict) -> str:
     """The summary (mean ± std over seeds) and the paired differences vs the student alone as one Markdown table
-    (the last column names the student-alone row of each difference)."""
+    (the last column names the student-alone row of each difference), then the paired statistics of each spec:
+    n, mean ± sample std, the t-based 95 % CI and the sign count of ΔPSNR, ΔSAM and ΔERGAS, the teacher's PSNR gap
+    over the student alone and the fraction of it captured."""
     metrics = report["metrics"]
     paired, partners = report["paired_vs_none"], report.get("paired_with", {})
     delta = [m for m in ("psnr", "sam") if m in metrics]
@@ -443,6 +589,7 @@ def markdown_table(report: dict) -> str:
         cells = [row, str(n), *[_fmt(stats.get(m), m) for m in metrics],
                  *[_fmt(paired.get(row, {}).get(m), m, signed=True) for m in delta], partners.get(row, "")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *paired_table(report)] if paired else []
     return "\n".join(lines) + f"\n\n`{report['command']}`\n\nhosts: {hosts_line(report['runs'])}\n"
 
 
@@ -455,40 +602,88 @@ def hosts_line(runs: list[dict]) -> str:
     return "; ".join(f"{host} ({n} run{'s' * (n != 1)})" for host, n in counts.items())
 
 
+def _ci(stat: dict, metric: str) -> str:
+    d = DIGITS.get(metric, 3)
+    return "" if stat.get("ci95") is None else f"[{stat['ci95'][0]:+.{d}f}, {stat['ci95'][1]:+.{d}f}]"
+
+
+def paired_table(report: dict) -> list[str]:
+    """The lines of the paired-statistics table (one row per distilled spec)."""
+    shown = [m for m in ("psnr", "sam", "ergas") if m in report["metrics"]]
+    head = ["spec vs its student alone", "n", *[f"Δ{m.upper()} {part}" for m in shown
+                                                 for part in ("mean ± std", "95 % CI", "k/n > 0")],
+            "teacher gap PSNR", "fraction captured"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec, stats in report["paired_vs_none"].items():
+        first = next(iter(stats.values()), None)
+        if first is None:
+            continue
+        cells = [f"{spec} − {report['paired_with'].get(spec, '')}", str(first["n"])]
+        for m in shown:
+            stat = stats.get(m)
+            cells += ["", "", ""] if stat is None else [_fmt(stat, m, signed=True), _ci(stat, m),
+                                                        f"{stat['n_positive']}/{stat['n']}"]
+        psnr = stats.get("psnr", {})
+        gap, fraction = psnr.get("gap"), psnr.get("gap_fraction")
+        cells += [_fmt(gap, "psnr", signed=True) if gap else "", "" if fraction is None else f"{fraction:.0%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(report: dict, path: str) -> None:
-    """PSNR and SAM per row: each seed as a dot, the mean ± std as a bar (PNG, matplotlib Agg)."""
+    """The paired differences vs the student alone (ΔPSNR, ΔSAM, ΔERGAS): each seed as a dot, the mean with its
+    t-based 95 % CI as a bar, 0 as a line (PNG, matplotlib Agg); without paired rows, the absolute PSNR and SAM
+    per row with the mean ± std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [m for m in ("psnr", "sam") if m in report["metrics"]] or report["metrics"][:1]
-    rows = list(report["summary"])
-    fig, axes = plt.subplots(1, len(shown), figsize=(4 + 1.1 * len(rows) * len(shown), 4), squeeze=False)
+    paired = report["paired_vs_none"]
+    source = paired or report["summary"]
+    shown = [m for m in (("psnr", "sam", "ergas") if paired else ("psnr", "sam")) if m in report["metrics"]]
+    shown = shown or report["metrics"][:1]
+    rows = list(source)
+    fig, axes = plt.subplots(1, len(shown), figsize=(len(shown) * max(3.5, 1.3 * len(rows)), 4.5), squeeze=False,
+                             layout="constrained")
     for ax, m in zip(axes[0], shown, strict=True):
         for i, row in enumerate(rows):
-            stat = report["summary"][row].get(m)
+            stat = source[row].get(m)
             if not stat:
                 continue
             values = list(stat["per_seed"].values())
             ax.scatter([i] * len(values), values, s=14, color="0.4", zorder=3)
-            ax.errorbar([i], [stat["mean"]], yerr=[stat["std"] or 0.0], fmt="o", color="C0", capsize=4, zorder=4)
-        ax.set_xticks(range(len(rows)), [textwrap.fill(r, 28) for r in rows], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel({"psnr": "PSNR (dB) ↑", "sam": "SAM (°) ↓"}.get(m, m))
+            ci = stat.get("ci95") if paired else None
+            err = ([[stat["mean"] - ci[0]], [ci[1] - stat["mean"]]] if ci is not None
+                   else [[stat["std"] or 0.0], [stat["std"] or 0.0]])
+            ax.errorbar([i], [stat["mean"]], yerr=err, fmt="o", color="C0", capsize=4, zorder=4)
+        if paired:
+            ax.axhline(0.0, color="0.2", lw=0.8)
+        labels = [textwrap.fill(r if not paired else f"{r} − {report['paired_with'].get(r, '')}", 28) for r in rows]
+        ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        units = {"psnr": "PSNR (dB) ↑", "sam": "SAM (°) ↓", "ergas": "ERGAS ↓"}.get(m, m)
+        ax.set_ylabel(f"Δ{units} vs the student alone" if paired else units)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{os.path.basename(report['config'])}: test split, mean ± std over seeds", fontsize=9)
+    what = "paired Δ per seed, mean with t-based 95 % CI" if paired else "mean ± std over seeds"
+    fig.suptitle(f"{os.path.basename(report['config'])}: test split, {what}", fontsize=9)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")  # long spec names: grow the canvas instead of squeezing axes
     plt.close(fig)
 
 
-def build_report(bench: Bench, runs: list[dict], command: str) -> dict:
+def build_report(bench: Bench, runs: list[dict], command: str, teacher_runs: list[dict] | None = None) -> dict:
     metrics = list(bench.metrics)
+    paired = paired_vs_none(runs, metrics)
     return {"config": bench.config, "command": command, "cpu": describe_cpu(), "metrics": metrics, "runs": runs,
-            "summary": summarise(runs, metrics), "paired_vs_none": paired_vs_none(runs, metrics),
+            "summary": summarise(runs, metrics), "paired_vs_none": paired,
             "paired_with": paired_with(runs),
+            "paired_sigma": {spec: stats["psnr"]["std"] for spec, stats in paired.items() if "psnr" in stats},
+            "teacher_runs": teacher_runs or [],
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",
-            "std": "sample standard deviation over seeds (n − 1); null for a single seed"}
+            "std": "sample standard deviation over seeds (n − 1); null for a single seed",
+            "ci95": "mean ± t(0.975, n − 1)·std/√n of the paired differences; gap_fraction = mean difference / mean "
+                    "teacher gap (teacher − the student alone, same seeds); n_positive = seeds with difference > 0"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -501,7 +696,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML config of every run (flags as in train_CSAKD.py)")
     p.add_argument("--strategies", nargs="+", default=[BASELINE, "csakd"], metavar="SPEC",
                    help="name[:flag=value,...]; none = the student alone")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="seeds (≥ 3 for a claim)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
+                   help="initialisation seeds (≥ 3 for a claim): init, batch order, crops, training noise")
+    p.add_argument("--data_seeds", nargs="+", type=int, default=None,
+                   help="data draws (--data_seed of every run): the bench spans seeds × data seeds; default: each "
+                        "run's data drawn from its --seed (the bench's meaning before data seeds existed)")
+    p.add_argument("--teacher_spec", default=TEACHER_SPEC,
+                   help="the online spec whose co-trained teacher (best.pth) is the shared frozen teacher of each data "
+                        "seed, used by every spec with kd_mode=offline and no teacher_ckpt; trained on demand, reused")
+    p.add_argument("--teacher_seed", type=int, default=0, help="--seed of the shared teacher's run")
     p.add_argument("--json", required=True, help="report (JSON); the .md table and .png plot are written next to it")
     p.add_argument("--out", default=None, help="run folders (default results/kd_bench/<config name>)")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
@@ -509,20 +712,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int]) -> list[tuple[Spec, int, dict]]:
-    """Every (spec, seed) with its resolved training config, all checked before anything is trained."""
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One run of the bench: a spec at an initialisation seed and a data seed (None: the seed draws the data)."""
+
+    spec: Spec
+    seed: int
+    data_seed: int | None
+    cfg: dict
+
+    @property
+    def name(self) -> str:
+        return run_name(self.spec, self.seed, self.data_seed)
+
+
+def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int],
+                 data_seeds: list[int | None] | None = None) -> list[Job]:
+    """Every (spec, seed, data seed) with its resolved training config, all checked before anything is trained."""
     import train_CSAKD
 
     runs = []
     for spec in specs:
-        for seed in seeds:
-            try:
-                cfg = train_CSAKD.load_config(bench.train_argv(spec, seed))
-            except SystemExit:  # argparse has printed its message
-                raise SpecError(f"--strategies {spec.text!r}: the training flags were rejected (see above)") from None
-            except ValueError as exc:
-                raise SpecError(f"--strategies {spec.text!r}: {exc}") from None
-            runs.append((spec, seed, cfg))
+        for data_seed in data_seeds or [None]:
+            for seed in seeds:
+                try:
+                    cfg = train_CSAKD.load_config(bench.train_argv(spec, seed, data_seed))
+                except SystemExit:  # argparse has printed its message
+                    raise SpecError(f"--strategies {spec.text!r}: the training flags were rejected (see above)"
+                                    ) from None
+                except ValueError as exc:
+                    raise SpecError(f"--strategies {spec.text!r}: {exc}") from None
+                runs.append(Job(spec, seed, data_seed, cfg))
     return runs
 
 
@@ -532,13 +752,14 @@ def _differences(stored: dict, current: dict, ignore: tuple[str, ...]) -> str:
         (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
-def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> None:
+def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> None:
     """Before (spec, seed) is trained afresh into ``--out``: its record, if any, and its run folder's
     ``config.yaml``, if any, must be of this configuration (an unfinished run of it); a finished run of another
     configuration, or a user's own run of that name, is never replaced (one line naming it)."""
     from utils.config import ConfigError, load_config_file
 
-    name, p = run_name(spec, seed), bench.paths(run_name(spec, seed))
+    name = run_name(spec, seed, data_seed)
+    p = bench.paths(name)
     record = _load_record(p["record"])
     found = [(p["record"], record.get("config"))] if record is not None else []
     saved = os.path.join(p["checkpoint_dir"], name, "config.yaml")
@@ -556,33 +777,50 @@ def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> None:
                             f"not replaced: use another --out, or remove that run yourself")
 
 
-def _finished_or_run(bench: Bench, spec: Spec, seed: int, cfg: dict) -> tuple[dict, bool]:
-    """(record, skipped): the finished record of (spec, seed), or a new one from training and testing it."""
-    record = finished_record(bench, spec, seed, cfg)
+def teacher_jobs(bench: Bench, jobs: list[Job]) -> list[Job]:
+    """The shared frozen teachers' runs the jobs need: one per data seed of a spec with the shared teacher (without
+    ``--data_seeds`` each init seed draws its own data, hence has its own teacher)."""
+    needed = list(dict.fromkeys(j.seed if j.data_seed is None else j.data_seed for j in jobs if j.spec.shared_teacher))
+    if not needed:
+        return []
+    runs = prepare_runs(bench, [bench.teacher_run()], [bench.teacher_seed], needed)
+    if any(j.cfg["kd_mode"] != "online" for j in runs):
+        raise SpecError(f"--teacher_spec {bench.teacher_spec!r}: the shared teacher is trained online (co-trained); "
+                        f"leave kd_mode out of it")
+    return runs
+
+
+def _finished_or_run(bench: Bench, job: Job) -> tuple[dict, bool]:
+    """(record, skipped): the finished record of the job, or a new one from training and testing it."""
+    record = finished_record(bench, job.spec, job.seed, job.cfg, job.data_seed)
     if record is not None:
         return record, True
-    refuse_foreign_run(bench, spec, seed, cfg)
+    refuse_foreign_run(bench, job.spec, job.seed, job.cfg, job.data_seed)
     try:
-        return run_one(bench, spec, seed, cfg), False
+        return run_one(bench, job.spec, job.seed, job.cfg, job.data_seed), False
     except (ValueError, OSError, RuntimeError) as exc:  # finished runs stay; a re-run continues
-        raise SpecError(f"--strategies {spec.text!r}, seed {seed}: {exc}") from None
+        data = "" if job.data_seed is None else f", data seed {job.data_seed}"
+        raise SpecError(f"--strategies {job.spec.text!r}, seed {job.seed}{data}: {exc}") from None
 
 
-def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str) -> dict:
-    """Train and test every unfinished (spec, seed), then build the report. Once every spec is checked, ``--out``
-    is locked for the whole bench (``<out>/bench.lock``): a second bench on it is refused, naming this one."""
-    todo = prepare_runs(bench, specs, seeds)
+def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str,
+              data_seeds: list[int | None] | None = None) -> dict:
+    """Train and test every unfinished run — first the shared frozen teachers the specs need (one per data seed),
+    then every (spec, seed, data seed) — then build the report. Once every spec is checked, ``--out`` is locked
+    for the whole bench (``<out>/bench.lock``): a second bench on it is refused, naming this one."""
+    jobs = prepare_runs(bench, specs, seeds, data_seeds)
+    teachers = teacher_jobs(bench, jobs)
     records, skipped = [], 0
     make_parent(os.path.join(bench.out, LOCK_FILE))
     with FolderLock(os.path.join(bench.out, LOCK_FILE), f"--out {bench.out}", kind="bench",
                     way_out="give another --out"), \
-            tqdm(todo, desc="kd bench", unit="run", dynamic_ncols=True) as progress:
-        for spec, seed, cfg in progress:
-            record, was_finished = _finished_or_run(bench, spec, seed, cfg)
+            tqdm(teachers + jobs, desc="kd bench", unit="run", dynamic_ncols=True) as progress:
+        for job in progress:
+            record, was_finished = _finished_or_run(bench, job)
             records.append(record)
             skipped += was_finished
-            progress.set_postfix_str(f"done {run_name(spec, seed)} (skipped {skipped})")
-    return build_report(bench, records, command)
+            progress.set_postfix_str(f"done {job.name} (skipped {skipped})")
+    return build_report(bench, records[len(teachers):], command, teacher_runs=records[:len(teachers)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,14 +833,19 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError(f"--metrics: unknown {unknown}; expected some of {','.join(TEST_METRICS)}")
         if not os.path.isfile(args.config):
             raise FileNotFoundError(f"--config {args.config}: no such file")
-        if len(set(args.seeds)) != len(args.seeds):
-            raise SpecError(f"--seeds {args.seeds}: a seed is given twice")
+        for flag, values in (("--seeds", args.seeds), ("--data_seeds", args.data_seeds or [])):
+            if len(set(values)) != len(values):
+                raise SpecError(f"{flag} {values}: a seed is given twice")
         specs = parse_specs(args.strategies)
+        try:
+            parse_spec(args.teacher_spec)
+        except SpecError as exc:
+            raise SpecError(f"--teacher_spec: {exc}") from None
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
-        bench = Bench(args.config, out, metrics)
+        bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed)
         make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
-            report = run_bench(bench, specs, args.seeds, command)
+            report = run_bench(bench, specs, args.seeds, command, args.data_seeds)
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"benchmarks.kd: error: {exc}", file=sys.stderr)
         return 2

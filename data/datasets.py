@@ -12,7 +12,7 @@ import numpy as np
 from .aviris import LayoutSpec, load_entry, read_split
 from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
-from .options import DATA_DEFAULTS, degradation_from_cfg
+from .options import DATA_DEFAULTS, data_seed_of, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
 from .spectral import default_srf_name, resolve_srf, resolve_wavelengths
 from .synthetic import make_scene, scene_seed
@@ -74,7 +74,7 @@ class _SimulatedDataset(FusionDataset):
         self.deg: Degradation = degradation_from_cfg(cfg)
         self.msi_bands = int(cfg["msi_bands"])
         self.bands = int(cfg["bands"])
-        self.seed = int(cfg["seed"])
+        self.seed = data_seed_of(cfg)  # the data's own seed: --data_seed (default --seed)
         self._cache: dict[int, tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]] = {}
 
     def load(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +97,12 @@ class SyntheticDataset(_SimulatedDataset):
         counts = list(cfg["synthetic_scenes"])
         if len(counts) != 3 or min(counts) < 0:
             raise ValueError(f"--synthetic_scenes must be three counts >= 0 (train val test), got {counts}")
-        self.n = int(counts[("train", "val", "test").index(split)])
+        if split == "unlabelled":  # extra training inputs from a seed stream of their own (--unlabelled N)
+            self.n = int(cfg.get("unlabelled") or 0)
+            if self.n <= 0:
+                raise ValueError(f"--unlabelled {cfg.get('unlabelled')}: expected a number of extra scenes > 0")
+        else:
+            self.n = int(counts[("train", "val", "test").index(split)])
         if self.n == 0:
             raise ValueError(f"--synthetic_scenes {counts}: the {split} split has no scenes")
         self.size = int(cfg["image_size"])

@@ -31,9 +31,12 @@ DATA_DEFAULTS: dict = {
     # shared with the model / scripts
     "scale": defaults.SCALE,
     "seed": defaults.SEED,
+    "data_seed": None,  # None: the seed (``data_seed_of``)
     "compat": None,
     # generated scenes (synthetic, realistic): counts for train, val, test (HR size = image_size, C = bands)
     "synthetic_scenes": [32, 8, 8],
+    # extra training inputs whose GT is never read (synthetic, realistic): scenes from their own seed stream
+    "unlabelled": 0,
     # spectral axis and HR-MSI
     "wavelengths": None,
     "srf": None,
@@ -142,6 +145,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--bands", type=int, default=d["bands"], help="HSI bands")
     _add(g, "--scale", type=int, default=d["scale"], help="spatial ratio HR/LR")
     _add(g, "--seed", type=int, default=d["seed"], help="random seed")
+    g.add_argument("--data_seed", type=int, default=d["data_seed"],
+                   help="seed of the generated scenes and of the simulated inputs (--dataset synthetic, realistic, "
+                        "cube); default --seed. With it set, --seed drives only initialisation, batch order, "
+                        "augmentation and training noise")
     _add(
         g,
         "--compat",
@@ -157,8 +164,23 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar=("TRAIN", "VAL", "TEST"),
         help="number of generated scenes per split (--dataset synthetic and realistic)",
     )
+    g.add_argument(
+        "--unlabelled",
+        type=int,
+        default=d["unlabelled"],
+        metavar="N",
+        help="N extra training scenes (--dataset synthetic, realistic; their own seed stream) used as input pairs "
+        "whose GT is never read: labelled by the frozen teacher (--kd_mode offline); with --kd_mode none their GT "
+        "is the control's target",
+    )
     add_degradation_args(parser)
     return parser
+
+
+def data_seed_of(cfg: dict) -> int:
+    """The seed the datasets draw their scenes and simulated noise from: ``--data_seed``, else ``--seed``."""
+    value = cfg.get("data_seed")
+    return int(cfg.get("seed", defaults.SEED) if value is None else value)
 
 
 def degradation_from_cfg(cfg: dict, levels: int = 3) -> Degradation:

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from utils import defaults
 
+SPLITS = ("train", "val", "test", "unlabelled")  # unlabelled: extra training inputs whose GT is never read
 LR_LEVELS = (0, 1, 2, 3)  # aligned + the three misaligned LR-HSIs of the official layout
 
 
@@ -96,10 +97,10 @@ class FusionDataset(Dataset):
     """
 
     def __init__(self, cfg: dict, split: str):
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split = split
-        self.train = split == "train"
+        self.train = split in ("train", "unlabelled")  # random crops and augmentation
         self.scale = int(cfg.get("scale", defaults.SCALE))
         self.crop_size = int(cfg.get("crop_size", 128))
         self.mis_pix = int(cfg.get("mis_pix", 0))
@@ -107,7 +108,7 @@ class FusionDataset(Dataset):
         self.compat = normalise_compat(cfg.get("compat"))
         if self.mis_pix not in LR_LEVELS:
             raise ValueError(f"--mis_pix must be one of {LR_LEVELS}, got {self.mis_pix}")
-        self.reseed(int(cfg.get("seed", defaults.SEED)) * 10 + ("train", "val", "test").index(split))
+        self.reseed(int(cfg.get("seed", defaults.SEED)) * 10 + SPLITS.index(split))
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation RNG (called by ``seed_worker`` in each DataLoader worker)."""
@@ -124,7 +125,7 @@ class FusionDataset(Dataset):
         y, maxv, minv = normalise_gt(gt, where=name)
         msi, lr = to_signed(msi), to_signed(lr)
         if self.train:
-            y, msi, lr = self._crop(y, msi, lr, name)
+            (y, msi), lr = self._crop([y, msi], lr, name)
             y, msi, lr = augment(self.rng, y, msi, lr)
         return {
             "lrhsi": _chw(lr),
@@ -135,16 +136,29 @@ class FusionDataset(Dataset):
             "minv": minv,
         }
 
-    def _crop(self, y: np.ndarray, msi: np.ndarray, lr: np.ndarray, name: str) -> list[np.ndarray]:
+    def inputs_item(self, index: int) -> dict:
+        """The inputs of sample ``index`` without its GT, for pairs whose GT is never read (``--unlabelled``):
+        {"lrhsi", "hrmsi", "name"} as :meth:`__getitem__`'s (the same crop and augmentation draws, on the inputs
+        only). The GT that :meth:`load` returns is discarded untouched."""
+        level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
+        name, _, msi, lr = self.load(index, level)
+        msi, lr = to_signed(msi), to_signed(lr)
+        if self.train:
+            (msi,), lr = self._crop([msi], lr, name)
+            msi, lr = augment(self.rng, msi, lr)
+        return {"lrhsi": _chw(lr), "hrmsi": _chw(msi), "name": name}
+
+    def _crop(self, hr: list[np.ndarray], lr: np.ndarray, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+        """One random ``crop_size`` window of the HR arrays ``hr`` (the first one's size) and the LR window under it."""
         c, s = self.crop_size, self.scale
         try:
-            y0 = self.rng.choice(crop_offsets(y.shape[0], c, s, self.compat))
-            x0 = self.rng.choice(crop_offsets(y.shape[1], c, s, self.compat))
+            y0 = self.rng.choice(crop_offsets(hr[0].shape[0], c, s, self.compat))
+            x0 = self.rng.choice(crop_offsets(hr[0].shape[1], c, s, self.compat))
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
-        hr = (slice(y0, y0 + c), slice(x0, x0 + c))
+        window = (slice(y0, y0 + c), slice(x0, x0 + c))
         lr_win = (slice(y0 // s, (y0 + c) // s), slice(x0 // s, (x0 + c) // s))
-        return [y[hr], msi[hr], lr[lr_win]]
+        return [a[window] for a in hr], lr[lr_win]
 
 
 def seed_worker(worker_id: int) -> None:

@@ -249,7 +249,8 @@ def make_scene(seed: int, size: int | tuple[int, int] = 64, wavelengths: np.ndar
 def scene_seed(seed: int, split: str, index: int) -> int:
     """Seed of scene ``index`` of ``split``: independent streams per split (disjoint by construction).
 
-    ``split``: "train", "val", "test" (dataset ``synthetic``) or "prepare" (``data.prepare --synthetic``).
+    ``split``: "train", "val", "test", "unlabelled" (datasets ``synthetic``, ``realistic``) or "prepare"
+    (``data.prepare --synthetic``).
     """
-    split_id = {"train": 0, "val": 1, "test": 2, "prepare": 3}[split]
+    split_id = {"train": 0, "val": 1, "test": 2, "prepare": 3, "unlabelled": 4}[split]
     return int(np.random.SeedSequence([int(seed), split_id, int(index)]).generate_state(1)[0])

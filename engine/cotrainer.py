@@ -35,7 +35,7 @@ from models.describe import build_from_checkpoint
 from models.outputs import FusionOutput, check_needs
 
 from .noise import awgn
-from .runtime import DistContext, autocast, log
+from .runtime import DistContext, autocast, init_seed, log
 from .strategies import DistillationStrategy, build_strategy
 
 COSINE_ETA_MIN = 1e-10  # official CosineAnnealingLR eta_min
@@ -66,15 +66,34 @@ def build_optimizers(cfg: dict, teacher: nn.Module | None, student: nn.Module, f
     return opts, scheds
 
 
-def frozen_teacher(cfg: dict) -> nn.Module:
+def frozen_teacher(cfg: dict, purpose: str = "offline distillation") -> nn.Module:
     """``--kd_mode offline``: the teacher of ``--teacher_ckpt``, built as the file describes it (official files
     included: widths, layers and fusion mode are read from their weights), frozen in eval mode. The width flags
     describe the student; only the data's ``--bands`` / ``--msi_bands`` must match the file."""
     shape = {k: cfg[k] for k in ("bands", "msi_bands")}
     teacher, info = build_from_checkpoint(cfg, "teacher", cfg["teacher_ckpt"], given=set(shape))
-    log(f"offline distillation: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
+    log(f"{purpose}: frozen teacher from {cfg['teacher_ckpt']} ({info['source']}; "
         f"{teacher.extra_repr()})")
     return teacher.requires_grad_(False).eval()
+
+
+def _build_teacher(cfg: dict) -> nn.Module | None:
+    """The teacher of ``--kd_mode``: a new network (online), the frozen one of ``--teacher_ckpt`` (offline), or None."""
+    if cfg["kd_mode"] == "online":
+        return build_model(cfg, "teacher")
+    return frozen_teacher(cfg) if cfg["kd_mode"] == "offline" else None
+
+
+def _inherit(cfg: dict, student: nn.Module, teacher: nn.Module | None) -> None:
+    """``--student_init teacher``: copy the converged teacher's matching parts into the student (engine.inherit);
+    the frozen teacher of an offline run, else the file ``--teacher_ckpt`` built aside (its construction draws
+    nothing from the global RNG)."""
+    from .inherit import describe, inherit_from_teacher
+
+    if teacher is None:
+        with torch.random.fork_rng(devices=[]):
+            teacher = frozen_teacher(cfg, purpose="--student_init teacher")
+    log(describe(inherit_from_teacher(student, teacher), cfg["teacher_ckpt"]))
 
 
 class AuxDispatch(nn.Module):
@@ -137,6 +156,8 @@ class CoTrainer:
         if self.regime == "offline":
             teacher.requires_grad_(False).eval()
         self.strategy = (strategy or build_strategy(cfg, teacher)).to(self.device)
+        if getattr(self.strategy, "block_mix", 0) and (self.dist.distributed or cfg.get("compile")):
+            raise ValueError("--block_mix runs the student's parts directly: one process without --compile only")
         self.trained = {"teacher": teacher, "student": student} if self.regime == "online" else {"student": student}
         self.opts, self.scheds = build_optimizers(cfg, teacher if self.regime == "online" else None, student,
                                                   first_epoch, extra=self.strategy.parameters())
@@ -148,12 +169,25 @@ class CoTrainer:
 
     @classmethod
     def build(cls, cfg: dict, device: torch.device, dist: DistContext | None = None) -> CoTrainer:
-        """Build the networks of ``cfg`` (teacher first, the official construction order under the seed),
-        load the frozen teacher for ``offline``, move them to ``device`` and make the co-trainer."""
-        teacher = build_model(cfg, "teacher") if cfg["kd_mode"] == "online" else None
-        if cfg["kd_mode"] == "offline":
-            teacher = frozen_teacher(cfg)
-        student = build_model(cfg, "student")
+        """Build the networks of ``cfg``, load the frozen teacher for ``offline``, move them to ``device`` and make
+        the co-trainer.
+
+        Construction order: the student first, from the global RNG reseeded with ``--seed``, then the teacher
+        from its own stream (:func:`~engine.runtime.init_seed`), drawn without touching the global RNG: a run
+        with a teacher and the student alone of the same seed start from bit-identical student weights (common
+        random numbers). ``--compat official``: the official order, teacher then student from the global RNG as
+        the seed left it."""
+        if cfg.get("compat") == "official":
+            teacher = _build_teacher(cfg)
+            student = build_model(cfg, "student")
+        else:
+            torch.manual_seed(init_seed(cfg["seed"], "student"))
+            student = build_model(cfg, "student")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(init_seed(cfg["seed"], "teacher"))
+                teacher = _build_teacher(cfg)
+        if cfg.get("student_init") == "teacher":
+            _inherit(cfg, student, teacher)
         for net in (teacher, student):
             if net is not None:
                 # Channels-last weights make every convolution output channels-last: oneDNN and cuDNN convolve
@@ -179,14 +213,16 @@ class CoTrainer:
     # -- one step ------------------------------------------------------------------------------------------------------
 
     def step(self, batch: dict[str, Any], noise: torch.Generator | None = None,
-             log_gradients: bool = False) -> dict[str, float]:
+             log_gradients: bool = False, teacher_noise: torch.Generator | None = None) -> dict[str, float]:
         """One co-training step on one batch: the teacher's step (online), then the student's.
 
         Args:
             batch: the loader's dict: "lrhsi" (B, C, h, w), "hrmsi" (B, M, s·h, s·w), "gt" (B, C, s·h, s·w),
                 all in [-1, 1]; moved to the device here. B is the per-process batch.
-            noise: CPU generator of the AWGN (teacher and student draw from it one after the other, so their
-                noise is independent); None uses the global RNG.
+            noise: CPU generator of the student's AWGN (and of the teacher's, drawn first, when
+                ``teacher_noise`` is None: the official order); None uses the global RNG.
+            teacher_noise: CPU generator of the teacher's AWGN, a stream of its own, so that the student's noise is
+                what it would be without a teacher; None: the teacher draws from ``noise``.
             log_gradients: also return the strategy's per-term gradient norms on the student's parameters,
                 ``"grad/student/<term>"`` (one extra backward per term; this process's batch).
 
@@ -201,29 +237,62 @@ class CoTrainer:
         amp, snr, dev = self.cfg.get("amp", "off"), float(self.cfg.get("snr", 0)), self.device
         lrhsi, hrmsi, gt = (batch[k].to(dev, non_blocking=True) for k in ("lrhsi", "hrmsi", "gt"))
         strategy, stats = self.strategy, {}
-        t_out = None
+        t_out, t_noise = None, noise if teacher_noise is None else teacher_noise
         if self.regime == "online":
             self.opts["teacher"].zero_grad(set_to_none=True)
             with autocast(dev, amp):
-                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, noise), hrmsi, gt)
+                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, t_noise), hrmsi, gt)
             total, parts = strategy.teacher_objective(t_out.map(torch.Tensor.float), gt)
             stats.update(_floats("teacher", total, parts, self._optimise("teacher", total)))
         elif self.regime == "offline":
             with torch.no_grad(), autocast(dev, amp):
-                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, noise), hrmsi, gt)
+                t_out = strategy.forward_teacher(self.fwd["teacher"], awgn(lrhsi, snr, t_noise), hrmsi, gt)
 
         self.opts["student"].zero_grad(set_to_none=True)
+        s_in = awgn(lrhsi, snr, noise)
         with autocast(dev, amp):
-            s_out = strategy.forward_student(self.fwd["student"], awgn(lrhsi, snr, noise), hrmsi)
+            s_out = strategy.forward_student(self.fwd["student"], s_in, hrmsi)
         # Detached: the teacher's graph (already freed by its backward) must never receive the student's loss.
         teacher_view = None if t_out is None else t_out.detach().map(torch.Tensor.float)
         total, parts = strategy.student_objective(s_out.map(torch.Tensor.float), teacher_view, gt)
+        if "unlabelled" in batch or self.cfg.get("kd_augment"):
+            total, parts = self._upcycle(batch, s_in, hrmsi, gt, teacher_view, total, parts)
         if log_gradients:  # before the backward, which frees the graph the extra backwards need
             norms = strategy.student_gradient_norms(self.student.parameters())
             values = torch.stack(list(norms.values())).tolist() if norms else []  # one sync
             stats.update({f"grad/student/{k}": v for k, v in zip(norms, values, strict=True)})
         stats.update(_floats("student", total, parts, self._optimise("student", total)))
         return stats
+
+    def _upcycle(self, batch: dict[str, Any], s_in: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor,
+                 teacher_view: FusionOutput | None, total: torch.Tensor, parts: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The data-upcycling terms (engine.upcycle) added to the student's objective: SmoothL1 of the student on the
+        step's unlabelled batch (``batch["unlabelled"]``, no AWGN) to the frozen teacher's output on it (its GT for
+        ``--kd_mode none``), and of g⁻¹(S(g(x))) on the student's own noisy inputs to the teacher's output on the
+        original view (the GT without a teacher); g drawn from (seed, ``batch["step"]``). The extra forwards call
+        the networks directly (output only), not the strategy, so no strategy state (e.g. block mixing) moves."""
+        from .upcycle import apply, consistency, draw_transform, undo
+
+        amp, dev, student = self.cfg.get("amp", "off"), self.device, self.fwd["student"]
+        if "unlabelled" in batch:
+            u = {k: v.to(dev, non_blocking=True) for k, v in batch["unlabelled"].items()}
+            if "gt" in u:
+                target = u["gt"]
+            else:
+                with torch.no_grad(), autocast(dev, amp):
+                    target = self.fwd["teacher"].forward_aux(u["lrhsi"], u["hrmsi"]).out
+            with autocast(dev, amp):
+                out = student.forward_aux(u["lrhsi"], u["hrmsi"]).out
+            term = consistency(out.float(), target.float())
+            total, parts = total + float(self.cfg["w_unlabelled"]) * term, {**parts, "unlabelled": term.detach()}
+        if self.cfg.get("kd_augment"):
+            code = draw_transform(int(self.cfg["seed"]), int(batch.get("step", 0)))
+            with autocast(dev, amp):
+                out = undo(student.forward_aux(apply(s_in, code), apply(hrmsi, code)).out, code)
+            term = consistency(out.float(), gt if teacher_view is None else teacher_view.out)
+            total, parts = total + float(self.cfg["w_augment"]) * term, {**parts, "augment": term.detach()}
+        return total, parts
 
     def _optimise(self, role: str, loss: torch.Tensor) -> bool:
         """Backward and step unless ``loss`` is not finite on some process. Returns whether it stepped."""

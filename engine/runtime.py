@@ -72,6 +72,17 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+#: Key of each network's initialisation stream under the corrected construction (:func:`init_seed`).
+INIT_STREAMS = {"teacher": 1}
+
+
+def init_seed(seed: int, role: str) -> int:
+    """The seed a network of ``role`` is initialised from: the student from ``seed`` itself (so a student-alone run
+    initialises as it always has), the teacher from its own stream derived from (seed, role), so that what the
+    teacher draws never moves the student's weights."""
+    return int(seed) if role == "student" else derive_seed(seed, 7919, INIT_STREAMS[role])
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``--amp bf16|fp16`` on ``device``; a no-op context for ``off``."""
     if amp == "off":

@@ -11,7 +11,8 @@ Per epoch: every batch is one :meth:`CoTrainer.step`; the schedulers step once; 
 ``last.pth`` of both and ``state.pth`` are written at the end of every epoch, atomically, in that order.
 
 Reproducibility: the data order, the augmentation and the AWGN of epoch ``e`` are drawn from generators
-seeded by (seed, e) (and the rank, for the per-process augmentation and noise of a distributed run), and
+seeded by (seed, e) (and the rank, for the per-process augmentation and noise of a distributed run; the
+teacher's AWGN from a stream of its own, so the student's inputs do not depend on the teacher), and
 the state holds everything else (weights, optimisers, schedulers, scalers, strategy, best metrics, counters,
 global RNG states). With ``--deterministic``, a run resumed from any ``state.pth`` ends with exactly the
 weights of an uninterrupted run with the same number of processes.
@@ -58,6 +59,7 @@ from .loaders import training_loaders
 from .run_folder import RunFolder, RunLocked
 from .runtime import DistContext, check_precision, derive_seed, init_distributed, log, resolve_device, setup_determinism
 from .state import rng_state, set_rng_state
+from .upcycle import unlabelled_stream
 from .visualize import default_rgb_bands, probe_pixels, scene_figure
 
 MAX_NAN_RESTORES = 8  # after this many restores (lr / 256) the run is declared diverged
@@ -160,6 +162,9 @@ def _train_locked(cfg: dict, dist: DistContext, device: torch.device, stop_after
     if state is not None:
         _check_epochs(cfg, resume_from, start, int(state.get("position", 0)))
         loop.resume(state, resume_from)
+    loop.unlabelled = unlabelled_stream(cfg)
+    if loop.unlabelled is not None and loop.iteration:
+        loop.unlabelled.restart(loop.iteration)  # the batches the run has drawn so far
     log(f"batch: {cfg['batch_size']} per process × {dist.world_size} process(es) = global batch "
         f"{cfg['batch_size'] * dist.world_size}; {len(train_loader)} steps per epoch")
 
@@ -215,6 +220,10 @@ class _Loop:
         self.cfg, self.dist, self.device, self.folder, self.cot = cfg, dist, device, folder, cot
         self.train_loader, self.val_loader, self.order, self.signals = train_loader, val_loader, order, signals
         self.noise = torch.Generator()
+        # The teacher's AWGN: a stream of its own (the student's noise does not depend on the teacher), or, under
+        # --compat official, drawn from the student's generator just before it (the official order).
+        own_stream = cot.teacher is not None and cfg.get("compat") != "official"
+        self.teacher_noise = torch.Generator() if own_stream else None
         self.iteration = self.first_iteration = 0
         self.best = {r: {"sam": math.inf, "epoch": None} for r in cot.trained}
         self.counters = {"nonfinite_steps": {r: 0 for r in cot.trained}, "nan_restores": 0}
@@ -223,6 +232,7 @@ class _Loop:
         self.skip = 0  # batches of the first epoch done before the resumed state was saved
         self.pending: dict[str, Any] | None = None  # the resumed state's streams, restored after the skipped batches
         self.tally = _Tally()
+        self.unlabelled: Any = None  # engine.upcycle.UnlabelledStream of --unlabelled: one batch per step
         self.writer: Any = _NoWriter()
         self.progress: Any = None
         rgb = cfg.get("rgb_bands") or default_rgb_bands(cfg["bands"], cfg.get("wavelengths"))
@@ -252,15 +262,17 @@ class _Loop:
             log(f"warning: resuming with changed settings, the run will differ from an uninterrupted one: "
                 f"{', '.join(changed)}")
 
-    def snapshot(self, done: int, tally: _Tally | None = None, noise: list[torch.Tensor] | None = None
-                 ) -> dict[str, Any]:
+    def snapshot(self, done: int, tally: _Tally | None = None, noise: list[torch.Tensor] | None = None,
+                 teacher_noise: list[torch.Tensor] | None = None) -> dict[str, Any]:
         """The training state after epoch ``done`` (plus ``tally.position`` batches of the next one, with
-        ``noise``: every process's AWGN generator state, in rank order)."""
+        ``noise`` and ``teacher_noise``: every process's AWGN generator states, in rank order)."""
         state = {"epoch": done, "iteration": self.iteration, "first_iteration": self.first_iteration,
                  **self.cot.state_dict(), "best": self.best, "counters": self.counters, "val": self.val,
                  "consecutive": self.consecutive, "rng": rng_state(), "config": self.cfg,
                  "world_size": self.dist.world_size}
         if tally is not None and tally.position:
+            if teacher_noise is not None:
+                state["teacher_noise_rng"] = teacher_noise
             state.update(position=tally.position, noise_rng=noise,
                          epoch_tally={"position": tally.position, "steps": tally.steps, "sums": tally.sums,
                                       "clean": tally.clean})
@@ -269,9 +281,10 @@ class _Loop:
     def _restore_streams(self) -> None:
         """After the skipped batches: the AWGN generator and the global RNGs as the interrupted run had them."""
         if self.pending is not None:
-            noise = self.pending.get("noise_rng")
-            if noise is not None and len(noise) == self.dist.world_size:  # else another run: the epoch's own draws
-                self.noise.set_state(noise[self.dist.rank])
+            for gen, key in ((self.noise, "noise_rng"), (self.teacher_noise, "teacher_noise_rng")):
+                noise = self.pending.get(key)
+                if gen is not None and noise is not None and len(noise) == self.dist.world_size:
+                    gen.set_state(noise[self.dist.rank])  # else another run: the epoch's own draws
             set_rng_state(self.pending["rng"])
             self.pending = None
 
@@ -283,6 +296,8 @@ class _Loop:
         own = (dist.rank,) if dist.distributed else ()
         self.order.manual_seed(derive_seed(cfg["seed"], epoch, 0))
         self.noise.manual_seed(derive_seed(cfg["seed"], epoch, 1, *own))
+        if self.teacher_noise is not None:
+            self.teacher_noise.manual_seed(derive_seed(cfg["seed"], epoch, 3, *own))
         if hasattr(self.train_loader.dataset, "reseed"):
             self.train_loader.dataset.reseed(derive_seed(cfg["seed"], epoch, 2, *own))  # workers reseed themselves
         self.cot.start_epoch(epoch)
@@ -324,12 +339,15 @@ class _Loop:
 
     def _step(self, batch: dict[str, Any], epoch: int, tally: _Tally) -> None:
         every = self.cfg.get("grad_log_every") or 0
+        batch = {**batch, "step": self.iteration}  # what a draw of this step depends on (--kd_augment)
+        if self.unlabelled is not None:
+            batch["unlabelled"] = self.unlabelled.next()
         if every and self.iteration % every == 0:
-            stats = self.cot.step(batch, self.noise, log_gradients=True)
+            stats = self.cot.step(batch, self.noise, log_gradients=True, teacher_noise=self.teacher_noise)
             for k in [k for k in stats if k.startswith("grad/")]:  # per step, not averaged over the epoch
                 self.writer.add_scalar(k, stats.pop(k), self.iteration)
         else:
-            stats = self.cot.step(batch, self.noise)
+            stats = self.cot.step(batch, self.noise, teacher_noise=self.teacher_noise)
         self.iteration += 1
         skipped = [r for r in self.cot.trained if stats[f"{r}/skipped"]]
         self.consecutive = self.consecutive + 1 if skipped else 0
@@ -382,8 +400,9 @@ class _Loop:
             return
         if tally is not None:
             noise = self.dist.gather(self.noise.get_state())
+            t_noise = None if self.teacher_noise is None else self.dist.gather(self.teacher_noise.get_state())
             if self.dist.is_main:
-                self.folder.save_state(self.snapshot(epoch - 1, tally, noise))
+                self.folder.save_state(self.snapshot(epoch - 1, tally, noise, t_noise))
         self.dist.barrier()
         self.signals.saved = True
         where = (f"step {tally.position} of {len(self.train_loader)} of epoch {epoch}" if tally is not None

@@ -2,8 +2,8 @@
 teacher never receives gradient from the student's objective, whatever the caller passes.
 
 Official terms: ``ResponseKDLoss``, ``FeatureKDLoss``. Pieces of this project's CSAKD variants (standalone;
-the ``csakd`` strategy wires them): ``FeatureAdapter``, ``NormalisedFeatureKDLoss``, ``warmup_factor``, and the
-gradient diagnostics ``term_gradient_norms`` / ``term_gradient_cosines``.
+the ``csakd`` strategy wires them): ``FeatureAdapter``, ``NormalisedFeatureKDLoss``, ``warmup_factor``,
+``decay_factor``, and the gradient diagnostics ``term_gradient_norms`` / ``term_gradient_cosines``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,20 @@ def warmup_factor(epoch: float, warmup_epochs: float) -> float:
     if not epoch >= 0:
         raise ValueError(f"warmup_factor: epoch must be >= 0, got {epoch!r}")
     return 1.0 if warmup_epochs == 0 else min(1.0, float(epoch) / float(warmup_epochs))
+
+
+def decay_factor(epoch: int, epochs: int, fraction: float) -> float:
+    """Multiplier of the distillation weights in a late decay: 1 until the last ``fraction`` of the ``epochs``, then
+    a linear ramp to 0, min(1, max(0, (epochs − 1 − epoch) / (fraction · epochs))), so the final epoch trains
+    without distillation (the student ends at its own fidelity optimum). ``epoch`` is 0-based; ``fraction`` 0
+    disables the decay (always 1). E.g. 10 epochs, fraction 0.3: epochs 0–6 → 1, 7 → 2/3, 8 → 1/3, 9 → 0."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"decay_factor: fraction must lie in [0, 1], got {fraction!r}")
+    if not 0 <= epoch < epochs:
+        raise ValueError(f"decay_factor: epoch must lie in [0, {epochs}), got {epoch!r}")
+    if fraction == 0:
+        return 1.0
+    return min(1.0, max(0.0, (epochs - 1 - epoch) / (fraction * epochs)))
 
 
 def _term_gradients(terms: Mapping[str, torch.Tensor], params: Sequence[torch.Tensor]) -> dict[str, list]:

@@ -46,6 +46,10 @@ DTS_AUX = frozenset({"feat"})  # the auxiliary outputs (models.outputs.AUX_FIELD
 HEADED_AUX = DTS_AUX | {"inter_outs"}  # … and with intermediate image heads (``hkd_heads`` > 0)
 
 
+#: The four streams of a DTS network, {name: the attribute of its CLRA stack} (Z_hm, Z_mh, Z_h, Z_m).
+STREAM_STACKS = {"hm": "hmfeat", "mh": "mhfeat", "h": "hfeat", "m": "mfeat"}
+
+
 def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_layers") -> tuple[int, int, int, int]:
     """Read ``--student_layers`` (or ``--teacher_layers``, named by ``flag``): ``"1441"``, ``1441``,
     ``"1,4,4,1"`` or ``[1, 4, 4, 1]`` → ``(1, 4, 4, 1)``.
@@ -224,26 +228,35 @@ class DTS(nn.Module):
                              f"only {sorted(provided)} (intermediate outputs need --hkd_heads K > 0)")
         depths = heads.depths if needs is not None and "inter_outs" in needs else ()
         tapped = tap_stream(self)
-        hr_size, lr_size = hrmsi.shape[-2:], lrhsi.shape[-2:]
-        lrhsi_up = F.interpolate(lrhsi, size=hr_size, mode="bilinear", align_corners=False)
-        hrmsi_down = F.interpolate(hrmsi, size=lr_size, mode="bicubic", align_corners=False)
-
-        z_hm, taps_hm = run_stack(self.hmfeat, self.lrelu(self.hmconv1(torch.cat((lrhsi_up, hrmsi), 1))),
-                                  depths if tapped == "hmfeat" else ())
-        z_mh, taps_mh = run_stack(self.mhfeat, self.lrelu(self.mhconv1(torch.cat((lrhsi, hrmsi_down), 1))),
-                                  depths if tapped == "mhfeat" else ())
-        z_m = self.mfeat(self.lrelu(self.mconv1(hrmsi)))
-        z_h = self.hfeat(self.lrelu(self.hconv1(lrhsi)))
-
-        up = F.interpolate(z_h, size=hr_size, mode="nearest"), F.interpolate(z_mh, size=hr_size, mode="nearest")
-        fused = self.fuse_att(up[0], z_m, up[1], z_hm)
-        out = self.last(self.lrelu(self.fuse(fused)))
-        if self.residual:
-            out = out + lrhsi_up
+        stems, lrhsi_up = self.stems(lrhsi, hrmsi)
+        z_hm, taps_hm = run_stack(self.hmfeat, stems["hm"], depths if tapped == "hmfeat" else ())
+        z_mh, taps_mh = run_stack(self.mhfeat, stems["mh"], depths if tapped == "mhfeat" else ())
+        z = {"hm": z_hm, "mh": z_mh, "m": self.mfeat(stems["m"]), "h": self.hfeat(stems["h"])}
+        out, fused = self.head(z, lrhsi_up)
+        hr_size = hrmsi.shape[-2:]
         if needs is None:
             return out, fused
         inter = heads(taps_hm + taps_mh, lrhsi, tuple(hr_size)) if depths else []
         return FusionOutput(out=out, feat=fused if "feat" in needs else None, inter_outs=inter)
+
+    def stems(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The streams' stem features before their CLRA blocks, {"hm", "m": (B, nf, s·h, s·w); "mh", "h": (B, nf,
+        h, w)}, and the bilinearly upsampled LR-HSI (B, bands, s·h, s·w)."""
+        hr_size, lr_size = hrmsi.shape[-2:], lrhsi.shape[-2:]
+        lrhsi_up = F.interpolate(lrhsi, size=hr_size, mode="bilinear", align_corners=False)
+        hrmsi_down = F.interpolate(hrmsi, size=lr_size, mode="bicubic", align_corners=False)
+        return {"hm": self.lrelu(self.hmconv1(torch.cat((lrhsi_up, hrmsi), 1))),
+                "mh": self.lrelu(self.mhconv1(torch.cat((lrhsi, hrmsi_down), 1))),
+                "m": self.lrelu(self.mconv1(hrmsi)), "h": self.lrelu(self.hconv1(lrhsi))}, lrhsi_up
+
+    def head(self, z: dict[str, torch.Tensor], lrhsi_up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The streams' final features ``z`` (as :meth:`stems`) through the fuser and the head: (HR-HSI (B, bands,
+        s·h, s·w), fused feature (B, nf, s·h, s·w))."""
+        hr_size = lrhsi_up.shape[-2:]
+        up_h, up_mh = (F.interpolate(z[k], size=hr_size, mode="nearest") for k in ("h", "mh"))
+        fused = self.fuse_att(up_h, z["m"], up_mh, z["hm"])
+        out = self.last(self.lrelu(self.fuse(fused)))
+        return (out + lrhsi_up if self.residual else out), fused
 
     def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset(),
                     heads: IntermediateHeads | None = None) -> FusionOutput:

@@ -88,7 +88,7 @@ def test_a_run_is_finished_only_with_its_summaries_and_the_same_config(tmp_path)
     assert kd.main(argv) == 0
     bench = kd.Bench(str(tmp_path / "tiny.yaml"), str(tmp_path / "bench"), tuple(METRICS.split(",")))
     spec = kd.parse_spec("none")
-    (_, _, cfg), _ = kd.prepare_runs(bench, [spec], [1, 2])
+    cfg = kd.prepare_runs(bench, [spec], [1, 2])[0].cfg
     assert kd.finished_record(bench, spec, 1, cfg) is not None
     assert kd.finished_record(bench, spec, 1, {**cfg, "epochs": 2}) is None  # another configuration
     assert kd.finished_record(bench, spec, 1, {**cfg, "w_feat": 0.7}) is not None  # no teacher: no effect
@@ -105,7 +105,8 @@ def test_flags_only_csakd_reads_are_not_compared_for_other_strategies(tmp_path, 
         (tmp_path / "results" / "r" / role).mkdir(parents=True)
         (tmp_path / "results" / "r" / role / "summary.json").write_text("{}")
     cfg = {**kd.flag_defaults(), "kd_strategy": strategy, "w_feat": 0.0}
-    record = {"run": "r", "metrics_requested": ["psnr"], "config": {**cfg, "w_feat": 0.1}}
+    record = {"run": "r", "metrics_requested": ["psnr"], "config": {**cfg, "w_feat": 0.1},
+              "init_streams": kd.INIT_STREAMS}
     assert kd._complete(bench, record, cfg) is finished
     assert kd._complete(bench, {**record, "config": {**cfg, "epochs": 7}}, cfg) is False  # what every run reads
 
@@ -196,7 +197,8 @@ def test_summary_and_paired_differences_golden_numbers():
     assert paired["a"]["psnr"]["mean"] == pytest.approx(0.5) and paired["a"]["psnr"]["std"] == pytest.approx(0.2)
     assert paired["a"]["sam"]["mean"] == pytest.approx(-2 / 3) and paired["a"]["sam"]["std"] == pytest.approx(
         (1 / 12) ** 0.5)
-    assert paired["b"]["psnr"] == {"mean": 2.0, "std": None, "per_seed": {"2": 2.0}}  # only the shared seed
+    b = paired["b"]["psnr"]
+    assert (b["mean"], b["std"], b["per_seed"], b["ci95"], b["n"]) == (2.0, None, {"2": 2.0}, None, 1)  # shared seed
     assert kd.paired_vs_none([r for r in runs if r["spec"] != "none"], ["psnr"]) == {}
 
 
@@ -253,10 +255,122 @@ def test_seed_field_gives_each_run_its_own_value(tmp_path):
     (["csakd:kd_mode=teacher"], "flag 'kd_mode' = 'teacher'; expected one of"),
     (["csakd:deterministic=maybe"], "flag 'deterministic' is a switch"),
     (["none", "none"], "given more than once"),
-    (["csakd:kd_mode=offline"], "--kd_mode offline needs --teacher_ckpt"),
 ])
 def test_bad_specs_end_with_one_clear_message(tmp_path, capsys, specs, message):
     assert kd.main(bench_argv(tmp_path, *specs)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("benchmarks.kd: error: --strategies") and message in err and "\n" not in err
     assert not (tmp_path / "bench").exists() and not (tmp_path / "kd.json").exists()  # nothing written
+
+
+@pytest.mark.parametrize(("teacher", "message"), [("none", "the shared teacher is trained online"),
+                                                  ("csakd:kd_mode=offline", "the shared teacher is trained online"),
+                                                  ("csakd:w_fet=1", "--teacher_spec: --strategies 'csakd:w_fet=1'")])
+def test_a_bad_shared_teacher_spec_ends_with_one_clear_message(tmp_path, capsys, teacher, message):
+    argv = [*bench_argv(tmp_path, "none", "csakd:kd_mode=offline"), "--teacher_spec", teacher]
+    assert kd.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("benchmarks.kd: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "bench").exists()
+
+
+def test_ci_sign_count_and_gap_fraction_against_hand_computed_values():
+    """Δ = +0.5, +0.7, +0.3 (mean 0.5, s 0.2, n 3): CI = 0.5 ± t(0.975, 2)·0.2/√3, t(0.975, 2) = 4.302653 (table);
+    teacher gaps 1.0, 1.0, 1.6 dB (mean 1.2): fraction 0.5/1.2; SAM Δ −1.0, −0.5, −0.5: no seed positive."""
+    runs = [run("none", 1, 30.0, 5.0, False), run("none", 2, 31.0, 4.0, False), run("none", 3, 32.0, 4.5, False),
+            run("a", 1, 30.5, 4.0), run("a", 2, 31.7, 3.5), run("a", 3, 32.3, 4.0)]
+    runs[-1]["teacher"]["psnr"] = 33.6  # teacher − alone: 31.0 − 30.0, 32.0 − 31.0, 33.6 − 32.0
+    runs[-2]["teacher"]["psnr"], runs[-3]["teacher"]["psnr"] = 32.0, 31.0
+    psnr = kd.paired_vs_none(runs, ["psnr", "sam"])["a"]["psnr"]
+    half = 4.302653 * 0.2 / 3 ** 0.5
+    assert psnr["ci95"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-6)
+    assert psnr["n_positive"] == 3 and psnr["n"] == 3
+    assert psnr["gap"]["per_seed"] == pytest.approx({"1": 1.0, "2": 1.0, "3": 1.6})
+    assert psnr["gap"]["mean"] == pytest.approx(1.2) and psnr["gap_fraction"] == pytest.approx(0.5 / 1.2)
+    sam = kd.paired_vs_none(runs, ["psnr", "sam"])["a"]["sam"]
+    assert sam["n_positive"] == 0 and sam["gap"]["mean"] == pytest.approx(-(5.0 - 4.0 + 4.0 - 3.5 + 4.5 - 4.0) / 3)
+    assert sam["gap_fraction"] == pytest.approx((-2 / 3) / sam["gap"]["mean"])  # lower is better: a negative lead
+    worse = kd.paired_stats({"1": -0.2, "2": 0.1}, {"1": -0.5, "2": 0.3})  # the teacher trails on average
+    assert worse["gap"]["mean"] == pytest.approx(-0.1) and worse["gap_fraction"] is None
+    assert kd.t_interval([1.0]) is None and kd.t_interval([1.0, 3.0]) == pytest.approx([2 - 12.706205, 2 + 12.706205])
+    report = kd.build_report(kd.Bench("c.yaml", "out", ("psnr", "sam")), runs, "cmd")
+    assert report["paired_sigma"] == {"a": pytest.approx(0.2)}
+    line = next(li for li in kd.markdown_table(report).splitlines() if li.startswith("| a − none |"))
+    assert f"[{0.5 - half:+.2f}, {0.5 + half:+.2f}]" in line and "3/3" in line and "0/3" in line and "42%" in line
+
+
+def test_data_seeds_key_the_runs_and_pair_within_a_data_seed():
+    runs = [{**run(spec, seed, 30.0 + ds + (spec == "a") * seed / 10, 4.0, spec == "a"), "data_seed": ds}
+            for spec in ("none", "a") for ds in (5, 6) for seed in (1, 2)]
+    paired = kd.paired_vs_none(runs, ["psnr"])["a"]["psnr"]
+    assert paired["per_seed"] == pytest.approx({"5/1": 0.1, "5/2": 0.2, "6/1": 0.1, "6/2": 0.2})
+    assert kd.run_name(kd.parse_spec("none"), 2, 6) == "none_data6_seed2"
+    argv = kd.Bench("c.yaml", "out", ("psnr",)).train_argv(kd.parse_spec("none"), 2, 6)
+    assert argv[argv.index("--data_seed") + 1] == "6" and argv[argv.index("--seed") + 1] == "2"
+
+
+def test_bench_with_a_shared_frozen_teacher_end_to_end_and_resumed(tmp_path, monkeypatch):
+    """Two data seeds × two init seeds: one teacher run per data seed (trained on demand), shared by both init seeds
+    and both offline specs; a stopped bench resumed trains only the missing runs; a retrained teacher retrains the
+    students distilled from it."""
+    specs = ("none", "csakd:kd_mode=offline", "csakd:kd_mode=offline,w_kd=0.5")
+    argv = [*bench_argv(tmp_path, *specs), "--data_seeds", "3", "4"]
+    trained: list[str] = []
+    real_run_one = kd.run_one
+
+    def counting(bench, spec, seed, cfg, data_seed=None):
+        trained.append(kd.run_name(spec, seed, data_seed))
+        if len(trained) == 5:  # stop the bench in its fifth run (after both teachers and the first students)
+            raise kd.Interrupted(15, "stopped")
+        return real_run_one(bench, spec, seed, cfg, data_seed)
+
+    monkeypatch.setattr(kd, "run_one", counting)
+    assert kd.main(argv) == 143
+    assert trained[:2] == ["csakd_data3_seed0", "csakd_data4_seed0"]  # the teachers first
+    trained.clear()
+    monkeypatch.setattr(kd, "run_one", lambda *a, **k: trained.append(kd.run_name(a[1], a[2], a[4])) or
+                        real_run_one(*a))
+    assert kd.main(argv) == 0  # resumed: the teachers and the 2 finished students are not trained again
+    assert len(trained) == 12 - 2 and not any(t.startswith("csakd_data") for t in trained)
+    report = json.loads((tmp_path / "kd.json").read_text())
+    assert [r["run"] for r in report["teacher_runs"]] == ["csakd_data3_seed0", "csakd_data4_seed0"]
+    assert report["command"].startswith("python -m benchmarks.kd ")
+    by = {r["run"]: r for r in report["runs"]}
+    teacher3 = str(tmp_path / "bench" / "checkpoints" / "csakd_data3_seed0" / "teacher" / "best.pth")
+    for name in ("csakd_kd_mode=offline_data3_seed1", "csakd_kd_mode=offline_w_kd=0.5_data3_seed2"):
+        assert by[name]["config"]["teacher_ckpt"] == teacher3 and by[name]["config"]["data_seed"] == 3
+        assert by[name]["teacher_sha256"] == kd.file_digest(teacher3)
+    # the frozen teacher is tested on each run's test split: the same numbers for every spec and init seed
+    assert by["csakd_kd_mode=offline_data3_seed1"]["teacher"] == by["csakd_kd_mode=offline_w_kd=0.5_data3_seed2"][
+        "teacher"] != by["csakd_kd_mode=offline_data4_seed1"]["teacher"]
+    stats = report["paired_vs_none"]["csakd:kd_mode=offline"]["psnr"]
+    assert set(stats["per_seed"]) == {"3/1", "3/2", "4/1", "4/2"} and len(stats["ci95"]) == 2
+    assert "gap_fraction" in stats and stats["n"] == 4
+    # a teacher file that changed: its students are trained again, nothing else
+    Path(teacher3).write_bytes(Path(teacher3).read_bytes() + b"")  # same bytes: still finished
+    trained.clear()
+    assert kd.main(argv) == 0 and trained == []
+    other = tmp_path / "bench" / "checkpoints" / "csakd_data4_seed0" / "teacher" / "best.pth"
+    Path(teacher3).write_bytes(other.read_bytes())
+    assert kd.main(argv) == 0
+    assert sorted(trained) == sorted(n for n in by if "offline" in n and "data3" in n)
+
+
+def test_inheritance_specs_use_the_shared_teacher_and_pair_with_the_random_student_alone(tmp_path):
+    bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
+    inherit = kd.parse_spec("none:student_init=teacher")
+    assert inherit.shared_teacher and kd.parse_spec("csakd:kd_mode=offline,student_init=teacher").shared_teacher
+    assert not kd.parse_spec("none").shared_teacher and not kd.parse_spec("csakd").shared_teacher
+    argv = bench.train_argv(inherit, 3, 5)
+    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(5)
+    argv = bench.train_argv(inherit, 3)  # no data seed: the data of seed 3, hence the teacher of data seed 3
+    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(3)
+    assert "csakd_data3_seed0" in bench.shared_teacher(3)
+    cfgs = {"none": {"kd_mode": "none", "student_init": "random"},
+            "none:student_init=teacher": {"kd_mode": "none", "student_init": "teacher", "teacher_ckpt": "t"},
+            "csakd:kd_mode=offline,student_init=teacher": {"kd_mode": "offline", "student_init": "teacher"}}
+    runs = [{**run(spec, seed, 30.0 + i + seed, 4.0, False), "config": {**cfg, "seed": seed}}
+            for i, (spec, cfg) in enumerate(cfgs.items()) for seed in (1, 2)]
+    # inheritance differs from the student alone in its recipe: paired with the plain `none`, never a baseline
+    assert kd.paired_with(runs) == {"none:student_init=teacher": "none",
+                                    "csakd:kd_mode=offline,student_init=teacher": "none"}

@@ -170,11 +170,11 @@ def _run_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
     torch.save(losses, os.path.join(tmp, f"losses{rank}.pt"))
     calls = {"n": 0}
 
-    def killed(self, batch, noise=None):
+    def killed(self, batch, noise=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:  # epoch 1, second step: both processes die without saving anything
             os._exit(0)
-        return real(self, batch, noise)
+        return real(self, batch, noise, **kwargs)
 
     CoTrainer.step = killed
     os.environ["MASTER_PORT"] = str(ports[1])
@@ -194,11 +194,11 @@ def _resume_worker(rank: int, port: int, ports: list[int], tmp: str) -> None:
     train(train_CSAKD.load_config(_run_args(Path(tmp), "cut", "--resume")))
     real, calls = CoTrainer.step, {"n": 0}
 
-    def step(self, batch, noise=None):
+    def step(self, batch, noise=None, **kwargs):
         calls["n"] += 1
         if rank == 1 and calls["n"] == 3:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(self, batch, noise)
+        return real(self, batch, noise, **kwargs)
 
     CoTrainer.step = step
     os.environ["MASTER_PORT"] = str(ports[0])

@@ -68,11 +68,11 @@ def signal_at_step(monkeypatch, signum: int, steps: tuple[int, ...]) -> None:
     """The training process sends itself ``signum`` while it is in each of the given (1-based) steps."""
     real, calls = CoTrainer.step, {"n": 0}
 
-    def step(self, batch, noise=None):
+    def step(self, batch, noise=None, **kwargs):
         calls["n"] += 1
         if calls["n"] in steps:
             os.kill(os.getpid(), signum)
-        return real(self, batch, noise)
+        return real(self, batch, noise, **kwargs)
 
     monkeypatch.setattr(CoTrainer, "step", step)
 
@@ -327,11 +327,11 @@ def test_divergence_restores_the_known_good_state_and_ends_in_one_line(tmp_path:
     on every loss is NaN: each restore reads the epoch-0 state, and after the last one the run ends."""
     real, calls, restored = CoTrainer.step, {"n": 0}, []
 
-    def step(self, batch, noise=None):
+    def step(self, batch, noise=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == STEPS + 1 or calls["n"] > 2 * STEPS:
             batch = {**batch, "gt": torch.full_like(batch["gt"], float("nan"))}
-        return real(self, batch, noise)
+        return real(self, batch, noise, **kwargs)
 
     real_load = CoTrainer.load_state_dict
 

@@ -186,11 +186,11 @@ def test_nonfinite_losses_restore_and_halve_lr(tmp_path: Path, monkeypatch, caps
     real = CoTrainer.step
     calls = {"n": 0}
 
-    def flaky(self, batch, noise=None):
+    def flaky(self, batch, noise=None, **kwargs):
         calls["n"] += 1
         if calls["n"] in (2, 3):  # two bad batches in a row in epoch 0
             batch = {**batch, "gt": torch.full_like(batch["gt"], float("nan"))}
-        return real(self, batch, noise)
+        return real(self, batch, noise, **kwargs)
 
     monkeypatch.setattr(CoTrainer, "step", flaky)
     summary = train(train_CSAKD.load_config(tiny(tmp_path, "--nan_patience", "2", prefix="nan", epochs=2)))

@@ -85,13 +85,17 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
                      "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
                      "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "kd_warmup", "grad_log_every", "hkd_heads", "psd_feat_weight", "psd_patch_overlap",
+                     "unlabelled", "w_unlabelled", "w_augment", "kd_warmup", "grad_log_every", "hkd_heads",
+                     "psd_feat_weight", "psd_patch_overlap",
                      "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
     "synthetic_size": Range(1),
     # Finite but absurd values overflow later (10^(snr/10) beyond ~3000 dB; an lr of 1e308 trains to Inf weights):
     # bounded here so that they end at parse time, before anything is written.
     **dict.fromkeys(("snr", "snr_hsi", "snr_msi"), Range(0, high=300)),
     "lr": Range(0, open_low=True, high=1e3),
+    "kd_decay": Range(0, high=1),
+    "block_mix": Range(0, high=1),
+    "block_mix_weight": Range(0),
 }
 
 
@@ -304,6 +308,10 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="distillation strategy (engine/strategies): what the student learns from the teacher; "
                         "csakd = the paper's response + feature distillation")
     n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
+    n.add_argument("--student_init", choices=("random", "teacher"), default="random",
+                   help="teacher: start the student from the converged --teacher_ckpt wherever a module matches by "
+                        "name and shape (stems, first stream blocks, CSA fuser, head; named in the log), with "
+                        "--kd_mode none (inheritance alone) or offline (README: What distillation adds)")
     n.add_argument("--eval_last", action="store_true",
                    help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that "
                         "best.pth can be the final weights")
@@ -319,6 +327,21 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "cosine = 1 − per-pixel cosine")
     v.add_argument("--kd_warmup", type=float, default=0.0,
                    help="epochs of a linear warm-up of w_kd and w_feat from 0 (0 = none)")
+    v.add_argument("--kd_decay", type=float, default=0.0,
+                   help="late decay: w_kd and w_feat fall linearly to 0 over this last fraction of the epochs (the "
+                        "last epoch without distillation; 0 = none)")
+    v.add_argument("--block_mix", type=float, default=0.0,
+                   help="--kd_mode offline: probability per step that the student's stream features continue "
+                        "through the frozen teacher's remaining blocks, fuser and head, trained to the GT and the "
+                        "teacher (MiPKD-style block mixing; 0 = off)")
+    v.add_argument("--block_mix_weight", type=float, default=0.1, help="weight of the block-mixing loss")
+    v.add_argument("--w_unlabelled", type=float, default=0.1,
+                   help="weight of SmoothL1(S, T) on the --unlabelled pairs (the teacher's labels; GT for none)")
+    v.add_argument("--kd_augment", action="store_true",
+                   help="invertible-augmentation consistency: a random flip / transpose / sign inversion of the "
+                        "student's inputs, undone on its output, matched to the teacher's output on the original "
+                        "view (the GT with --kd_mode none: the teacher-free control)")
+    v.add_argument("--w_augment", type=float, default=0.1, help="weight of the --kd_augment term")
     v.add_argument("--grad_log_every", type=int, default=0,
                    help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
                         "gradient on the student's parameters (one extra backward per term; 0 = off)")
@@ -647,6 +670,20 @@ def resolve_config(cfg: dict) -> dict:
     check_ranges(cfg)
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
+    if cfg.get("unlabelled") and (cfg.get("dataset") not in ("synthetic", "realistic")
+                                  or cfg.get("kd_mode") == "online"):
+        raise ConfigError(f"--unlabelled {cfg['unlabelled']}: extra scenes of --dataset synthetic or realistic, "
+                          f"labelled by a frozen teacher (--kd_mode offline) or, for the control, by their GT "
+                          f"(--kd_mode none); got --dataset {cfg.get('dataset')} --kd_mode {cfg.get('kd_mode')}")
+    if (cfg.get("unlabelled") or cfg.get("kd_augment")) and cfg.get("kd_strategy", "csakd") != "csakd":
+        raise ConfigError("--unlabelled / --kd_augment label inputs with the teacher's plain output: they need "
+                          f"--kd_strategy csakd, got {cfg.get('kd_strategy')}")
+    if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):
+        raise ConfigError("--block_mix continues the student through a frozen teacher: it needs --kd_mode offline "
+                          "(and --kd_strategy csakd)")
+    if cfg.get("student_init") == "teacher" and (cfg.get("kd_mode") == "online" or not cfg.get("teacher_ckpt")):
+        raise ConfigError("--student_init teacher copies a converged teacher: it needs --teacher_ckpt and --kd_mode "
+                          "none or offline (an online teacher starts untrained)")
     if cfg.get("resume_ind", 0) and "epochs" in cfg and cfg["resume_ind"] >= cfg["epochs"]:
         raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
     if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):

@@ -3,21 +3,22 @@
 
 With probability P per training step the student's stream features continue through the frozen teacher's
 remaining computation: each stream's stem and the student's own CLRA blocks, then the teacher's blocks after the
-student's depth in that stream (all six of Z_hm, whose blocks the student does not run), the teacher's CSA fuser and
+student's depth in that stream (all of Z_hm's, whose blocks the student does not run), the teacher's CSA fuser and
 its head. The composite output C is trained towards the GT and the teacher's output:
-L_mix = L1(C, Y) + SmoothL1(C, T̂), added to the student's objective with weight ``--block_mix_weight`` (scaled
-by the distillation schedule, ``--kd_warmup`` / ``--kd_decay``). The teacher is frozen (no parameter of it needs a
-gradient), so the gradients of L_mix reach the student's stems and blocks only: the student learns features the
-teacher's later blocks can use, instead of regressing the teacher's features directly.
+L_mix = L_rec(C, Y) + SmoothL1(C, T̂) (the student's reconstruction and response terms), added to the student's
+objective with weight ``--block_mix_weight`` (scaled by the distillation schedule, ``--kd_warmup`` /
+``--kd_decay``). The teacher is frozen (none of its parameters needs a gradient), so the gradients of L_mix reach
+the student's stems and blocks only: the student learns features the teacher's later blocks can use, instead of
+regressing the teacher's features directly.
 
 Which steps mix is a function of (seed, step) only (:func:`mixes`), so resumed runs and runs of other settings
-draw the same steps. Single process, without ``--compile``: the composite calls the student's parts directly.
+draw the same steps, and no other random stream moves. Single process, without ``--compile``: the composite calls
+the student's parts directly.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.runtime import derive_seed
@@ -33,7 +34,7 @@ def mixes(seed: int, step: int, p: float) -> bool:
 
 def block_mixed(student: nn.Module, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> torch.Tensor:
     """The composite HR-HSI (B, bands, s·h, s·w): the student's stems and blocks, the teacher's remaining blocks of
-    each stream, the teacher's fuser and head. Inputs as the networks' (in [-1, 1]); same widths required."""
+    each stream, the teacher's fuser and head. Inputs as the networks' (in [-1, 1]); equal widths required."""
     if student.num_base_chs != teacher.num_base_chs:
         raise ValueError(f"--block_mix: the student's width nf {student.num_base_chs} differs from the frozen "
                          f"teacher's {teacher.num_base_chs}; block mixing needs equal widths")
@@ -43,8 +44,3 @@ def block_mixed(student: nn.Module, teacher: nn.Module, lrhsi: torch.Tensor, hrm
         own = getattr(student, attr)
         z[name] = getattr(teacher, attr)[len(own):](own(stems[name]))
     return teacher.head(z, lrhsi_up)[0]
-
-
-def mix_loss(composite: torch.Tensor, gt: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
-    """L_mix = L1(C, Y) + SmoothL1(C, T̂) (means over all elements; T̂ detached)."""
-    return F.l1_loss(composite, gt) + F.smooth_l1_loss(composite, teacher_out.detach())
