@@ -198,6 +198,15 @@ def concatenating_dense_blocks() -> Iterator[None]:
         DenseResidualBlock.forward = fast
 
 
+def concatenate_dense_blocks(model: nn.Module, on: bool) -> nn.Module:
+    """Make every MFB of ``model`` compute with concatenations (``on``) or the one buffer (the default); per
+    instance, unlike the process-wide :func:`concatenating_dense_blocks` (which exporters need while tracing)."""
+    for module in model.modules():
+        if isinstance(module, DenseResidualBlock):
+            module.concatenate = on
+    return model
+
+
 def clra_stack(num_blocks: int, nf: int, gc: int, groups: int = 1) -> nn.Sequential:
     """``num_blocks`` CLRA blocks in sequence (official: ``make_layer``); zero blocks is the identity."""
     return nn.Sequential(*(CLRA(nf, gc, groups) for _ in range(num_blocks)))

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models.clra import DenseResidualBlock
+from models.clra import concatenate_dense_blocks
 
 
 class FastPath(NamedTuple):
@@ -78,8 +78,8 @@ def prepare(model: nn.Module, channels_last: bool | None = None, concatenate: bo
     Returns:
         The same module in eval mode, with ``requires_grad`` off on every parameter (nothing records
         gradients even outside ``torch.inference_mode``). Train it again only after
-        ``model.train().requires_grad_(True)`` (and :func:`use_dense_form` ``(model, False)`` for the
-        memory-saving backward).
+        ``model.train().requires_grad_(True)`` (and ``models.clra.concatenate_dense_blocks(model, False)``
+        for the memory-saving backward).
     """
     param = next(model.parameters(), None)
     chosen = fast_path(param.device if param is not None else "cpu")
@@ -87,13 +87,5 @@ def prepare(model: nn.Module, channels_last: bool | None = None, concatenate: bo
     model.requires_grad_(False)
     if chosen.channels_last if channels_last is None else channels_last:
         model.to(memory_format=torch.channels_last)
-    use_dense_form(model, chosen.concatenate if concatenate is None else concatenate)
-    return model
-
-
-def use_dense_form(model: nn.Module, concatenate: bool) -> nn.Module:
-    """Make every dense block (MFB) of ``model`` compute with concatenations (True) or one buffer (False)."""
-    for module in model.modules():
-        if isinstance(module, DenseResidualBlock):
-            module.concatenate = concatenate
+    concatenate_dense_blocks(model, chosen.concatenate if concatenate is None else concatenate)
     return model
