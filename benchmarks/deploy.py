@@ -17,7 +17,7 @@ On a CPU without native bf16 (``utils.cpu``) the PyTorch bf16 rows are skipped w
 would be emulated, slower than fp32), unless ``--allow_emulated_precision``. The report's ``machine`` line names
 the CPU, its capability and whether bf16/fp16 are native.
 
-Example (README "Deploying the student")::
+Example (docs/deployment.md)::
 
     python -m benchmarks.deploy --threads 1 --checkpoint checkpoints/quickstart/student/best.pth \
         --json results/deploy.json

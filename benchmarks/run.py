@@ -21,7 +21,7 @@ Examples::
 
 Configurations: ``paper`` (built in) and each ``--config`` YAML (default ``configs/quickstart.yaml``); the
 ``train``, ``data`` and ``tiling`` parts use the first one. Timings on a machine shared with other work are
-noisy: the minimum is the figure to quote, the median shows the noise. See README "Performance".
+noisy: the minimum is the figure to quote, the median shows the noise. See docs/performance.md.
 """
 
 from __future__ import annotations

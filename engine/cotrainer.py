@@ -191,7 +191,7 @@ class CoTrainer:
         for net in (teacher, student):
             if net is not None:
                 # Channels-last weights make every convolution output channels-last: oneDNN and cuDNN convolve
-                # NHWC natively instead of reordering NCHW data around each call (README: Performance).
+                # NHWC natively instead of reordering NCHW data around each call (docs/performance.md).
                 net.to(device, memory_format=torch.channels_last)
                 net.set_grad_checkpoint(bool(cfg.get("grad_checkpoint")))
         return cls(cfg, student, teacher, device=device, dist=dist, first_epoch=int(cfg.get("resume_ind") or 0))

@@ -304,7 +304,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     uint8 activations with MinMax ranges from ``patches`` and int8 weights (per output channel with
     ``per_channel``), so that consecutive convolutions, LeakyReLUs, concatenations and additions stay in int8
     between them; the nodes reading parameters of ``float_modules`` (the head ``fuse``, ``last``) stay float32.
-    Measured on the quick-start student (README "Deploying the student"): convolutions only −0.24 dB test PSNR
+    Measured on the quick-start student (docs/deployment.md): convolutions only −0.24 dB test PSNR
     and slower than fp32 (a quantise/dequantise pair around every convolution); every op −0.29 dB; every op with
     a float head −0.17 dB (the default) and faster than onnxruntime fp32. The metadata is carried over with
     ``precision=int8`` and the calibration count.

@@ -42,7 +42,7 @@ class FastPath(NamedTuple):
     concatenate: bool
 
 
-#: The fast path per CPU capability, from ``python -m benchmarks.run --what fastpath`` (README: Performance):
+#: The fast path per CPU capability, from ``python -m benchmarks.run --what fastpath`` (docs/performance.md):
 #: CPU seconds of the paper-size student / teacher, batch 1, 64² → 256², one thread, channels-last +
 #: concatenations vs channels-last + buffer vs NCHW (AMD EPYC with AVX-512 BF16, and the same host with
 #: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 standing in for an AVX2-only CPU). A capability not listed
