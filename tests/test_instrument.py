@@ -128,9 +128,12 @@ def test_bench_configs_are_their_base_with_a_larger_held_out_set_and_the_last_ep
     b, a = load_config_file(root / f"{bench}.yaml"), load_config_file(root / f"{base}.yaml")
     train_n, val_n, test_n = b["synthetic_scenes"]
     assert train_n == a["synthetic_scenes"][0] and val_n >= 16 and test_n >= 48 and b["eval_last"] is True
-    same = {k for k in a if k not in ("prefix", "synthetic_scenes", "tb_scenes")}
+    # The quick-start bench keeps the schedule it was measured with (80 epochs, teacher 6644, no residual);
+    # scenes, student and optimiser are the quick start's.
+    schedule = {"epochs", "teacher_layers", "residual"} if bench == "bench_quickstart" else set()
+    same = {k for k in a if k not in {"prefix", "synthetic_scenes", "tb_scenes", "eval_last", *schedule}}
     assert {k: b[k] for k in same} == {k: a[k] for k in same}
-    assert set(b) - set(a) == {"eval_last"}
+    assert set(b) - set(a) <= {"eval_last", *schedule}
     train_CSAKD.load_config(["--config", str(root / f"{bench}.yaml")])  # a valid training config
 
 
