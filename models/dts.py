@@ -37,6 +37,7 @@ from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS,
 from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
 from .heads import IntermediateHeads, run_stack, tap_stream
+from .network import FusionNetwork
 from .outputs import FusionOutput, check_needs
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
@@ -78,7 +79,7 @@ def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_
     return layers  # type: ignore[return-value]
 
 
-class DTS(nn.Module):
+class DTS(FusionNetwork):
     """Dual Two-Streamed network (official: FNN_Teacher / FNN_Student).
 
     Args:
@@ -101,6 +102,7 @@ class DTS(nn.Module):
             parameters, so the weights of both forms have the same keys).
     """
 
+    arch = "dts"
     role = "dts"
 
     def __init__(
@@ -183,15 +185,6 @@ class DTS(nn.Module):
             if isinstance(module, CLRA):
                 module.grad_checkpoint = bool(enabled)
         return self
-
-    def model_config(self) -> dict:
-        """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
-        return {
-            "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
-            "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
-            "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
-            "compat": self.compat, "residual": self.residual, "hkd_heads": self.hkd_heads,
-        }
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
         """Raise a ``ValueError`` naming the input unless the pair has the shapes this network takes."""
@@ -284,6 +277,7 @@ class Teacher(DTS):
     """
 
     role = "teacher"
+    roles = ("teacher",)
 
     def __init__(
         self,
@@ -305,8 +299,6 @@ class Teacher(DTS):
                          hkd_heads=hkd_heads)
         self.teacher_layers = layers
 
-    def model_config(self) -> dict:
-        return {**super().model_config(), "teacher_layers": list(self.teacher_layers)}
 
 
 class Student(DTS):
@@ -320,6 +312,7 @@ class Student(DTS):
     """
 
     role = "student"
+    roles = ("student",)
 
     def __init__(
         self,
@@ -343,6 +336,3 @@ class Student(DTS):
                          layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
                          run_hm_stack=False, residual=residual, hkd_heads=hkd_heads)
         self.student_layers = layers
-
-    def model_config(self) -> dict:
-        return {**super().model_config(), "student_layers": list(self.student_layers)}

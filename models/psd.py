@@ -37,6 +37,7 @@ from torch import nn
 from utils.defaults import BANDS, MSI_BANDS, SCALE
 
 from .dts import DTS
+from .network import FusionNetwork
 from .outputs import FusionOutput, check_needs
 
 ATTENTION_REDUCTION = 4  # channel bottleneck of the CAB's attention MLP (authors' value)
@@ -230,7 +231,7 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
-class PSDNet(nn.Module):
+class PSDNet(FusionNetwork):
     """Progressive three-stage HSI/MSI fusion network (official: PSDNet's ``Net``; ``Net_GT`` with
     ``privileged=True``).
 
@@ -245,6 +246,7 @@ class PSDNet(nn.Module):
     """
 
     arch = "psd"
+    roles = ("teacher", "student")
 
     def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
                  privileged: bool = False, patches: Sequence[int] | None = None,
@@ -270,18 +272,6 @@ class PSDNet(nn.Module):
         self.trans_enc_2_3, self.trans_dec_2_3 = TransBlock(nf, nf), TransBlock(nf, nf)
         self.stage3 = nn.Sequential(ORB(nf), ORB(nf), ORB(nf))
         self.heads = nn.ModuleList([Head(nf, bands) for _ in range(STAGES)])
-
-    def set_grad_checkpoint(self, enabled: bool) -> PSDNet:
-        """``--grad_checkpoint`` is implemented for the DTS networks only; asking for it here is a ValueError."""
-        if enabled:
-            raise ValueError("--grad_checkpoint: not implemented for --arch psd; leave it out")
-        return self
-
-    def model_config(self) -> dict:
-        """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
-        return {"role": self.role, "arch": self.arch, "bands": self.bands, "msi_bands": self.msi_bands,
-                "num_base_chs": self.num_base_chs, "scale": self.scale, "privileged": self.privileged,
-                "patches": list(self.patches), "patch_overlap": self.patch_overlap}
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor | None = None) -> None:
         """Raise a ``ValueError`` naming the input unless the inputs have the shapes this network takes, and

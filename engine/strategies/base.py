@@ -36,19 +36,18 @@ def register(cls: type[DistillationStrategy]) -> type[DistillationStrategy]:
 
 
 def frozen_teacher_config(cfg: dict, teacher: nn.Module | None) -> dict | None:
-    """The model configuration of an offline run's frozen teacher: ``teacher.model_config()`` when the built teacher
-    is given (no second read of its file), else that of the file ``--teacher_ckpt``; None for other regimes or
-    without either."""
+    """The description (:meth:`models.network.FusionNetwork.model_config`) of an offline run's frozen teacher: the
+    built teacher's when given (no second read of its file), else what the file ``--teacher_ckpt`` holds
+    (:func:`models.describe.network_from_file`); None for other regimes or without either."""
     if cfg.get("kd_mode") != "offline":
         return None
     if teacher is not None:
         return teacher.model_config()
     if not cfg.get("teacher_ckpt"):
         return None
-    from models.describe import checkpoint_model_config  # local: only offline runs read the file here
-    from utils.checkpoint import read_checkpoint
+    from models.describe import network_from_file  # local: only offline runs read the file here
 
-    return checkpoint_model_config(read_checkpoint(cfg["teacher_ckpt"]), cfg["teacher_ckpt"])
+    return network_from_file(cfg["teacher_ckpt"], role="teacher").description()
 
 
 class DistillationStrategy(nn.Module):

@@ -1,0 +1,137 @@
+"""The written protocol of a fusion network: what the co-trainer, evaluation, complexity and export may use.
+
+Every network family (the DTS teacher and student, :mod:`models.dts`; the PSDNet-style network,
+:mod:`models.psd`; a plug-in's) subclasses :class:`FusionNetwork` and keeps to this contract; code outside
+``models/`` reads nothing else of a network:
+
+==========================  ==========================================================================
+member                      meaning
+==========================  ==========================================================================
+``arch`` (class)            the family's ``--arch`` name, saved as ``"arch"`` with the weights
+``roles`` (class)           the roles the class builds (``("teacher",)``, ``("teacher", "student")``);
+                            a class that declares them is what :func:`network_class` returns
+``role``                    ``"teacher"`` or ``"student"``
+``bands``, ``msi_bands``    the input contract: LR-HSI (B, bands, h, w), HR-MSI (B, msi_bands, s·h, s·w)
+``scale``                   s, the HR-MSI / LR-HSI size ratio
+``privileged``              True when ``forward`` also takes the GT (B, bands, s·h, s·w) (the PSD teacher)
+``config``                  the constructor arguments, captured at construction (plain types)
+``forward(lrhsi, hrmsi[,    the official tuple ``(hrhsi (B, bands, s·h, s·w), feature (B, nf, s·h, s·w))``,
+gt])``                      in the data's [-1, 1] domain: what parity tests compare and ONNX exports
+:meth:`output`              the same pass as the one output record, :class:`models.outputs.FusionOutput`
+:meth:`model_config`        ``{"arch", "role", **config}``: what a weight file saves to rebuild the network
+:meth:`set_grad_checkpoint` activation recomputation (a ValueError where a family has none)
+==========================  ==========================================================================
+
+Constructor arguments are captured for every subclass without a hand-written list (as diffusers'
+``register_to_config``): after ``__init__`` of the instance's own class, :attr:`FusionNetwork.config` holds
+every argument by name, defaults applied. A network that normalises an argument (``"1441"`` →
+``(1, 4, 4, 1)``) stores the normalised value under the argument's own name, and that form is saved; tuples
+are saved as lists. :func:`network_class` and :func:`rebuild` turn a saved description back into a network.
+
+Intermediate tensors a distillation strategy needs beyond the tuple are not outputs of the network: the
+strategy taps the submodules it names with forward hooks (:mod:`models.taps`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .outputs import FusionOutput
+
+_CLASSES: dict[tuple[str, str], type[FusionNetwork]] = {}  # (arch, role) → the class that builds it
+NOT_CONSTRUCTOR_KEYS = ("arch", "role", "large")  # keys of a saved description that are no constructor argument
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (a weight file holds plain types only)."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _stored(net: nn.Module, name: str, given: Any) -> Any:
+    """The value ``net`` stored under the constructor argument ``name`` (its normalised form), else ``given``."""
+    value = getattr(net, name, given)
+    return given if isinstance(value, nn.Module | torch.Tensor) or callable(value) else value
+
+
+def _capturing(init: Callable[..., None], owner: type) -> Callable[..., None]:
+    """``init`` that, when ``owner`` is the first class of the instance's MRO with its own ``__init__``, records the
+    bound arguments (defaults applied) in ``self.config`` once construction is done."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: FusionNetwork, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if next(c for c in type(self).__mro__ if "__init__" in c.__dict__) is not owner:
+            return  # a subclass's __init__ called this one through super(): the subclass records its own
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = {k: v for k, v in list(bound.arguments.items())[1:]}
+        # the normalised form a network stored under the argument's name wins (saved as the network reads it)
+        self.config = {k: _plain(_stored(self, k, v)) for k, v in arguments.items()}
+
+    return wrapper
+
+
+class FusionNetwork(nn.Module):
+    """Base class of every fusion network family; see the module docstring for the protocol.
+
+    Subclasses set ``arch`` (and ``roles`` on the classes that :func:`rebuild` should build), ``role``,
+    ``bands``, ``msi_bands``, ``scale`` (and ``privileged`` when they take the GT), and implement ``forward``.
+    """
+
+    arch: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ()
+    privileged: bool = False
+    config: dict[str, Any]
+    role: str
+    bands: int
+    msi_bands: int
+    scale: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _capturing(cls.__dict__["__init__"], cls)  # type: ignore[method-assign]
+        if "roles" in cls.__dict__:
+            for role in cls.roles:
+                _CLASSES[(cls.arch, role)] = cls
+
+    def model_config(self) -> dict[str, Any]:
+        """The description a weight file saves: ``{"arch", "role", **constructor arguments}`` (plain types)."""
+        return {"role": self.role, "arch": self.arch, **self.config}
+
+    def output(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor | None = None) -> FusionOutput:
+        """One forward pass as the output record: ``FusionOutput(out=hrhsi, feat=feature)``; ``gt`` only for a
+        privileged network."""
+        out, feat = self(lrhsi, hrmsi) if gt is None else self(lrhsi, hrmsi, gt)
+        return FusionOutput(out=out, feat=feat)
+
+    def set_grad_checkpoint(self, enabled: bool) -> FusionNetwork:
+        """Recompute activations in the backward pass (``--grad_checkpoint``); families without it refuse."""
+        if enabled:
+            raise ValueError(f"--grad_checkpoint: not implemented for --arch {self.arch}; leave it out")
+        return self
+
+
+def network_class(arch: str, role: str, name: str = "network") -> type[FusionNetwork]:
+    """The class that builds the ``role`` network of family ``arch``; a ValueError naming ``name`` (e.g. the file
+    described) and the known families otherwise."""
+    if (arch, role) not in _CLASSES:
+        known = sorted({f"{a}/{r}" for a, r in _CLASSES})
+        raise ValueError(f"{name}: holds an --arch {arch!r} {role} network, which no loaded module provides; "
+                         f"expected one of {known}")
+    return _CLASSES[(arch, role)]
+
+
+def rebuild(description: Mapping[str, Any], name: str = "network") -> FusionNetwork:
+    """A new network (fresh weights) from a saved description :meth:`FusionNetwork.model_config`."""
+    cls = network_class(description.get("arch", "dts"), description["role"], name)
+    return cls(**{k: v for k, v in description.items() if k not in NOT_CONSTRUCTOR_KEYS})
