@@ -36,9 +36,9 @@ from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS,
 
 from .clra import CLRA, check_groups, clra_stack
 from .fusion import FUSION_MODES, build_fusion
-from .heads import IntermediateHeads, run_stack, tap_stream
+from .heads import IntermediateHeads, head_taps
 from .network import FusionNetwork
-from .outputs import FusionOutput, check_needs
+from .taps import Finish, Tap
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
 TEACHER_LARGE_LAYERS = (8, 8, 6, 6)  # the official Teacher-Large (models/KQD_Large.py), ``--teacher_layers 8866``
@@ -97,7 +97,7 @@ class DTS(FusionNetwork):
             Z_hm blocks are then not built (``layers[0]`` has no effect).
         hkd_heads: K intermediate image heads (``--hkd_heads``; :mod:`models.heads`, HKDSR): 0 = none. They are
             built after everything else (the backbone's initial weights do not change with K), saved with the
-            network, and run only when ``forward_aux`` is asked for ``"inter_outs"``.
+            network, and run (by forward hooks, :meth:`aux_taps`) only when ``"inter_outs"`` are asked for.
         residual: add the bilinearly upsampled LR-HSI to the head's output (global residual learning; no
             parameters, so the weights of both forms have the same keys).
     """
@@ -205,32 +205,13 @@ class DTS(FusionNetwork):
                 f"{tuple(lrhsi.shape[-2:])}, got {tuple(hrmsi.shape[-2:])}"
             )
 
-    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | None = None,
-                heads: IntermediateHeads | None = None) -> tuple[torch.Tensor, torch.Tensor] | FusionOutput:
-        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w).
-
-        With ``needs`` given, returns :meth:`forward_aux`'s :class:`FusionOutput` instead: a wrapper that only
-        hooks ``forward`` (DistributedDataParallel, ``torch.compile``) then still sees the auxiliary call.
-        ``heads``: see :meth:`forward_aux`.
-        """
+    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w)."""
         self.check_inputs(lrhsi, hrmsi)
-        heads = heads if heads is not None else self.inter_heads
-        provided = HEADED_AUX if heads is not None else DTS_AUX
-        if needs is not None and needs - provided:
-            raise ValueError(f"{type(self).__name__}: needs {sorted(needs - provided)}, but this network provides "
-                             f"only {sorted(provided)} (intermediate outputs need --hkd_heads K > 0)")
-        depths = heads.depths if needs is not None and "inter_outs" in needs else ()
-        tapped = tap_stream(self)
         stems, lrhsi_up = self.stems(lrhsi, hrmsi)
-        z_hm, taps_hm = run_stack(self.hmfeat, stems["hm"], depths if tapped == "hmfeat" else ())
-        z_mh, taps_mh = run_stack(self.mhfeat, stems["mh"], depths if tapped == "mhfeat" else ())
-        z = {"hm": z_hm, "mh": z_mh, "m": self.mfeat(stems["m"]), "h": self.hfeat(stems["h"])}
-        out, fused = self.head(z, lrhsi_up)
-        hr_size = hrmsi.shape[-2:]
-        if needs is None:
-            return out, fused
-        inter = heads(taps_hm + taps_mh, lrhsi, tuple(hr_size)) if depths else []
-        return FusionOutput(out=out, feat=fused if "feat" in needs else None, inter_outs=inter)
+        z = {"hm": self.hmfeat(stems["hm"]), "mh": self.mhfeat(stems["mh"]), "m": self.mfeat(stems["m"]),
+             "h": self.hfeat(stems["h"])}
+        return self.head(z, lrhsi_up)
 
     def stems(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The streams' stem features before their CLRA blocks, {"hm", "m": (B, nf, s·h, s·w); "mh", "h": (B, nf,
@@ -251,16 +232,20 @@ class DTS(FusionNetwork):
         out = self.last(self.lrelu(self.fuse(fused)))
         return (out + lrhsi_up if self.residual else out), fused
 
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset(),
-                    heads: IntermediateHeads | None = None) -> FusionOutput:
-        """The forward pass as a :class:`FusionOutput` for a distillation strategy.
+    def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
+        """``feat``, and ``inter_outs`` with intermediate heads: the network's own (``hkd_heads`` > 0) or ``heads``."""
+        return HEADED_AUX if (heads if heads is not None else self.inter_heads) is not None else DTS_AUX
 
-        ``needs`` ⊆ {"feat", "inter_outs"}: "feat" = the fused HR feature (B, nf, s·h, s·w) that feeds the head;
-        "inter_outs" = the K intermediate images (B, bands, s·h, s·w) of the heads, shallow to deep, which
-        needs heads: the network's own (``hkd_heads`` > 0) or ``heads`` (taps at ``heads.depths``, e.g. heads
-        a strategy trains on a frozen backbone; they replace the network's own). DTS has no per-stage features.
-        """
-        return self(lrhsi, hrmsi, needs=check_needs(needs, f"{type(self).__name__}.forward_aux"), heads=heads)
+    def aux_taps(self, needs: frozenset[str], heads: IntermediateHeads | None = None
+                 ) -> tuple[tuple[Tap, ...], Finish | None]:
+        """``inter_outs``: the K intermediate images (B, bands, s·h, s·w), shallow to deep, of ``heads`` (default:
+        the network's own) on the CLRA blocks at their depths (:func:`models.heads.head_taps`)."""
+        if "inter_outs" not in needs:
+            return (), None
+        return head_taps(self, heads if heads is not None else self.inter_heads)
+
+    def _missing_hint(self) -> str:
+        return " (intermediate outputs need --hkd_heads K > 0)"
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
@@ -336,3 +321,18 @@ class Student(DTS):
                          layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
                          run_hm_stack=False, residual=residual, hkd_heads=hkd_heads)
         self.student_layers = layers
+
+
+def block_mixed(student: DTS, teacher: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> torch.Tensor:
+    """Block mixing's composite HR-HSI (B, bands, s·h, s·w) (``--block_mix``, :mod:`engine.strategies.mixing`): the
+    student's stems and blocks, the teacher's remaining blocks of each stream, the teacher's fuser and head. Inputs
+    as the networks' (in [-1, 1]); equal widths required."""
+    if student.num_base_chs != teacher.num_base_chs:
+        raise ValueError(f"--block_mix: the student's width nf {student.num_base_chs} differs from the frozen "
+                         f"teacher's {teacher.num_base_chs}; block mixing needs equal widths")
+    stems, lrhsi_up = student.stems(lrhsi, hrmsi)
+    z = {}
+    for name, attr in STREAM_STACKS.items():
+        own = getattr(student, attr)
+        z[name] = getattr(teacher, attr)[len(own):](own(stems[name]))
+    return teacher.head(z, lrhsi_up)[0]

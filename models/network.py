@@ -18,6 +18,8 @@ member                      meaning
 ``forward(lrhsi, hrmsi[,    the official tuple ``(hrhsi (B, bands, s·h, s·w), feature (B, nf, s·h, s·w))``,
 gt])``                      in the data's [-1, 1] domain: what parity tests compare and ONNX exports
 :meth:`output`              the same pass as the one output record, :class:`models.outputs.FusionOutput`
+:meth:`provides`,           the auxiliary fields a strategy may ask for (``inter_outs``, ``stage_feats``)
+:meth:`aux_taps`            and the submodules whose forward hooks give them (:mod:`models.taps`)
 :meth:`model_config`        ``{"arch", "role", **config}``: what a weight file saves to rebuild the network
 :meth:`set_grad_checkpoint` activation recomputation (a ValueError where a family has none)
 ==========================  ==========================================================================
@@ -28,8 +30,10 @@ every argument by name, defaults applied. A network that normalises an argument 
 ``(1, 4, 4, 1)``) stores the normalised value under the argument's own name, and that form is saved; tuples
 are saved as lists. :func:`network_class` and :func:`rebuild` turn a saved description back into a network.
 
-Intermediate tensors a distillation strategy needs beyond the tuple are not outputs of the network: the
-strategy taps the submodules it names with forward hooks (:mod:`models.taps`).
+Intermediate tensors a distillation strategy needs beyond the tuple are not outputs of the network: they are
+taken with forward hooks (:mod:`models.taps`) on the submodules the family names for them in :meth:`aux_taps`
+(a DTS network's tap depths depend on its block counts, so the family, not the strategy, knows the paths), and
+``forward`` stays the paper's computation.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .outputs import FusionOutput
+from .outputs import FusionOutput, check_needs
+from .taps import Finish, Tap, TapRecorder, record_output
 
 _CLASSES: dict[tuple[str, str], type[FusionNetwork]] = {}  # (arch, role) → the class that builds it
 NOT_CONSTRUCTOR_KEYS = ("arch", "role", "large")  # keys of a saved description that are no constructor argument
@@ -113,6 +118,45 @@ class FusionNetwork(nn.Module):
         privileged network."""
         out, feat = self(lrhsi, hrmsi) if gt is None else self(lrhsi, hrmsi, gt)
         return FusionOutput(out=out, feat=feat)
+
+    def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
+        """The auxiliary fields (``models.outputs.AUX_FIELDS``) this network can give: ``feat`` (the tuple's
+        feature) always; a family adds what its :meth:`aux_taps` takes (``heads``: as there)."""
+        return frozenset({"feat"})
+
+    def aux_taps(self, needs: frozenset[str], heads: nn.Module | None = None) -> tuple[tuple[Tap, ...], Finish | None]:
+        """The submodules whose forward hooks give the fields ``needs`` beyond ``feat``, and the ``finish`` that
+        makes a dict of :class:`FusionOutput` fields of them (:class:`models.taps.TapRecorder`); ``heads``: extra
+        heads on the taps where a family takes them (DTS: intermediate image heads). Default: none."""
+        return (), None
+
+    def tap_recorder(self, needs: frozenset[str], heads: nn.Module | None = None) -> TapRecorder | None:
+        """Hooks on this network that give ``needs`` (None when the tuple suffices); a ValueError naming the network
+        when it cannot give them."""
+        needs = check_needs(needs, f"{type(self).__name__}.forward_aux")
+        missing = needs - self.provides(heads)
+        if missing:
+            raise ValueError(f"{type(self).__name__}: needs {sorted(missing)}, but this network provides only "
+                             f"{sorted(self.provides(heads))}" + self._missing_hint())
+        taps, finish = self.aux_taps(needs, heads)
+        return TapRecorder(self, taps, finish) if taps or finish is not None else None
+
+    def _missing_hint(self) -> str:
+        return ""
+
+    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | set[str] = frozenset(),
+                    gt: torch.Tensor | None = None, heads: nn.Module | None = None) -> FusionOutput:
+        """One forward pass as a :class:`FusionOutput` with the auxiliary fields ``needs`` (only those, plus ``out``),
+        taken by forward hooks that are removed afterwards. ``gt``: for a privileged network only. (A strategy keeps
+        its hooks for the run instead, :class:`engine.strategies.base.DistillationStrategy`.)"""
+        needs = check_needs(needs, f"{type(self).__name__}.forward_aux")
+        recorder = self.tap_recorder(needs, heads)
+        inputs = (lrhsi, hrmsi) if gt is None else (lrhsi, hrmsi, gt)
+        try:
+            return record_output(self, recorder, needs, *inputs)
+        finally:
+            if recorder is not None:
+                recorder.remove()
 
     def set_grad_checkpoint(self, enabled: bool) -> FusionNetwork:
         """Recompute activations in the backward pass (``--grad_checkpoint``); families without it refuse."""

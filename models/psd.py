@@ -38,11 +38,15 @@ from utils.defaults import BANDS, MSI_BANDS, SCALE
 
 from .dts import DTS
 from .network import FusionNetwork
-from .outputs import FusionOutput, check_needs
+from .outputs import AUX_FIELDS
+from .taps import Finish, Tap
 
 ATTENTION_REDUCTION = 4  # channel bottleneck of the CAB's attention MLP (authors' value)
 PATCH_OVERLAP = 32  # HR rows/columns shared by two neighbouring pieces (authors: 8 LR rows × ratio 4)
 STAGES = 3
+#: The forward hooks that give the stage outputs: Y1, Y2 (outputs of the first two heads) and F2 (the second
+#: head's feature input).
+STAGE_TAPS = (Tap("heads.0"), Tap("heads.1"), Tap("heads.1", port="input"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -329,15 +333,23 @@ class PSDNet(FusionNetwork):
         images, feats = self.stages(lrhsi, hrmsi, gt)
         return images[-1], feats[-1]
 
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | set[str],
-                    gt: torch.Tensor | None = None) -> FusionOutput:
-        """A :class:`FusionOutput`: ``out`` = Y3; ``feat`` = F3; ``inter_outs`` = [Y1, Y2];
-        ``stage_feats`` = [F2, F3] (the features PSDNet distils); each filled only when in ``needs``."""
-        needs = check_needs(needs, "PSDNet.forward_aux")
-        images, feats = self.stages(lrhsi, hrmsi, gt)
-        return FusionOutput(out=images[-1], feat=feats[-1] if "feat" in needs else None,
-                            inter_outs=images[:-1] if "inter_outs" in needs else [],
-                            stage_feats=feats[1:] if "stage_feats" in needs else [])
+    def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
+        """Every auxiliary field: ``feat`` = F3, ``inter_outs`` = [Y1, Y2], ``stage_feats`` = [F2, F3]."""
+        return AUX_FIELDS
+
+    def aux_taps(self, needs: frozenset[str], heads: nn.Module | None = None
+                 ) -> tuple[tuple[Tap, ...], Finish | None]:
+        """Y1, Y2 = the outputs of the first two stage heads, F2 = the second head's feature input (stitched, when
+        multipatch); F3 is the forward's feature. ``heads``: not taken (a ValueError when given)."""
+        if heads is not None:
+            raise ValueError("PSDNet: takes no extra heads; its stage heads give the intermediate images")
+        if not needs & {"inter_outs", "stage_feats"}:
+            return (), None
+
+        def finish(_inputs: tuple, tapped: list[torch.Tensor], output: tuple[torch.Tensor, torch.Tensor]) -> dict:
+            return {"inter_outs": tapped[:2], "stage_feats": [tapped[2], output[1]]}
+
+        return STAGE_TAPS, finish
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, scale={self.scale}, "
