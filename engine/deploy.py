@@ -43,7 +43,8 @@ PARITY_SIZES = ((1, 8, 8), (2, 6, 10), (1, 12, 16))  # (batch, LR h, LR w) of th
 EXPORTERS = ("dynamo", "torchscript")
 PRECISIONS = ("fp32", "bf16", "int8")
 OPSET = 18
-FLOAT_MODULES = ("fuse", "last")  # the head stays float32 in int8 files (its rounding reaches the output directly)
+FLOAT_MODULES_KEY = "float_modules"  # metadata: the network's output_modules, kept float32 by quantize_int8
+LEGACY_FLOAT_MODULES = "fuse,last"  # files exported before FLOAT_MODULES_KEY hold DTS networks, whose head this is
 _MAX_SIDE = 1 << 14  # upper bound of the dynamic LR side (the exporter needs one)
 
 
@@ -81,7 +82,8 @@ def network_metadata(model: FusionNetwork, checkpoint: str | os.PathLike | None 
     desc = model.model_config()
     scalars = {k: "none" if v is None else v for k, v in desc.items() if v is None or isinstance(v, int | float | str)}
     meta = {"format": "csakd-onnx", **scalars, "arch": model.arch, "role": model.role, "bands": model.bands,
-            "msi_bands": model.msi_bands, "scale": model.scale, "model_config": json.dumps(desc), "precision": "fp32"}
+            "msi_bands": model.msi_bands, "scale": model.scale, "model_config": json.dumps(desc), "precision": "fp32",
+            FLOAT_MODULES_KEY: ",".join(model.output_modules)}
     if checkpoint is not None:
         meta.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
     return {k: str(v) for k, v in meta.items()}
@@ -302,13 +304,15 @@ def _nodes_of(path: str | os.PathLike, modules: Sequence[str]) -> list[str]:
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   patches: Sequence[dict[str, np.ndarray]], per_channel: bool = True,
-                  op_types: Sequence[str] | None = None, float_modules: Sequence[str] = FLOAT_MODULES) -> None:
+                  op_types: Sequence[str] | None = None, float_modules: Sequence[str] | None = None) -> None:
     """Static int8 quantisation (onnxruntime QDQ) of an exported fp32 file, written atomically.
 
     Every operator onnxruntime can quantise (``op_types`` None; e.g. ``("Conv",)`` for convolutions only) gets
     uint8 activations with MinMax ranges from ``patches`` and int8 weights (per output channel with
     ``per_channel``), so that consecutive convolutions, LeakyReLUs, concatenations and additions stay in int8
-    between them; the nodes reading parameters of ``float_modules`` (the head ``fuse``, ``last``) stay float32.
+    between them; the nodes reading parameters of ``float_modules`` stay float32 (default: the network's
+    ``output_modules`` recorded at export, e.g. the DTS head ``fuse``, ``last``: their rounding reaches the output
+    directly).
     Measured on the quick-start student (docs/deployment.md): convolutions only −0.24 dB test PSNR
     and slower than fp32 (a quantise/dequantise pair around every convolution); every op −0.29 dB; every op with
     a float head −0.17 dB (the default) and faster than onnxruntime fp32. The metadata is carried over with
@@ -316,6 +320,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     quantization = require("onnxruntime.quantization")
     out_path = os.fspath(out_path)
+    meta = OnnxNetwork(fp32_path).metadata
+    if float_modules is None:
+        float_modules = [m for m in meta.get(FLOAT_MODULES_KEY, LEGACY_FLOAT_MODULES).split(",") if m]
     tmp = _temporary(out_path)
     try:
         quantization.quantize_static(
@@ -324,7 +331,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             nodes_to_exclude=_nodes_of(fp32_path, float_modules),
             activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax)
-        meta = OnnxNetwork(fp32_path).metadata
         _write_metadata(tmp, {**meta, "precision": "int8", "calibration_patches": str(len(patches)),
                               "quantized_ops": ",".join(op_types) if op_types else "all",
                               "per_channel": str(per_channel)})

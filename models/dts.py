@@ -104,6 +104,7 @@ class DTS(FusionNetwork):
 
     arch = "dts"
     role = "dts"
+    output_modules = ("fuse", "last")
 
     def __init__(
         self,

@@ -14,6 +14,8 @@ member                      meaning
 ``bands``, ``msi_bands``    the input contract: LR-HSI (B, bands, h, w), HR-MSI (B, msi_bands, s·h, s·w)
 ``scale``                   s, the HR-MSI / LR-HSI size ratio
 ``privileged``              True when ``forward`` also takes the GT (B, bands, s·h, s·w) (the PSD teacher)
+``output_modules`` (class)  the submodules whose rounding reaches the output directly (the head): int8
+                            export keeps them in float32
 ``config``                  the constructor arguments, captured at construction (plain types)
 ``forward(lrhsi, hrmsi[,    the official tuple ``(hrhsi (B, bands, s·h, s·w), feature (B, nf, s·h, s·w))``,
 gt])``                      in the data's [-1, 1] domain: what parity tests compare and ONNX exports
@@ -94,6 +96,7 @@ class FusionNetwork(nn.Module):
 
     arch: ClassVar[str] = ""
     roles: ClassVar[tuple[str, ...]] = ()
+    output_modules: ClassVar[tuple[str, ...]] = ()
     privileged: bool = False
     config: dict[str, Any]
     role: str

@@ -251,6 +251,7 @@ class PSDNet(FusionNetwork):
 
     arch = "psd"
     roles = ("teacher", "student")
+    output_modules = (f"heads.{STAGES - 1}",)  # the last stage's head
 
     def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
                  privileged: bool = False, patches: Sequence[int] | None = None,

@@ -72,3 +72,26 @@ def test_files_from_before_the_protocol_load(tmp_path: Path) -> None:
     assert (held.arch, held.kwargs["residual"], held.kwargs["hkd_heads"]) == ("dts", False, 0)
     loaded, _ = build_from_checkpoint({}, "student", path, ckpt=ckpt)
     assert loaded.model_config() == model.model_config()
+
+
+def test_taps_record_only_inside_recording_and_name_a_missing_submodule() -> None:
+    """A recorder's hooks stay on the network but record only inside ``recording()``; the forward itself takes
+    only the paper's two inputs."""
+    import inspect
+
+    from models.taps import Tap, TapRecorder
+
+    torch.manual_seed(0)
+    net = Student(**TINY, student_layers="1221")
+    assert list(inspect.signature(net.forward).parameters) == ["lrhsi", "hrmsi"]
+    lr, hr = torch.rand(1, 8, 4, 4), torch.rand(1, 2, 16, 16)
+    recorder = TapRecorder(net, [Tap("mhfeat.1"), Tap("fuse", port="input")])
+    out = net(lr, hr)[0]  # not recording: nothing kept
+    assert recorder._active is None
+    with recorder.recording() as rec:
+        again, fused_again = net(lr, hr)
+    assert torch.equal(out, again) and torch.equal(rec.values[1], fused_again)  # the head's input is the fused one
+    assert rec.values[0].shape == (1, 8, 4, 4)  # a Z_mh block: LR features
+    recorder.remove()
+    with pytest.raises(ValueError, match=r"'hmfeat\.0': Student has no such submodule"):
+        TapRecorder(net, [Tap("hmfeat.0")])  # the student builds no Z_hm blocks
