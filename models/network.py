@@ -19,9 +19,9 @@ member                      meaning
 ``config``                  the constructor arguments, captured at construction (plain types)
 ``forward(lrhsi, hrmsi[,    the official tuple ``(hrhsi (B, bands, s·h, s·w), feature (B, nf, s·h, s·w))``,
 gt])``                      in the data's [-1, 1] domain: what parity tests compare and ONNX exports
-:meth:`output`              the same pass as the one output record, :class:`models.outputs.FusionOutput`
 :meth:`provides`,           the auxiliary fields a strategy may ask for (``inter_outs``, ``stage_feats``)
 :meth:`aux_taps`            and the submodules whose forward hooks give them (:mod:`models.taps`)
+:meth:`forward_aux`         one pass as the output record :class:`models.outputs.FusionOutput`
 :meth:`model_config`        ``{"arch", "role", **config}``: what a weight file saves to rebuild the network
 :meth:`set_grad_checkpoint` activation recomputation (a ValueError where a family has none)
 ==========================  ==========================================================================
@@ -115,12 +115,6 @@ class FusionNetwork(nn.Module):
     def model_config(self) -> dict[str, Any]:
         """The description a weight file saves: ``{"arch", "role", **constructor arguments}`` (plain types)."""
         return {"role": self.role, "arch": self.arch, **self.config}
-
-    def output(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor | None = None) -> FusionOutput:
-        """One forward pass as the output record: ``FusionOutput(out=hrhsi, feat=feature)``; ``gt`` only for a
-        privileged network."""
-        out, feat = self(lrhsi, hrmsi) if gt is None else self(lrhsi, hrmsi, gt)
-        return FusionOutput(out=out, feat=feat)
 
     def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
         """The auxiliary fields (``models.outputs.AUX_FIELDS``) this network can give: ``feat`` (the tuple's
