@@ -1,0 +1,124 @@
+"""The docs hold: generated references match the code, relative links resolve, cited repository paths exist.
+
+What is checked, in README.md and docs/*.md (fenced code blocks excluded):
+- ``docs/flags.md`` and ``docs/layout.md`` are what ``python docs/generate.py`` writes now;
+- every relative Markdown link points to an existing file and, for a ``#anchor``, to a heading of that file
+  (GitHub's anchor rule);
+- every inline-code span that names a repository path (``engine/train.py``, ``configs/x.yaml``,
+  ``tests/test_faults.py::test_x``) names one that exists. A path counts as a repository path when its first
+  component is a top-level entry of the repository; outputs (``results/``, ``checkpoints/``) and placeholders
+  (``<run>/``, ``*.pth``, ``{seed}``) are not. A page citing another repository's file names it without our
+  top-level folder (``KQD_Large.py`` of the official code, not ``models/KQD_Large.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SOURCE_ROOTS = {"models", "data", "losses", "engine", "utils", "configs", "benchmarks", "tests", "docs", ".ci"}
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+CODE_SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+PATH_TOKEN = re.compile(r"^\.?[\w.\-]+(/[\w.\-]*)*(::[\w\[\]\-.]+)*(:\d+(-\d+)?)?$")
+
+
+def _rel(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix() if page.is_relative_to(ROOT) else page.name
+
+
+def _prose(page: Path) -> str:
+    """The page without its fenced code blocks (their text is code, not citations or links)."""
+    out, fenced = [], False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        out.append("" if fenced else line)
+    return "\n".join(out)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped (letters, digits, ``-``, ``_`` kept),
+    spaces to hyphens; inline-code backticks and link syntax removed first."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").strip().lower()
+    kept = "".join(c for c in text if c in "-_ " or unicodedata.category(c)[0] in "LN")
+    return kept.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every anchor GitHub gives the headings of ``page`` (repeated headings get ``-1``, ``-2``, …)."""
+    counts: dict[str, int] = {}
+    found = set()
+    for line in _prose(page).splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            slug = _slug(match.group(1))
+            n = counts.get(slug, 0)
+            found.add(f"{slug}-{n}" if n else slug)
+            counts[slug] = n + 1
+    return found
+
+
+def _broken_links(page: Path) -> list[str]:
+    broken = []
+    for target in LINK.findall(_prose(page)):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(f"{_rel(page)}: link to missing {target}")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{_rel(page)}: link to missing anchor {target}")
+    return broken
+
+
+def _cited_paths(page: Path) -> list[str]:
+    """Repository paths that ``page`` cites in inline code."""
+    top = {p.name for p in ROOT.iterdir()} | SOURCE_ROOTS
+    cited = []
+    for span in CODE_SPAN.findall(_prose(page)):
+        token = span.strip()
+        if not PATH_TOKEN.match(token) or ("/" not in token and not (ROOT / token).suffix):
+            continue
+        path = re.sub(r"(::.*|:\d+(-\d+)?)$", "", token)
+        first = path.split("/")[0]
+        if first in top and (first in SOURCE_ROOTS or "/" not in path):
+            cited.append(path)
+    return cited
+
+
+def test_generated_references_are_fresh():
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    assert generate.stale() == [], "stale generated docs: run python docs/generate.py"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_relative_links_resolve(page):
+    assert _broken_links(page) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_cited_repository_paths_exist(page):
+    missing = [p for p in _cited_paths(page) if not (ROOT / p).exists()]
+    assert missing == [], f"{_rel(page)} cites missing paths"
+
+
+def test_the_checks_catch_what_they_promise(tmp_path):
+    """A broken link, a missing anchor and a missing cited path are each reported (guards the checks above)."""
+    page = tmp_path / "page.md"
+    page.write_text("# A title\n\n## Second `one`\n\n## A title\n\n[ok](#second-one) [bad](#nope) [file](missing.md)\n"
+                    "`engine/no_such_module.py` `engine/train.py` `results/x.json`\n\n```\n[code](gone.md)\n```\n",
+                    encoding="utf-8")
+    assert anchors(page) == {"a-title", "second-one", "a-title-1"}
+    assert _broken_links(page) == ["page.md: link to missing anchor #nope", "page.md: link to missing missing.md"]
+    assert _cited_paths(page) == ["engine/no_such_module.py", "engine/train.py"]
