@@ -4,6 +4,9 @@ What is checked, in README.md and docs/*.md (fenced code blocks excluded):
 - ``docs/flags.md`` and ``docs/layout.md`` are what ``python docs/generate.py`` writes now;
 - every relative Markdown link points to an existing file and, for a ``#anchor``, to a heading of that file
   (GitHub's anchor rule);
+- every inline-code span that names a Python name of this repository (``engine.cotrainer.CoTrainer.step``,
+  ``utils.config.RANGES``) names a module that exists and, after it, a name that module defines (read with
+  ``ast``, nothing imported; deeper attributes are not checked);
 - every inline-code span that names a repository path (``engine/train.py``, ``configs/x.yaml``,
   ``tests/test_faults.py::test_x``) names one that exists. A path counts as a repository path when its first
   component is a top-level entry of the repository; outputs (``results/``, ``checkpoints/``) and placeholders
@@ -13,6 +16,7 @@ What is checked, in README.md and docs/*.md (fenced code blocks excluded):
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import unicodedata
@@ -26,6 +30,9 @@ SOURCE_ROOTS = {"models", "data", "losses", "engine", "utils", "configs", "bench
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 CODE_SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+(\(\))?$")
+# Names that the docs cite from other code bases and that share a first component with our packages.
+NOT_OURS = {"models.dcsn2d_light"}  # docs/csakd.md: a module the official code imports but does not ship
 PATH_TOKEN = re.compile(r"^\.?[\w.\-]+(/[\w.\-]*)*(::[\w\[\]\-.]+)*(:\d+(-\d+)?)?$")
 
 
@@ -95,6 +102,43 @@ def _cited_paths(page: Path) -> list[str]:
     return cited
 
 
+def _defined(module: Path) -> set[str]:
+    """Top-level names a module defines or imports."""
+    names = set()
+    for node in ast.parse(module.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _unresolved_name(token: str) -> str | None:
+    """Why a dotted name of one of our packages does not resolve, or None when it does (or is not ours)."""
+    parts = token.removesuffix("()").split(".")
+    here = ROOT / parts[0]
+    if not (here / "__init__.py").is_file() or token in NOT_OURS:
+        return None
+    for i, name in enumerate(parts[1:], 1):
+        if (here / name / "__init__.py").is_file():
+            here = here / name
+        elif (here / f"{name}.py").is_file():
+            rest = parts[i + 1:i + 2]
+            module = here / f"{name}.py"
+            return f"{token}: {rest[0]} is not in {_rel(module)}" if rest and rest[0] not in _defined(module) else None
+        else:
+            return None if name in _defined(here / "__init__.py") else f"{token}: {name} is not in {_rel(here)}"
+    return None
+
+
+def _unresolved_names(page: Path) -> list[str]:
+    spans = (s.strip() for s in CODE_SPAN.findall(_prose(page)))
+    return [why for s in spans if DOTTED.match(s) and (why := _unresolved_name(s))]
+
+
 def test_generated_references_are_fresh():
     spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
     generate = importlib.util.module_from_spec(spec)
@@ -113,12 +157,22 @@ def test_cited_repository_paths_exist(page):
     assert missing == [], f"{_rel(page)} cites missing paths"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_cited_python_names_exist(page):
+    assert _unresolved_names(page) == [], f"{_rel(page)} cites missing modules or names"
+
+
 def test_the_checks_catch_what_they_promise(tmp_path):
-    """A broken link, a missing anchor and a missing cited path are each reported (guards the checks above)."""
+    """A broken link, a missing anchor, a missing cited path and a missing cited name are each reported; code
+    blocks are not read (guards the checks above)."""
     page = tmp_path / "page.md"
-    page.write_text("# A title\n\n## Second `one`\n\n## A title\n\n[ok](#second-one) [bad](#nope) [file](missing.md)\n"
-                    "`engine/no_such_module.py` `engine/train.py` `results/x.json`\n\n```\n[code](gone.md)\n```\n",
-                    encoding="utf-8")
+    page.write_text("# A title\n\n## Second `one`\n\n## A title\n\n"
+                    "[ok](#second-one) [bad](#nope) [file](missing.md)\n"
+                    "`engine/no_such_module.py` `engine/train.py` `results/x.json`\n"
+                    "`engine.train.no_such_name` `engine.no_such_module.x` `engine.cotrainer.CoTrainer.step`\n"
+                    "\n```\n[code](gone.md) `engine/gone.py`\n```\n", encoding="utf-8")
     assert anchors(page) == {"a-title", "second-one", "a-title-1"}
     assert _broken_links(page) == ["page.md: link to missing anchor #nope", "page.md: link to missing missing.md"]
     assert _cited_paths(page) == ["engine/no_such_module.py", "engine/train.py"]
+    assert _unresolved_names(page) == ["engine.train.no_such_name: no_such_name is not in engine/train.py",
+                                       "engine.no_such_module.x: no_such_module is not in engine"]
