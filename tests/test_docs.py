@@ -2,6 +2,8 @@
 
 What is checked, in README.md and docs/*.md (fenced code blocks excluded):
 - ``docs/flags.md`` and ``docs/layout.md`` are what ``python docs/generate.py`` writes now;
+- every flag that a hand-written table explains (a row starting with a backticked ``--flag``) is a flag of
+  ``train_CSAKD.py`` or ``test_CSAKD.py``, so an explanation cannot outlive its flag;
 - every relative Markdown link points to an existing file and, for a ``#anchor``, to a heading of that file
   (GitHub's anchor rule);
 - every inline-code span that names a Python name of this repository (``engine.cotrainer.CoTrainer.step``,
@@ -17,6 +19,7 @@ What is checked, in README.md and docs/*.md (fenced code blocks excluded):
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import re
 import unicodedata
@@ -162,17 +165,33 @@ def test_cited_python_names_exist(page):
     assert _unresolved_names(page) == [], f"{_rel(page)} cites missing modules or names"
 
 
+def _explained_flags(page: Path) -> list[str]:
+    """Flags named in the first column of the page's tables."""
+    rows = (line.split("|")[1] for line in _prose(page).splitlines() if line.startswith("| `--"))
+    return [flag for cell in rows for flag in re.findall(r"`(--\w+)", cell)]
+
+
+def test_explained_flags_exist():
+    config = importlib.import_module("utils.config")
+    known = {o for build in (config.build_train_parser, config.build_test_parser) for a in build()._actions
+             for o in a.option_strings}
+    unknown = {_rel(p): sorted(set(_explained_flags(p)) - known) for p in PAGES}
+    assert {page: flags for page, flags in unknown.items() if flags} == {}
+
+
 def test_the_checks_catch_what_they_promise(tmp_path):
-    """A broken link, a missing anchor, a missing cited path and a missing cited name are each reported; code
+    """A broken link, a missing anchor, a missing cited path or name and a table's flag are each found; code
     blocks are not read (guards the checks above)."""
     page = tmp_path / "page.md"
     page.write_text("# A title\n\n## Second `one`\n\n## A title\n\n"
                     "[ok](#second-one) [bad](#nope) [file](missing.md)\n"
                     "`engine/no_such_module.py` `engine/train.py` `results/x.json`\n"
                     "`engine.train.no_such_name` `engine.no_such_module.x` `engine.cotrainer.CoTrainer.step`\n"
+                    "\n| `--epochs` / `--no_such_flag` | 1 | meaning |\n"
                     "\n```\n[code](gone.md) `engine/gone.py`\n```\n", encoding="utf-8")
     assert anchors(page) == {"a-title", "second-one", "a-title-1"}
     assert _broken_links(page) == ["page.md: link to missing anchor #nope", "page.md: link to missing missing.md"]
     assert _cited_paths(page) == ["engine/no_such_module.py", "engine/train.py"]
     assert _unresolved_names(page) == ["engine.train.no_such_name: no_such_name is not in engine/train.py",
                                        "engine.no_such_module.x: no_such_module is not in engine"]
+    assert _explained_flags(page) == ["--epochs", "--no_such_flag"]
