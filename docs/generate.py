@@ -46,12 +46,13 @@ def _default(action: argparse.Action) -> str:
     return f"`{value}`" if str(value) != "" else '`""`'
 
 
-def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
-    """The help text with argparse's ``%(default)s``-style fields filled in, as ``--help`` prints it."""
+def _help(script: str, action: argparse.Action) -> str:
+    """The help text with argparse's ``%(default)s``-style fields filled in, as ``--help`` prints it (``%(prog)s``
+    as the script's name, not the running program's, so that the page does not depend on who generates it)."""
     text = action.help or ""
     if "%" in text:
         fields = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
-        fields["prog"] = parser.prog
+        fields["prog"] = script
         if fields.get("choices") is not None:
             fields["choices"] = ", ".join(str(c) for c in fields["choices"])
         text = text % fields
@@ -60,7 +61,7 @@ def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     return text
 
 
-def _flag_rows(parser: argparse.ArgumentParser) -> Iterator[str]:
+def _flag_rows(script: str, parser: argparse.ArgumentParser) -> Iterator[str]:
     """Markdown sections, one per argparse group, of the flags ``--help`` shows; then the hidden ones."""
     hidden = []
     for group in parser._action_groups:
@@ -72,7 +73,7 @@ def _flag_rows(parser: argparse.ArgumentParser) -> Iterator[str]:
         yield f"\n### {group.title}\n\n| flag | default | help |\n|---|---|---|\n"
         for a in shown:
             names = ", ".join(f"`{o}`" for o in a.option_strings)
-            yield f"| {names} | {_cell(_default(a))} | {_cell(_help(parser, a))} |\n"
+            yield f"| {names} | {_cell(_default(a))} | {_cell(_help(script, a))} |\n"
     if hidden:
         names = ", ".join(f"`{a.option_strings[0]}`" for a in hidden)
         yield f"\nAccepted so that official command lines parse, hidden from `--help`, no effect: {names}.\n"
@@ -90,7 +91,7 @@ def flags_md() -> str:
     for script, build in (("train_CSAKD.py", build_train_parser), ("test_CSAKD.py", build_test_parser)):
         parser = build()
         parts.append(f"\n## `{script}`\n\n{_cell(parser.description or '')}\n")
-        parts.extend(_flag_rows(parser))
+        parts.extend(_flag_rows(script, parser))
     return "".join(parts)
 
 
