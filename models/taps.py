@@ -1,5 +1,5 @@
-"""Intermediate tensors of a network taken by forward hooks on the submodules a distillation strategy names
-(torchdistill's ``forward_hook`` by module path), so that a network's ``forward`` stays its own computation.
+"""Intermediate tensors of a network taken by forward hooks on named submodules (torchdistill's ``forward_hook`` by
+module path), so that a network's ``forward`` stays its own computation while a distillation strategy reads them.
 
 A :class:`Tap` names one tensor: the output, or one positional input, of the submodule at a dotted path of the
 plain network (``"mhfeat.0"``, ``"heads.1"``). A :class:`TapRecorder` hooks a network once and records its taps
