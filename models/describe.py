@@ -139,7 +139,7 @@ class HeldNetwork(NamedTuple):
     path: str
 
     def description(self) -> dict[str, Any]:
-        """``{"arch", "role", **kwargs}``, as :meth:`models.network.FusionNetwork.model_config` saves it."""
+        """``{"arch", "role", **kwargs}``: :meth:`models.network.FusionNetwork.model_config` with the family stated."""
         return {"arch": self.arch, "role": self.role, **self.kwargs}
 
 

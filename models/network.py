@@ -22,7 +22,7 @@ gt])``                      in the data's [-1, 1] domain: what parity tests comp
 :meth:`provides`,           the auxiliary fields a strategy may ask for (``inter_outs``, ``stage_feats``)
 :meth:`aux_taps`            and the submodules whose forward hooks give them (:mod:`models.taps`)
 :meth:`forward_aux`         one pass as the output record :class:`models.outputs.FusionOutput`
-:meth:`model_config`        ``{"arch", "role", **config}``: what a weight file saves to rebuild the network
+:meth:`model_config`        ``{"role", "arch", **config}``: what a weight file saves to rebuild the network
 :meth:`set_grad_checkpoint` activation recomputation (a ValueError where a family has none)
 ==========================  ==========================================================================
 
@@ -53,6 +53,7 @@ from .taps import Finish, Tap, TapRecorder, record_output
 
 _CLASSES: dict[tuple[str, str], type[FusionNetwork]] = {}  # (arch, role) → the class that builds it
 NOT_CONSTRUCTOR_KEYS = ("arch", "role", "large")  # keys of a saved description that are no constructor argument
+DEFAULT_ARCH = "dts"  # the family of a description without "arch" (every file saved before families existed)
 
 
 def _plain(value: Any) -> Any:
@@ -113,8 +114,10 @@ class FusionNetwork(nn.Module):
                 _CLASSES[(cls.arch, role)] = cls
 
     def model_config(self) -> dict[str, Any]:
-        """The description a weight file saves: ``{"arch", "role", **constructor arguments}`` (plain types)."""
-        return {"role": self.role, "arch": self.arch, **self.config}
+        """The description a weight file saves: ``{"role", "arch", **constructor arguments}`` (plain types); the
+        default family's leaves ``"arch"`` out, so a DTS file's description is what it always was."""
+        arch = {} if self.arch == DEFAULT_ARCH else {"arch": self.arch}
+        return {"role": self.role, **arch, **self.config}
 
     def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
         """The auxiliary fields (``models.outputs.AUX_FIELDS``) this network can give: ``feat`` (the tuple's
@@ -174,5 +177,5 @@ def network_class(arch: str, role: str, name: str = "network") -> type[FusionNet
 
 def rebuild(description: Mapping[str, Any], name: str = "network") -> FusionNetwork:
     """A new network (fresh weights) from a saved description :meth:`FusionNetwork.model_config`."""
-    cls = network_class(description.get("arch", "dts"), description["role"], name)
+    cls = network_class(description.get("arch", DEFAULT_ARCH), description["role"], name)
     return cls(**{k: v for k, v in description.items() if k not in NOT_CONSTRUCTOR_KEYS})

@@ -78,7 +78,7 @@ class TapRecorder:
         self._active: Recording | None = None
         self._handles = [self._hook(i, tap) for i, tap in enumerate(self.taps)]
         if finish is not None:
-            self._handles.append(self.net.register_forward_hook(self._finish))
+            self._handles.append(self.net.register_forward_hook(self._finish_hook()))
 
     def _hook(self, slot: int, tap: Tap) -> torch.utils.hooks.RemovableHandle:
         try:
@@ -92,9 +92,14 @@ class TapRecorder:
 
         return module.register_forward_hook(hook)
 
-    def _finish(self, _module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        if self._active is not None:
-            self._active.extra = self.finish(inputs, list(self._active.values), output)
+    def _finish_hook(self) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        # a closure, not a bound method: copy.deepcopy of the network then shares the hook instead of copying
+        # this recorder (the copy's hooks stay inactive)
+        def hook(_module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if self._active is not None:
+                self._active.extra = self.finish(inputs, list(self._active.values), output)
+
+        return hook
 
     @contextmanager
     def recording(self) -> Iterator[Recording]:

@@ -26,7 +26,7 @@ def test_captured_arguments_rebuild_the_network(make) -> None:
     lists) and rebuilds a network with the same description and the same parameter shapes."""
     model = make()
     desc = model.model_config()
-    assert isinstance(model, FusionNetwork) and desc["arch"] == model.arch and desc["role"] == model.role
+    assert isinstance(model, FusionNetwork) and desc.get("arch", "dts") == model.arch and desc["role"] == model.role
     assert all(not isinstance(v, tuple) for v in desc.values())
     again = rebuild(desc)
     assert type(again) is type(model) and again.model_config() == desc
@@ -60,13 +60,14 @@ def test_role_and_flag_mismatches_name_the_file(tmp_path: Path) -> None:
 
 
 def test_files_from_before_the_protocol_load(tmp_path: Path) -> None:
-    """A file saved before families (no "arch", "residual", "hkd_heads" in its description) is a DTS network
-    without heads or skip, by today's rule; its weights load."""
+    """A file saved before families (no "residual", "hkd_heads" in its description; a DTS file has no "arch"
+    either, then as now) is a DTS network without heads or skip, by today's rule; its weights load."""
     model = Student(**TINY)
     path = tmp_path / "old.pth"
     save_weights(path, model)
     ckpt = torch.load(path, weights_only=True)
-    for key in ("arch", "residual", "hkd_heads"):
+    assert "arch" not in ckpt["model"]
+    for key in ("residual", "hkd_heads"):
         del ckpt["model"][key]
     held = network_from_file(path, ckpt=ckpt)
     assert (held.arch, held.kwargs["residual"], held.kwargs["hkd_heads"]) == ("dts", False, 0)
