@@ -36,6 +36,7 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
 
     from engine.deploy import compare_with_fp32, deployed_network, describe_change
     from engine.evaluate import evaluate, format_table
+    from engine.inference import prepare
     from engine.loaders import build_loader
     from engine.run_folder import weight_path
     from engine.runtime import check_precision, resolve_device
@@ -46,7 +47,6 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
     from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
     from utils.cpu import describe as describe_cpu
     from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
-    from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
 
