@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from .colour_science import colour_science
 from .spectral import resample_spectra, to_nanometres
-from .synthetic import fractal_noise, warped_voronoi
+from .textures import fractal_noise, warped_voronoi
 
 VALUE_RANGE = (0.0, 1.0)
 VISIBLE_RANGE_NM = (400.0, 700.0)  # covered by every reflectance set and both cameras (zero outside for Sigma)
