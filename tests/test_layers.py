@@ -26,6 +26,7 @@ an entry that no longer matches an upward import fails the test, so it must be d
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,11 @@ def _imports_of(module: str, path: Path, modules: dict[str, Path], source: str |
     return found
 
 
-def _all_imports() -> list[Import]:
+@functools.cache
+def _all_imports() -> tuple[Import, ...]:
+    """Every project import of every module of the floors (read once per test session)."""
     modules = _module_files()
-    return [imp for module, path in modules.items() for imp in _imports_of(module, path, modules)]
+    return tuple(imp for module, path in modules.items() for imp in _imports_of(module, path, modules))
 
 
 def _top(module: str) -> str:
@@ -210,6 +213,16 @@ def _package_report(imports: list[Import]) -> str:
     lines = [f"  {a} → {b}: {found[0]}" + (f" (+{len(found) - 1} more)" if len(found) > 1 else "")
              for (a, b), found in sorted(arrows.items())]
     return "import cycle between packages:\n" + "\n".join(lines)
+
+
+def test_every_top_level_package_has_a_floor():
+    """A new top-level package or script must be given a floor here, or its imports would go unchecked."""
+    found = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    found |= {p.stem for p in ROOT.glob("*.py")}
+    missing = sorted(found - set(FLOOR_OF) - set(NOT_IMPORTABLE))
+    if missing:
+        pytest.fail(f"top-level packages or scripts without a floor: {missing}; add them to FLOORS in "
+                    f"tests/test_layers.py")
 
 
 def test_no_import_goes_up_a_floor():
