@@ -1,4 +1,4 @@
-"""Sensors: how the multispectral side of a scene is seen. The two kinds of sensor of the project live here.
+"""Sensors: the spectral responses that ``--srf`` names, and the pansharpening sensors with their MTF filters.
 
 **HSI → MSI cameras** of the fusion task, the spectral response functions (SRFs) that ``--srf`` names
 (:func:`resolve_srf`; the SRF maths is :mod:`data.spectral`):
