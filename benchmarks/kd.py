@@ -64,6 +64,7 @@ import textwrap
 
 from tqdm import tqdm
 
+from engine.run_keys import recipe_free, run_control, strategy_only, teacher_only
 from utils.config import TEST_METRICS, build_test_parser, build_train_parser
 from utils.cpu import describe as describe_cpu
 from utils.fileio import FolderLock, WriteError, atomic_write_json, atomic_write_text, make_parent
@@ -73,18 +74,7 @@ BASELINE = "none"
 #: Flags the bench sets for every run itself; a spec may not override them.
 RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resume", "resume_ind", "resume_ckpt",
                   "overwrite", "no_progress")
-#: Keys of a resolved training config that control one command, not what the run computes.
-RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress", "allow_emulated_precision")
-#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 LOCK_FILE = "bench.lock"  # in --out while a bench uses it: one bench per --out
-TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
-                      "block_mix_weight", "teacher_layers", "teacher_ckpt", "lr_scheduler")
-#: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
-CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
-                    "block_mix_weight")
-#: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
-#: (``data_seed`` too: runs are paired per seed label, which holds the data seed.)
-PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed", "data_seed")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
 SEED_FIELD = "{seed}"
 #: Written in every record since the networks of a run are initialised from their own streams (common random
@@ -292,7 +282,7 @@ def file_digest(path: str) -> str | None:
 
 def comparable(cfg: dict) -> dict:
     """A resolved training config as plain JSON values, without the keys that only steer one command."""
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS}, default=str))
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if not run_control(k)}, default=str))
 
 
 @functools.lru_cache(maxsize=4)
@@ -316,10 +306,13 @@ def same_run(stored: dict, current: dict, ignore: tuple[str, ...] = ()) -> bool:
     a key was added by a newer version of the code, and a flag added at its default computes what the code
     computed before the flag existed (the rule every new flag of this project follows: its default keeps
     the previous behaviour). A key only the stored config has (a removed flag) never matches. Keys in
-    ``ignore`` (e.g. ``prefix``, the run's name) are not compared.
+    ``ignore`` (e.g. ``prefix``, the run's name) and run-control keys (``engine.run_keys.run_control``) are not
+    compared.
     """
     defaults = flag_defaults(current.get("compat"))
     for key in (set(stored) | set(current)) - set(ignore):
+        if run_control(key):
+            continue
         if key in stored:
             if key not in current or stored[key] != current[key]:
                 return False
@@ -348,13 +341,12 @@ def _load_record(path: str) -> dict | None:
 
 
 def _ignored(cfg: dict, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's or csakd's own flags where
-    the run has no teacher or another strategy."""
+    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher-only flags where the run has no
+    teacher, and the flags only another strategy reads (``engine.run_keys``)."""
     if cfg.get("kd_mode") == "none":  # a teacher file it reads (--student_init teacher) still matters
-        return (*ignore, *(f for f in TEACHER_ONLY_FLAGS if f != "teacher_ckpt" or not reads_teacher_file(cfg)))
-    if cfg.get("kd_strategy", "csakd") != "csakd":
-        return (*ignore, *CSAKD_ONLY_FLAGS)
-    return ignore
+        return (*ignore, *(f for f in cfg if teacher_only(f) and (f != "teacher_ckpt" or not reads_teacher_file(cfg))))
+    strategy = cfg.get("kd_strategy", "csakd")
+    return (*ignore, *(f for f in cfg if strategy_only(f) not in (None, strategy)))
 
 
 def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, ...] = ()) -> bool:
@@ -376,8 +368,8 @@ def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: i
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
     (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
     only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
-    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), runs of another strategy
-    than ``csakd`` its :data:`CSAKD_ONLY_FLAGS`."""
+    teacher ignore the teacher-only flags (e.g. a change of the ``--w_feat`` default), runs of one strategy the flags
+    only another strategy reads (``engine.run_keys``)."""
     name = run_name(spec, seed, data_seed)
     record = _load_record(bench.paths(name)["record"])
     if _complete(bench, record, cfg):
@@ -511,13 +503,13 @@ def summarise(runs: list[dict], metrics: list[str]) -> dict:
 
 
 def _recipe(record: dict) -> dict | None:
-    """The record's settings but :data:`PAIRING_FREE_KEYS`; a flag its config lacks (added later) at its default,
-    as :func:`same_run` counts it."""
+    """The record's settings but the recipe-free ones (``engine.run_keys.recipe_free``, and ``prefix``); a flag its
+    config lacks (added later) at its default, as :func:`same_run` counts it."""
     config = record.get("config")
     if config is None:
         return None
     full = {**flag_defaults(config.get("compat")), **config}
-    return {k: v for k, v in full.items() if k not in PAIRING_FREE_KEYS}
+    return {k: v for k, v in full.items() if not recipe_free(k) and k != "prefix" and not run_control(k)}
 
 
 def _alone(config: dict) -> bool:
@@ -527,7 +519,7 @@ def _alone(config: dict) -> bool:
 
 def paired_with(runs: list[dict]) -> dict[str, str]:
     """{spec: the student-alone spec it is paired with}: the ``none…`` spec (``--kd_mode none``) whose runs have
-    the same recipe — every resolved setting but :data:`PAIRING_FREE_KEYS` equal (e.g.
+    the same recipe — every resolved setting but the recipe-free ones (:func:`_recipe`) equal (e.g.
     ``csakd:w_feat=0,student_lr_scheduler=cosine`` → ``none:student_lr_scheduler=cosine``) — else ``none`` itself.
     Specs without a partner are left out."""
     first: dict[str, dict] = {}

@@ -52,6 +52,7 @@ from utils.fileio import (
     temp_name_prefix,
 )
 
+from .run_keys import resume_fixed, resume_may_change
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
 
@@ -59,13 +60,6 @@ GOOD_STATE_FILE = "state_good.pth"
 LOCK_FILE = "run.lock"
 ROLES = ("teacher", "student")
 
-#: Settings that may change between a run and its resumption without changing what it computes.
-RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "prefix", "device", "workers", "no_progress",
-                    "epochs", "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
-                    "compile", "debug", "gpus", "nan_patience", "legacy_state", "allow_emulated_precision"}
-#: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
-#: may not change them.
-RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")
 
 
 def find_resume_state(cfg: dict) -> str | None:
@@ -234,8 +228,9 @@ class RunFolder:
 
     def check_same_regime(self, saved: Mapping[str, Any], path: str | None) -> None:
         """A ``ValueError`` (one line, before anything is built or written) if the command changes a setting of
-        :data:`RESUME_FIXED_KEYS` of the resumed run's ``saved`` config: that state holds another run's networks."""
-        changed = [f"--{k} {saved[k]} (saved) vs {self.cfg.get(k)} (asked)" for k in RESUME_FIXED_KEYS
+        :func:`engine.run_keys.resume_fixed` of the resumed run's ``saved`` config: that state holds another run's
+        networks."""
+        changed = [f"--{k} {saved[k]} (saved) vs {self.cfg.get(k)} (asked)" for k in resume_fixed()
                    if k in saved and saved[k] != self.cfg.get(k)]
         if changed:
             raise ValueError(f"--resume {path}: {'; '.join(changed)}: a state cannot change these; start a new run "
@@ -245,7 +240,7 @@ class RunFolder:
     def changed_settings(self, saved: Mapping[str, Any]) -> list[str]:
         """The settings that differ from the resumed run's ``saved`` config and change what it computes."""
         return [f"{k} ({saved.get(k)!r} → {v!r})" for k, v in self.cfg.items()
-                if k not in RESUME_FREE_KEYS and saved.get(k, v) != v]
+                if not resume_may_change(k) and saved.get(k, v) != v]
 
     # -- writing (main process only) ----------------------------------------------------------------------------------
 
