@@ -158,7 +158,7 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
                    help="true: both networks predict the correction to the bilinearly upsampled LR-HSI (global "
                         "residual learning; not official, refused under --compat official)")
     g.add_argument("--compat", type=parse_compat, default=MODEL_DEFAULTS["compat"],
-                   help="'official' keeps the official code's behaviour (see decisions in README)")
+                   help="'official' keeps the official code's behaviour (docs/official.md)")
     g.add_argument("--arch", choices=ARCHS, default=None,
                    help="network family: dts (CSAKD's DTS) or psd (PSDNet-style progressive, privileged teacher); "
                         "default psd with --kd_strategy psd, else dts")
@@ -176,7 +176,7 @@ def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) ->
 #: flag listed here has the default None on the command line, filled in by :func:`resolve_model_config`.
 COMPAT_DEFAULTS: dict[str, dict[str | None, Any]] = {
     "adaptive_fuse": {"official": 0, None: 3},  # the paper's CSA fusion; the official script's default is 0
-    "w_feat": {"official": 0.1, None: 0.0},  # feature distillation: 0 measured best (README "What distillation adds")
+    "w_feat": {"official": 0.1, None: 0.0},  # feature distillation: 0 measured best (docs/distillation.md)
 }
 
 
@@ -244,7 +244,7 @@ def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> N
                    help="accepted for compatibility; no effect")
     g.add_argument("--gpus", type=int, default=1,
                    help="accepted for compatibility; no effect: one process uses one device, several GPUs or "
-                        "machines are used with torchrun --nproc_per_node N (README: Many GPUs and machines)")
+                        "machines are used with torchrun --nproc_per_node N (docs/distributed.md)")
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -291,7 +291,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("--w_kd", type=float, default=0.1, help="response distillation SmoothL1(S, T)")
     w.add_argument("--w_feat", type=float, default=None,
                    help=f"feature distillation BCE(σ(F_S), σ(F_T)) ({compat_default_help('w_feat')})")
-    h = parser.add_argument_group("related strategies (--kd_strategy hkd | psd; README: Distillation strategies)")
+    h = parser.add_argument_group("related strategies (--kd_strategy hkd | psd; docs/strategies.md)")
     h.add_argument("--hkd_acf", choices=("global", "pixel", "none"), default="global",
                    help="hkd: adaptive channel fusion target, one weight pair per image or per pixel and band")
     h.add_argument("--hkd_row_chunk", type=int, default=None,
@@ -311,13 +311,13 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     n.add_argument("--student_init", choices=("random", "teacher"), default="random",
                    help="teacher: start the student from the converged --teacher_ckpt wherever a module matches by "
                         "name and shape (stems, first stream blocks, CSA fuser, head; named in the log), with "
-                        "--kd_mode none (inheritance alone) or offline (README: What distillation adds)")
+                        "--kd_mode none (inheritance alone) or offline (docs/distillation.md)")
     n.add_argument("--eval_last", action="store_true",
                    help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that "
                         "best.pth can be the final weights")
     n.add_argument("--student_lr_scheduler", choices=("step", "cosine"), default="step",
                    help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the "
-                        "epochs, as the teacher's (README: What distillation adds)")
+                        "epochs, as the teacher's (docs/distillation.md)")
     v = parser.add_argument_group("csakd strategy variants (not official; the defaults are the paper's terms)")
     v.add_argument("--feat_adapter", action="store_true",
                    help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature "

@@ -1,6 +1,6 @@
 """CSAKD's online distillation (official: the student's loss in train_CSAKD.py): response distillation on
 the HR-HSI and feature distillation on the fused feature, on top of the fidelity terms, plus this project's
-measured variants of it (flags of this strategy; README "What distillation adds").
+measured variants of it (flags of this strategy; docs/distillation.md).
 
 Teacher objective: ``losses.FidelityLoss`` (L_rec + w_sam·L_SAM + w_beba·L_BEBA). Student objective:
 ``losses.StudentLoss`` with the detached teacher output and fused feature; without a teacher
