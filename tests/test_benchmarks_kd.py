@@ -67,6 +67,17 @@ def test_bench_end_to_end_then_skips_finished_runs(tmp_path, monkeypatch):
                                                                      ("csakd:w_feat=0.0", "csakd_w_feat=0_seed2")]
 
 
+def test_a_copied_bench_folder_keeps_its_finished_runs(tmp_path, monkeypatch):
+    """Reuse is by run fingerprint, which holds no path: a bench's --out copied elsewhere trains nothing again."""
+    import shutil
+
+    argv = bench_argv(tmp_path, "none", seeds=("1",))
+    assert kd.main(argv) == 0
+    shutil.copytree(tmp_path / "bench", tmp_path / "copy")
+    monkeypatch.setattr(kd, "run_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert kd.main([*argv[:argv.index("--out")], "--out", str(tmp_path / "copy"), *argv[argv.index("--out") + 2:]]) == 0
+
+
 def test_same_run_tolerates_only_keys_added_at_their_default():
     """A stored config that lacks a flag (written before the flag existed) computes the same when the current
     value is the flag's default in the current --compat mode; any other difference is a different run."""
