@@ -25,7 +25,7 @@ by 0.6·inter + 0.4·final) is not reproduced.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,19 @@ from .network import rebuild
 from .outputs import FusionOutput
 from .taps import Finish, Tap
 
-if TYPE_CHECKING:  # models.dts builds its heads from this module
-    from .dts import DTS
+
+class TappedNetwork(Protocol):
+    """What the heads read of a DTS network (:class:`models.dts.DTS`, which builds its heads from this module
+    and so cannot be imported here): its widths, its two CLRA stacks and its official forward."""
+
+    bands: int
+    num_base_chs: int
+    run_hm_stack: bool
+    hmfeat: nn.Sequential
+    mhfeat: nn.Sequential
+
+    def __call__(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 #: Relative depths of the intermediate heads in the tapped stack (HKDSR: after groups 3 and 7 of 10).
 HEAD_DEPTH_FRACTIONS = (0.3, 0.7)
@@ -49,7 +60,7 @@ def head_fractions(count: int) -> tuple[float, ...]:
     return tuple(i / (count + 1) for i in range(1, count + 1))
 
 
-def tap_stream(dts: DTS) -> str:
+def tap_stream(dts: TappedNetwork) -> str:
     """The stack the heads tap: ``"hmfeat"`` (HR) when the network runs its Z_hm blocks, else ``"mhfeat"`` (LR)."""
     return "hmfeat" if dts.run_hm_stack and len(dts.hmfeat) > 0 else "mhfeat"
 
@@ -62,13 +73,13 @@ def tap_depths(num_blocks: int, fractions: Sequence[float] = HEAD_DEPTH_FRACTION
     return tuple(min(num_blocks, max(1, round(f * num_blocks))) for f in fractions)
 
 
-def default_depths(dts: DTS, count: int = len(HEAD_DEPTH_FRACTIONS)) -> tuple[int, ...]:
+def default_depths(dts: TappedNetwork, count: int = len(HEAD_DEPTH_FRACTIONS)) -> tuple[int, ...]:
     """The documented tap depths of ``count`` heads on ``dts``: :func:`tap_depths` of the stack
     :func:`tap_stream` names at :func:`head_fractions`."""
     return tap_depths(len(getattr(dts, tap_stream(dts))), head_fractions(count))
 
 
-def collect_taps(dts: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
+def collect_taps(dts: TappedNetwork, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
                  depths: Sequence[int]) -> tuple[tuple[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
     """Run ``dts(lrhsi, hrmsi)`` once and capture the outputs of blocks ``depths`` (1-based) of the
     :func:`tap_stream` stack with forward hooks (removed afterwards, also on error).
@@ -97,7 +108,7 @@ def collect_taps(dts: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
     return result, [captured[d] for d in depths]
 
 
-def head_taps(dts: DTS, heads: IntermediateHeads) -> tuple[tuple[Tap, ...], Finish]:
+def head_taps(dts: TappedNetwork, heads: IntermediateHeads) -> tuple[tuple[Tap, ...], Finish]:
     """The forward hooks that give ``heads``' images on ``dts``: taps on the outputs of blocks ``heads.depths``
     (1-based) of the :func:`tap_stream` stack, and the finish that runs the heads on them at the end of the
     forward pass, ``{"inter_outs": [K images (B, bands, s·h, s·w)]}``."""
@@ -143,7 +154,7 @@ class IntermediateHeads(nn.Module):
         return {"num_base_chs": conv.in_channels, "bands": conv.out_channels, "depths": list(self.depths)}
 
     @classmethod
-    def for_network(cls, dts: DTS, depths: Sequence[int] | None = None,
+    def for_network(cls, dts: TappedNetwork, depths: Sequence[int] | None = None,
                     count: int = len(HEAD_DEPTH_FRACTIONS)) -> IntermediateHeads:
         """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths` of ``count`` heads)."""
         return cls(dts.num_base_chs, dts.bands, default_depths(dts, count) if depths is None else depths)
@@ -163,7 +174,8 @@ class IntermediateHeads(nn.Module):
         return outs
 
 
-def forward_with_heads(dts: DTS, heads: IntermediateHeads, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> FusionOutput:
+def forward_with_heads(dts: TappedNetwork, heads: IntermediateHeads, lrhsi: torch.Tensor,
+                       hrmsi: torch.Tensor) -> FusionOutput:
     """One DTS forward with the heads: ``FusionOutput(out, feat=fused, inter_outs=[K head images])``."""
     (out, fused), taps = collect_taps(dts, lrhsi, hrmsi, heads.depths)
     return FusionOutput(out=out, feat=fused, inter_outs=heads(taps, lrhsi, tuple(out.shape[-2:])))

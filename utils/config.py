@@ -24,7 +24,7 @@ import math
 import os
 import re
 import reprlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import yaml
@@ -599,11 +599,15 @@ def _beside_config(config: str, values: dict) -> dict:
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
-                 other: argparse.ArgumentParser | None = None, base: dict | None = None) -> dict:
-    """Resolve defaults ← ``base`` ← ``--config`` YAML ← command line into one flag dict.
+                 other: argparse.ArgumentParser | None = None, base: dict | None = None,
+                 values: Mapping[str, Any] | None = None) -> dict:
+    """Resolve defaults ← ``base`` ← ``--config`` YAML ← ``values`` ← command line into one flag dict.
 
     ``other`` is the sibling script's parser: YAML keys only it defines are accepted and dropped.
     ``base`` (a saved run config, for ``--resume``) replaces the flag defaults for the keys it has.
+    ``values`` ({flag name: value}, from Python) are checked and typed as YAML values are (a string as the
+    command line's, e.g. ``{"w_feat": "0"}``; a list for a flag of several values; a bool for a switch); unknown
+    names are refused.
     Raises ConfigError naming every unknown YAML key with the closest valid one.
     """
     pre = argparse.ArgumentParser(add_help=False)
@@ -630,10 +634,37 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
                 action = mine[key]
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
         overrides.update(_beside_config(known.config, overrides))
+    flags = _names(parser)  # all of them: a value given in Python is meant for this script, as on its command line
+    for key, value in (values or {}).items():
+        if key not in flags:
+            close = difflib.get_close_matches(str(key), list(flags), n=1, cutoff=0.5)
+            raise ConfigError(f"unknown flag {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        overrides[flags[key].dest] = _convert(flags[key], key, value, f"--{key}")
     parser.set_defaults(**overrides)
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
     return cfg
+
+
+def resolve_train_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> dict:
+    """The resolved training configuration of YAML file ``config`` (or none) with ``values`` over it, as
+    ``train_CSAKD.py --config config --flag value ...`` resolves it (without ``--resume``'s saved base): the
+    argument of ``engine.train.train``."""
+    return resolve_config(parse_config(build_train_parser(), _config_argv(config), other=build_test_parser(),
+                                       values=values))
+
+
+def resolve_test_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> tuple[dict, set[str]]:
+    """(the resolved test configuration, the flags set explicitly) of YAML file ``config`` with ``values`` over
+    it, as ``test_CSAKD.py`` resolves them (in a shared YAML, ``snr`` and ``batch_size`` are training settings:
+    give the test's in ``values``): the arguments of ``engine.testing.evaluate_run``."""
+    cfg = resolve_config(parse_config(build_test_parser(), _config_argv(config), other=build_train_parser(),
+                                      values=values))
+    return cfg, explicit_keys(build_test_parser(), _config_argv(config)) | set(values or {})
+
+
+def _config_argv(config: str | None) -> list[str]:
+    return ["--config", config] if config else []
 
 
 def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
