@@ -659,15 +659,29 @@ def plot(report: dict, path: str) -> None:
     plt.close(fig)
 
 
+def with_shared_teacher(runs: list[dict], teacher_runs: list[dict]) -> list[dict]:
+    """The runs, where one reads the bench's shared frozen teacher but tests no teacher of its own (teacher
+    inheritance alone, ``none:student_init=teacher``) given that teacher's test metrics (the teacher run of its data
+    seed), so that its rows show the teacher it started from and its gap is measured against it."""
+    shared = {r.get("data_seed"): r["teacher"] for r in teacher_runs if r.get("teacher") is not None}
+    out = []
+    for r in runs:
+        data = r["seed"] if r.get("data_seed") is None else r["data_seed"]
+        reads_shared = r.get("teacher") is None and parse_spec(r["spec"]).shared_teacher
+        out.append({**r, "teacher": shared[data]} if reads_shared and data in shared else r)
+    return out
+
+
 def build_report(bench: Bench, runs: list[dict], command: str, teacher_runs: list[dict] | None = None,
                  controls: dict[str, str] | None = None) -> dict:
     metrics = list(bench.metrics)
-    paired = paired_vs_none(runs, metrics)
+    rows = with_shared_teacher(runs, teacher_runs or [])
+    paired = paired_vs_none(rows, metrics)
     controls = controls or {}
     return {"config": bench.config, "command": command, "cpu": describe_cpu(), "metrics": metrics, "runs": runs,
-            "summary": summarise(runs, metrics), "paired_vs_none": paired,
+            "summary": summarise(rows, metrics), "paired_vs_none": paired,
             "paired_with": paired_with(runs), "controls": controls,
-            "paired_vs_control": paired_vs_control(runs, metrics, controls),
+            "paired_vs_control": paired_vs_control(rows, metrics, controls),
             "paired_sigma": {spec: stats["psnr"]["std"] for spec, stats in paired.items() if "psnr" in stats},
             "teacher_runs": teacher_runs or [],
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",

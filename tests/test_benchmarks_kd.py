@@ -267,6 +267,14 @@ def test_control_pairs_a_spec_with_the_named_control_golden_numbers():
     assert stat["gap"]["mean"] == pytest.approx(5 / 3)  # its teacher (student + 1) over the control: 2, 1.5, 1.5
     assert report["paired_vs_none"]["none:student_init=teacher"]["psnr"]["mean"] == pytest.approx(3.0)
     assert "| none:student_init=teacher − none:epochs=160 | 3 | +0.67 ± 0.29 |" in kd.markdown_table(report)
+    # inheritance alone tests no teacher: its gap is the shared frozen teacher's (the teacher run of its data seed)
+    alone = [{**r, "teacher": None, "data_seed": 1} if r["spec"].endswith("teacher") else {**r, "data_seed": 1}
+             for r in runs]
+    shared = [{"spec": "csakd", "seed": 0, "data_seed": 1, "teacher": {"psnr": 33.0, "sam": 3.0}}]
+    report = kd.build_report(kd.Bench("c.yaml", "out", ("psnr",)), alone, "cmd", teacher_runs=shared)
+    psnr = report["paired_vs_none"]["none:student_init=teacher"]["psnr"]
+    assert psnr["gap"]["mean"] == pytest.approx(1.0) and psnr["gap_fraction"] == pytest.approx(3.0)  # 33 − 32; 3/1
+    assert report["runs"] == alone  # the records themselves are kept as they were
     for bad in (["none:student_init=teacher"], ["none=none"], ["x=none"]):
         with pytest.raises(kd.SpecError, match="--control"):
             kd.parse_controls(bad, specs)
