@@ -36,6 +36,7 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
 
     from engine.deploy import compare_with_fp32, deployed_network, describe_change
     from engine.evaluate import evaluate, format_table
+    from engine.flags import build_test_parser, build_train_parser, resolve_config
     from engine.loaders import build_loader
     from engine.run_folder import weight_path
     from engine.runtime import check_precision, resolve_device
@@ -43,7 +44,7 @@ with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, n
     from models import build_model
     from models.describe import build_from_checkpoint
     from utils.complexity import complexity
-    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+    from utils.config import explicit_keys, load_plugins, parse_config
     from utils.cpu import describe as describe_cpu
     from utils.fileio import WriteError, atomic_write_json, atomic_write_text, staged_folder
     from utils.inference import prepare
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         with StopAtOnce("no results were written (a --results folder appears whole or not at all)"):
             if "--score" in argv or any(a.startswith("--score=") for a in argv):
                 return run_score(argv)
+            load_plugins(argv)
             cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
             return run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
     except (ValueError, FileNotFoundError, WriteError) as exc:

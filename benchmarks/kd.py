@@ -64,7 +64,9 @@ import textwrap
 
 from tqdm import tqdm
 
-from utils.config import TEST_METRICS, build_test_parser, build_train_parser
+from engine.flags import build_test_parser, build_train_parser, keys_where
+from engine.options import TEST_METRICS
+from utils.config import PLUGINS, add_options, cli_only, load_plugins
 from utils.cpu import describe as describe_cpu
 from utils.fileio import FolderLock, WriteError, atomic_write_json, atomic_write_text, make_parent
 from utils.interrupts import Interrupted, StopAtOnce, signal_name
@@ -73,15 +75,12 @@ BASELINE = "none"
 #: Flags the bench sets for every run itself; a spec may not override them.
 RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resume", "resume_ind", "resume_ckpt",
                   "overwrite", "no_progress")
-#: Keys of a resolved training config that control one command, not what the run computes.
-RUN_CONTROL_KEYS = ("config", "resume", "overwrite", "no_progress", "allow_emulated_precision")
-#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
 LOCK_FILE = "bench.lock"  # in --out while a bench uses it: one bench per --out
-TEACHER_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
-                      "block_mix_weight", "teacher_layers", "teacher_ckpt", "lr_scheduler")
-#: Flags only the ``csakd`` strategy reads (engine/strategies/csakd.py): not compared for runs of another strategy.
-CSAKD_ONLY_FLAGS = ("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
-                    "block_mix_weight")
+#: Keys of a resolved training config that cannot change what the run computes (one command's device, folders,
+#: progress bar: ``Option.affects_result`` False); never compared.
+RUN_CONTROL_KEYS = keys_where(affects_result=False)
+#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
+TEACHER_ONLY_FLAGS = keys_where(teacher_only=True)
 #: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
 #: (``data_seed`` too: runs are paired per seed label, which holds the data seed.)
 PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed", "data_seed")
@@ -231,6 +230,7 @@ class Bench:
     metrics: tuple[str, ...]
     teacher_spec: str = TEACHER_SPEC
     teacher_seed: int = 0
+    plugins: tuple[str, ...] = ()  # --plugins, given to every run (those of the config's plugins: key it reads itself)
 
     def teacher_run(self) -> Spec:
         return parse_spec(self.teacher_spec)
@@ -254,14 +254,14 @@ class Bench:
         shared = ["--teacher_ckpt", self.shared_teacher(data)] if spec.shared_teacher else []
         return ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
                 "--checkpoint_dir", p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress",
-                *spec.train_argv(has_strategy, seed), *shared]
+                *spec.train_argv(has_strategy, seed), *shared, *self.plugin_argv()]
 
     def test_argv(self, spec: Spec, seed: int, role: str, cfg: dict, data_seed: int | None = None) -> list[str]:
         """``test_CSAKD.py`` flags testing ``role`` of run (spec, seed, data seed) on the test split."""
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
         test = build_test_parser()
-        known, ignored = _actions(test), set(getattr(test, "yaml_ignored", ()))
+        known, ignored = _actions(test), cli_only(test)
         argv = ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
                 "--checkpoint_dir",
                 p["checkpoint_dir"], "--split", "test", "--test_mode", "1" if role == "teacher" else "2",
@@ -271,7 +271,10 @@ class Bench:
                 argv += with_seed(tokens, seed)
         if role == "teacher" and cfg["kd_mode"] == "offline":
             argv += ["--checkpoint", cfg["teacher_ckpt"]]
-        return argv
+        return argv + self.plugin_argv()
+
+    def plugin_argv(self) -> list[str]:
+        return ["--plugins", *self.plugins] if self.plugins else []
 
 
 def _data_seed_argv(data_seed: int | None) -> list[str]:
@@ -295,9 +298,15 @@ def comparable(cfg: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS}, default=str))
 
 
+def other_strategies_flags(strategy: str) -> tuple[str, ...]:
+    """The flags only another ``--kd_strategy`` than ``strategy`` reads (``Option.strategy``)."""
+    return keys_where(lambda o: o.strategy not in (None, strategy))
+
+
 @functools.lru_cache(maxsize=4)
 def _flag_defaults(compat: str | None) -> dict:
-    from utils.config import parse_config, resolve_config
+    from engine.flags import resolve_config
+    from utils.config import parse_config
 
     argv = ["--compat", compat] if compat else []
     return comparable(resolve_config(parse_config(build_train_parser(), argv)))
@@ -348,13 +357,11 @@ def _load_record(path: str) -> dict | None:
 
 
 def _ignored(cfg: dict, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's or csakd's own flags where
-    the run has no teacher or another strategy."""
+    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's flags where the run has no
+    teacher, and the other strategies' own flags."""
     if cfg.get("kd_mode") == "none":  # a teacher file it reads (--student_init teacher) still matters
         return (*ignore, *(f for f in TEACHER_ONLY_FLAGS if f != "teacher_ckpt" or not reads_teacher_file(cfg)))
-    if cfg.get("kd_strategy", "csakd") != "csakd":
-        return (*ignore, *CSAKD_ONLY_FLAGS)
-    return ignore
+    return (*ignore, *other_strategies_flags(cfg.get("kd_strategy", "csakd")))
 
 
 def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, ...] = ()) -> bool:
@@ -365,7 +372,7 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
         return False  # made before the common random numbers: its student started from other weights
     if reads_teacher_file(cfg) and record.get("teacher_sha256") != file_digest(cfg["teacher_ckpt"]):
         return False  # distilled from (or initialised by) another frozen teacher, e.g. one retrained since
-    if not isinstance(record.get("config"), dict) or not same_run(record["config"], comparable(cfg),
+    if not isinstance(record.get("config"), dict) or not same_run(comparable(record["config"]), comparable(cfg),
                                                                   _ignored(cfg, ignore)):
         return False
     results = bench.paths(str(record.get("run")))["results"]
@@ -376,8 +383,8 @@ def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: i
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
     (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
     only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
-    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), runs of another strategy
-    than ``csakd`` its :data:`CSAKD_ONLY_FLAGS`."""
+    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), every run the flags
+    only other strategies read (:func:`other_strategies_flags`)."""
     name = run_name(spec, seed, data_seed)
     record = _load_record(bench.paths(name)["record"])
     if _complete(bench, record, cfg):
@@ -694,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.kd", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", required=True, help="YAML config of every run (flags as in train_CSAKD.py)")
+    add_options(p, [PLUGINS])
     p.add_argument("--strategies", nargs="+", default=[BASELINE, "csakd"], metavar="SPEC",
                    help="name[:flag=value,...]; none = the student alone")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
@@ -761,7 +769,8 @@ def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed
     name = run_name(spec, seed, data_seed)
     p = bench.paths(name)
     record = _load_record(p["record"])
-    found = [(p["record"], record.get("config"))] if record is not None else []
+    found = [(p["record"], comparable(record["config"]) if isinstance(record.get("config"), dict) else None)
+             ] if record is not None else []
     saved = os.path.join(p["checkpoint_dir"], name, "config.yaml")
     if os.path.isfile(saved):
         try:
@@ -833,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError(f"--metrics: unknown {unknown}; expected some of {','.join(TEST_METRICS)}")
         if not os.path.isfile(args.config):
             raise FileNotFoundError(f"--config {args.config}: no such file")
+        load_plugins(["--config", args.config, *(["--plugins", *args.plugins] if args.plugins else [])])
         for flag, values in (("--seeds", args.seeds), ("--data_seeds", args.data_seeds or [])):
             if len(set(values)) != len(values):
                 raise SpecError(f"{flag} {values}: a seed is given twice")
@@ -842,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         except SpecError as exc:
             raise SpecError(f"--teacher_spec: {exc}") from None
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
-        bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed)
+        bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed, tuple(args.plugins or ()))
         make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
             report = run_bench(bench, specs, args.seeds, command, args.data_seeds)

@@ -52,6 +52,7 @@ from utils.fileio import (
     temp_name_prefix,
 )
 
+from .flags import keys_where
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
 
@@ -59,13 +60,14 @@ GOOD_STATE_FILE = "state_good.pth"
 LOCK_FILE = "run.lock"
 ROLES = ("teacher", "student")
 
-#: Settings that may change between a run and its resumption without changing what it computes.
-RESUME_FREE_KEYS = {"config", "resume", "resume_ckpt", "overwrite", "prefix", "device", "workers", "no_progress",
-                    "epochs", "eval_step", "tb_scenes", "rgb_bands", "log_dir", "checkpoint_dir", "val_batch_size",
-                    "compile", "debug", "gpus", "nan_patience", "legacy_state", "allow_emulated_precision"}
+#: Settings that may change between a run and its resumption: those that do not change what it computes, and those a
+#: resumed run may change (``--epochs``), by their declarations (``utils.config.Option``).
+RESUME_FREE_KEYS = frozenset(keys_where(affects_result=False) + keys_where(resume="free"))
 #: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
 #: may not change them.
-RESUME_FIXED_KEYS = ("kd_mode", "kd_strategy", "arch")
+RESUME_FIXED_KEYS = keys_where(resume="fixed")
+#: Settings that steer one command (``--resume``): not written to the run's ``config.yaml``.
+CONTROL_KEYS = keys_where(control=True)
 
 
 def find_resume_state(cfg: dict) -> str | None:
@@ -264,7 +266,7 @@ class RunFolder:
                 self._remove_old_run()
         except OSError as exc:
             raise WriteError(getattr(exc, "filename", None) or self.path, exc) from None
-        atomic_write_text(os.path.join(self.path, "config.yaml"), config_to_yaml(self.cfg))
+        atomic_write_text(os.path.join(self.path, "config.yaml"), config_to_yaml(self.cfg, CONTROL_KEYS))
 
     def _remove_old_run(self) -> None:
         old = [self.state_file, self.good_state_file, os.path.join(self.path, "config.yaml"),
