@@ -1,5 +1,5 @@
 """One process with T threads against T processes with one thread each (torchrun, gloo), on a short training
-run, for the README's "Many GPUs and machines" table.
+run, for the table of docs/distributed.md.
 
     python -m benchmarks.ddp --config configs/quickstart.yaml --epochs 2
 
@@ -7,8 +7,8 @@ Each setting runs ``train_CSAKD.py`` from scratch in a temporary run folder (``-
 bar) and reports the wall-clock time of the whole command (start-up, data synthesis, training, validation,
 checkpoints), the optimiser steps per epoch and the last validation of the student. ``--batch_size`` is per
 process, so 2 processes train with twice the global batch and half the steps per epoch: the results are
-not the same run (README: what the world size changes). The table and ``--json`` ``{"machine", "rows"}`` name the
-CPU, its capability and native bf16/fp16 (``benchmarks.measure.machine_description``).
+not the same run (docs/distributed.md: what the world size changes). The table and ``--json``
+``{"machine", "rows"}`` name the CPU, its capability and native bf16/fp16 (``benchmarks.measure.machine_description``).
 """
 
 from __future__ import annotations

@@ -553,24 +553,36 @@ def paired_with(runs: list[dict]) -> dict[str, str]:
     return out
 
 
+def _paired(rows: dict, spec: str, partner: str, metrics: list[str]) -> dict:
+    """{metric: :func:`paired_stats`} of the per-seed differences ``spec`` − ``partner`` (students, on the seeds
+    both have), with the gap of ``spec``'s teacher over ``partner`` where the spec has a teacher."""
+    by_seed, base = rows[spec], rows[partner]
+    teacher = rows.get(f"teacher ({spec})", {})
+    out = {}
+    for m in metrics:
+        diffs = {s: by_seed[s][m] - base[s][m] for s in by_seed if s in base and m in by_seed[s] and m in base[s]}
+        gaps = {s: teacher[s][m] - base[s][m] for s in diffs if m in teacher.get(s, {})}
+        if diffs:
+            out[m] = paired_stats(diffs, gaps, m)
+    return out
+
+
 def paired_vs_none(runs: list[dict], metrics: list[str]) -> dict:
     """{spec: {metric: :func:`paired_stats`}} of the per-seed differences spec − its student alone
     (:func:`paired_with`: ``none``, or the ``none…`` spec of the same recipe; students, on the seeds both have),
     with the teacher's gap over that student alone where the spec has a teacher; empty without a student-alone
     spec."""
     rows = row_values(runs)
-    out = {}
-    for spec, partner in paired_with(runs).items():
-        by_seed, base = rows[spec], rows[partner]
-        teacher = rows.get(f"teacher ({spec})", {})
-        seeds = [s for s in by_seed if s in base]
-        out[spec] = {}
-        for m in metrics:
-            diffs = {s: by_seed[s][m] - base[s][m] for s in seeds if m in by_seed[s] and m in base[s]}
-            gaps = {s: teacher[s][m] - base[s][m] for s in diffs if m in teacher.get(s, {})}
-            if diffs:
-                out[spec][m] = paired_stats(diffs, gaps, m)
-    return out
+    return {spec: _paired(rows, spec, partner, metrics) for spec, partner in paired_with(runs).items()}
+
+
+def paired_vs_control(runs: list[dict], metrics: list[str], controls: dict[str, str]) -> dict:
+    """{spec: {metric: :func:`paired_stats`}} of spec − the control named for it in ``controls`` ({spec: control
+    spec}, ``--control``; e.g. the update-matched student alone of a method that trains longer in total), on the
+    seeds both have; specs or controls without runs are left out."""
+    rows = row_values(runs)
+    return {spec: _paired(rows, spec, control, metrics) for spec, control in controls.items()
+            if spec in rows and control in rows}
 
 
 def _fmt(stat: dict | None, metric: str, signed: bool = False) -> str:
@@ -597,6 +609,7 @@ def markdown_table(report: dict) -> str:
                  *[_fmt(paired.get(row, {}).get(m), m, signed=True) for m in delta], partners.get(row, "")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *paired_table(report)] if paired else []
+    lines += ["", *paired_table(report, "control")] if report.get("paired_vs_control") else []
     return "\n".join(lines) + f"\n\n`{report['command']}`\n\nhosts: {hosts_line(report['runs'])}\n"
 
 
@@ -614,18 +627,22 @@ def _ci(stat: dict, metric: str) -> str:
     return "" if stat.get("ci95") is None else f"[{stat['ci95'][0]:+.{d}f}, {stat['ci95'][1]:+.{d}f}]"
 
 
-def paired_table(report: dict) -> list[str]:
-    """The lines of the paired-statistics table (one row per distilled spec)."""
+def paired_table(report: dict, against: str = "none") -> list[str]:
+    """The lines of the paired-statistics table (one row per distilled spec): against its student alone
+    (``paired_vs_none``), or with ``against="control"`` against its ``--control`` (``paired_vs_control``)."""
     shown = [m for m in ("psnr", "sam", "ergas") if m in report["metrics"]]
-    head = ["spec vs its student alone", "n", *[f"Δ{m.upper()} {part}" for m in shown
+    source, partners = ((report["paired_vs_control"], report["controls"]) if against == "control"
+                        else (report["paired_vs_none"], report["paired_with"]))
+    title = "spec vs its control" if against == "control" else "spec vs its student alone"
+    head = [title, "n", *[f"Δ{m.upper()} {part}" for m in shown
                                                  for part in ("mean ± std", "95 % CI", "k/n > 0")],
             "teacher gap PSNR", "fraction captured"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for spec, stats in report["paired_vs_none"].items():
+    for spec, stats in source.items():
         first = next(iter(stats.values()), None)
         if first is None:
             continue
-        cells = [f"{spec} − {report['paired_with'].get(spec, '')}", str(first["n"])]
+        cells = [f"{spec} − {partners.get(spec, '')}", str(first["n"])]
         for m in shown:
             stat = stats.get(m)
             cells += ["", "", ""] if stat is None else [_fmt(stat, m, signed=True), _ci(stat, m),
@@ -679,12 +696,15 @@ def plot(report: dict, path: str) -> None:
     plt.close(fig)
 
 
-def build_report(bench: Bench, runs: list[dict], command: str, teacher_runs: list[dict] | None = None) -> dict:
+def build_report(bench: Bench, runs: list[dict], command: str, teacher_runs: list[dict] | None = None,
+                 controls: dict[str, str] | None = None) -> dict:
     metrics = list(bench.metrics)
     paired = paired_vs_none(runs, metrics)
+    controls = controls or {}
     return {"config": bench.config, "command": command, "cpu": describe_cpu(), "metrics": metrics, "runs": runs,
             "summary": summarise(runs, metrics), "paired_vs_none": paired,
-            "paired_with": paired_with(runs),
+            "paired_with": paired_with(runs), "controls": controls,
+            "paired_vs_control": paired_vs_control(runs, metrics, controls),
             "paired_sigma": {spec: stats["psnr"]["std"] for spec, stats in paired.items() if "psnr" in stats},
             "teacher_runs": teacher_runs or [],
             "selection": "each network's best.pth (lowest validation SAM); the test split is used for nothing else",
@@ -695,6 +715,20 @@ def build_report(bench: Bench, runs: list[dict], command: str, teacher_runs: lis
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line
+
+
+def parse_controls(pairs: list[str], specs: list[str]) -> dict[str, str]:
+    """{spec: control} from ``--control SPEC=CONTROL`` items, split at the ``=`` that leaves a spec of
+    ``--strategies`` on each side (spec texts hold ``=`` themselves)."""
+    out = {}
+    for item in pairs:
+        cuts = [(item[:i], item[i + 1:]) for i, ch in enumerate(item) if ch == "="]
+        found = [(a, b) for a, b in cuts if a in specs and b in specs and a != b]
+        if len(found) != 1:
+            raise SpecError(f"--control {item!r}: expected SPEC=CONTROL, two different specs of --strategies "
+                            f"({' '.join(specs)})")
+        out[found[0][0]] = found[0][1]
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -713,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the online spec whose co-trained teacher (best.pth) is the shared frozen teacher of each data "
                         "seed, used by every spec with kd_mode=offline and no teacher_ckpt; trained on demand, reused")
     p.add_argument("--teacher_seed", type=int, default=0, help="--seed of the shared teacher's run")
+    p.add_argument("--control", nargs="+", default=[], metavar="SPEC=CONTROL",
+                   help="also pair SPEC with CONTROL (both in --strategies), e.g. a method that trains longer in "
+                        "total with the student alone trained as long: none:student_init=teacher=none:epochs=160")
     p.add_argument("--json", required=True, help="report (JSON); the .md table and .png plot are written next to it")
     p.add_argument("--out", default=None, help="run folders (default results/kd_bench/<config name>)")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
@@ -813,7 +850,7 @@ def _finished_or_run(bench: Bench, job: Job) -> tuple[dict, bool]:
 
 
 def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str,
-              data_seeds: list[int | None] | None = None) -> dict:
+              data_seeds: list[int | None] | None = None, controls: dict[str, str] | None = None) -> dict:
     """Train and test every unfinished run — first the shared frozen teachers the specs need (one per data seed),
     then every (spec, seed, data seed) — then build the report. Once every spec is checked, ``--out`` is locked
     for the whole bench (``<out>/bench.lock``): a second bench on it is refused, naming this one."""
@@ -829,7 +866,8 @@ def run_bench(bench: Bench, specs: list[Spec], seeds: list[int], command: str,
             records.append(record)
             skipped += was_finished
             progress.set_postfix_str(f"done {job.name} (skipped {skipped})")
-    return build_report(bench, records[len(teachers):], command, teacher_runs=records[:len(teachers)])
+    return build_report(bench, records[len(teachers):], command, teacher_runs=records[:len(teachers)],
+                        controls=controls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -847,6 +885,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(set(values)) != len(values):
                 raise SpecError(f"{flag} {values}: a seed is given twice")
         specs = parse_specs(args.strategies)
+        controls = parse_controls(args.control, [s.text for s in specs])
         try:
             parse_spec(args.teacher_spec)
         except SpecError as exc:
@@ -855,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed, tuple(args.plugins or ()))
         make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
-            report = run_bench(bench, specs, args.seeds, command, args.data_seeds)
+            report = run_bench(bench, specs, args.seeds, command, args.data_seeds, controls)
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"benchmarks.kd: error: {exc}", file=sys.stderr)
         return 2

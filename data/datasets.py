@@ -1,6 +1,6 @@
 """The datasets and ``build_dataset``: official layout, own cubes on the fly, synthetic and realistic scenes.
 
-All return the sample dict of ``data.sample.FusionDataset`` (CONTRACTS.md).
+All return the sample dict of ``data.sample.FusionDataset`` (docs/own-data.md).
 """
 
 from __future__ import annotations

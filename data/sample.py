@@ -87,7 +87,7 @@ def _chw(a: np.ndarray) -> torch.Tensor:
 
 
 class FusionDataset(Dataset):
-    """Base of all datasets: turns ``load(index, level)`` into the sample dict of CONTRACTS.md.
+    """Base of all datasets: turns ``load(index, level)`` into the sample dict (docs/own-data.md).
 
     Sample: {"lrhsi": (C, h, w), "hrmsi": (M, H, W), "gt": (C, H, W) float32 tensors in [−1, 1],
     "name": str, "maxv": float, "minv": float} with H = scale·h. Train split: one random crop of

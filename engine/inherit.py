@@ -8,7 +8,7 @@ of another shape (the student's grouped Z_h stream) keeps its own initialisation
 inherited. What was copied and what was kept are written to the run log.
 
 Why: initialising a depth-truncated student from its teacher, with plain fidelity losses and no distillation term,
-reproduces published distilled students in super-resolution (docs: README "What distillation adds"); the arms
+reproduces published distilled students in super-resolution (docs/distillation.md); the arms
 ``none:student_init=teacher`` (inheritance alone) and ``csakd:kd_mode=offline,student_init=teacher`` (inheritance
 + response KD) separate the head start from the distillation.
 """

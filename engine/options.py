@@ -14,7 +14,7 @@ from utils.config import PLUGINS, Option, Range, comma_list, str2bool
 RUN = "run"
 TRAINING = "training (official flags)"
 WEIGHTS = "loss weights (official: 0.1 each)"
-RELATED = "related strategies (--kd_strategy hkd | psd; README: Distillation strategies)"
+RELATED = "related strategies (--kd_strategy hkd | psd; docs/strategies.md)"
 PROJECT = "training (this project)"
 VARIANTS = "csakd strategy variants (not official; the defaults are the paper's terms)"
 TEST = "test"
@@ -58,7 +58,7 @@ RUN_OPTIONS = (
          nargs="?", const=True, help="accepted for compatibility; no effect"),
     _run("gpus", type=int, default=1, range=_NON_NEGATIVE, affects_result=False,
          help="accepted for compatibility; no effect: one process uses one device, several GPUs or machines are used "
-              "with torchrun --nproc_per_node N (README: Many GPUs and machines)"),
+              "with torchrun --nproc_per_node N (docs/distributed.md)"),
 )
 
 
@@ -111,13 +111,13 @@ TRAIN_OPTIONS = (
     _own("student_init", choices=("random", "teacher"), default="random",
          help="teacher: start the student from the converged --teacher_ckpt wherever a module matches by name and "
               "shape (stems, first stream blocks, CSA fuser, head; named in the log), with --kd_mode none "
-              "(inheritance alone) or offline (README: What distillation adds)"),
+              "(inheritance alone) or offline (docs/distillation.md)"),
     _own("eval_last", switch=True,
          help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that best.pth "
               "can be the final weights"),
     _own("student_lr_scheduler", choices=("step", "cosine"), default="step",
          help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the epochs, as "
-              "the teacher's (README: What distillation adds)"),
+              "the teacher's (docs/distillation.md)"),
     _own("grad_log_every", type=int, default=0, range=_NON_NEGATIVE,
          help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's gradient on "
               "the student's parameters (one extra backward per term; 0 = off)"),

@@ -456,7 +456,7 @@ def sam_warnings(best: dict[str, dict[str, Any]], bicubic_sam: float, advice: st
     spectral fidelity over upsampling the LR-HSI, which a user should see before testing. ``advice`` ends the line."""
     return [f"warning: the {role}'s best validation SAM {b['sam']:.2f}° (epoch {b['epoch']}) is not below the "
             f"bicubic baseline's {bicubic_sam:.2f}° on the same validation images: it does not beat upsampling the "
-            f"LR-HSI on spectral angle; {advice} (README \"Your own cubes\")"
+            f"LR-HSI on spectral angle; {advice} (docs/own-data.md)"
             for role, b in best.items() if math.isfinite(b["sam"]) and b["sam"] >= bicubic_sam]
 
 

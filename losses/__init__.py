@@ -1,6 +1,6 @@
 """Losses of CSAKD (train_CSAKD.py): fidelity terms, distillation terms and the two joint objectives.
 
-All inputs are in the network's [-1, 1] domain, (B, C, H, W). See README "Losses" for the formulas.
+All inputs are in the network's [-1, 1] domain, (B, C, H, W). See docs/losses.md for the formulas.
 """
 
 from losses.distillation import (

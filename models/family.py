@@ -36,7 +36,7 @@ SHARED_OPTIONS = (
     Option("num_base_chs", type=int, default=defaults.NUM_BASE_CHS, range=Range(1), group=NETWORK,
            help="stream width nf"),
     Option("compat", type=parse_compat, group=NETWORK,
-           help="'official' keeps the official code's behaviour (see decisions in README)"),
+           help="'official' keeps the official code's behaviour (docs/official.md)"),
     # None: resolved from --kd_strategy (engine/flags.py); a training state holds one family's networks
     Option("arch", choices=NETWORKS, group=NETWORK, resume="fixed",
            help="network family: dts (CSAKD's DTS) or psd (PSDNet-style progressive, privileged teacher); default "

@@ -202,6 +202,28 @@ def test_summary_and_paired_differences_golden_numbers():
     assert kd.paired_vs_none([r for r in runs if r["spec"] != "none"], ["psnr"]) == {}
 
 
+def test_control_pairs_a_spec_with_the_named_control_golden_numbers():
+    """``--control SPEC=CONTROL``: spec − control per seed, beside (not instead of) the pairing with ``none``."""
+    runs = [run("none", s, 30.0 + s, 5.0, False) for s in (1, 2, 3)]
+    runs += [run("none:epochs=160", s, 32.0 + s + d, 4.0, False) for s, d in ((1, 0.0), (2, 0.5), (3, 0.5))]
+    runs += [run("none:student_init=teacher", s, 33.0 + s, 3.5) for s in (1, 2, 3)]
+    specs = ["none", "none:epochs=160", "none:student_init=teacher"]
+    controls = kd.parse_controls(["none:student_init=teacher=none:epochs=160"], specs)
+    assert controls == {"none:student_init=teacher": "none:epochs=160"}
+    report = kd.build_report(kd.Bench("c.yaml", "out", ("psnr", "sam")), runs, "cmd", controls=controls)
+    stat = report["paired_vs_control"]["none:student_init=teacher"]["psnr"]
+    # 34−33, 35−34.5, 36−35.5 → 1.0, 0.5, 0.5: mean 2/3, sample std √(1/12), t(0.975, 2) = 4.302653
+    assert stat["mean"] == pytest.approx(2 / 3) and stat["std"] == pytest.approx((1 / 12) ** 0.5)
+    half = 4.302652729911275 * (1 / 12) ** 0.5 / 3 ** 0.5
+    assert stat["ci95"] == pytest.approx([2 / 3 - half, 2 / 3 + half]) and stat["n_positive"] == 3
+    assert stat["gap"]["mean"] == pytest.approx(5 / 3)  # its teacher (student + 1) over the control: 2, 1.5, 1.5
+    assert report["paired_vs_none"]["none:student_init=teacher"]["psnr"]["mean"] == pytest.approx(3.0)
+    assert "| none:student_init=teacher − none:epochs=160 | 3 | +0.67 ± 0.29 |" in kd.markdown_table(report)
+    for bad in (["none:student_init=teacher"], ["none=none"], ["x=none"]):
+        with pytest.raises(kd.SpecError, match="--control"):
+            kd.parse_controls(bad, specs)
+
+
 def test_each_spec_is_paired_with_the_student_alone_of_its_recipe():
     """A distilled spec pairs with the ``none…`` spec whose settings agree but for what only a teacher reads."""
     step, cosine = {"lr": 1e-3, "student_lr_scheduler": "step"}, {"lr": 1e-3, "student_lr_scheduler": "cosine"}

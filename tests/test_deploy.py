@@ -79,7 +79,7 @@ def test_int8_within_tolerance_of_fp32(tmp_path: Path) -> None:
     (noise ≈ range/255/√12, about −59 dB of the range); the student's ~80 quantised tensors in sequence add
     their noise in power (≈ −40 dB) and ranges exceed the typical value, so 35 dB on held-out scenes leaves a
     margin while a real fault (a wrong scale or zero point, mixed-up channels) lands far below (< 20 dB).
-    Measured on the trained quick-start student: −0.17 dB test PSNR against fp32 (README).
+    Measured on the trained quick-start student: −0.17 dB test PSNR against fp32 (docs/deployment.md).
     """
     model = tiny_net("student")
     data = {"dataset": "synthetic", "bands": 8, "msi_bands": 2, "scale": 4, "image_size": 32, "crop_size": 16,

@@ -277,7 +277,7 @@ def test_bad_input_is_rejected(call, message):
 
 @pytest.mark.parametrize("size", [4, 8, 16])
 def test_small_images_use_windows_that_fit(size):
-    """SSIM: the largest odd window ≤ min(11, H, W); UIQI: min(32, H, W) (README "Metrics")."""
+    """SSIM: the largest odd window ≤ min(11, H, W); UIQI: min(32, H, W) (docs/metrics.md)."""
     pred, gt = random_pair(shape=(3, size, size))
     expected = min(11, size if size % 2 else size - 1)
     assert ssim_window(size, size) == expected and ssim_window(size, 50) == expected

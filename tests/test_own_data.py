@@ -1,4 +1,4 @@
-"""The own-data recipe (README "Your own cubes"): its configs train with residual learning and read what
+"""The own-data recipe (docs/own-data.md): its configs train with residual learning and read what
 data.prepare writes; the end-of-training warning when a network's best validation SAM is not below the bicubic
 baseline's on the same validation images (the rule on given numbers, and a tiny run that prints it)."""
 

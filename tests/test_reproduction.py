@@ -52,7 +52,7 @@ def test_scene_disjoint_split_is_derived_and_disjoint() -> None:
     assert sorted(e for v in shipped.values() for e in v) == sorted(e for v in official.values() for e in v)
     lines = {k: {flight_line(e) for e in v} for k, v in shipped.items()}
     assert not (lines["train"] & lines["val"] or lines["train"] & lines["test"] or lines["val"] & lines["test"])
-    assert {k: len(v) for k, v in shipped.items()} == {"train": 1656, "val": 206, "test": 216}  # README counts
+    assert {k: len(v) for k, v in shipped.items()} == {"train": 1656, "val": 206, "test": 216}  # docs/own-data.md
     assert flight_line("train/Hama9_15") == "Hama9" and flight_line("test/Phoenix24") == "Phoenix"
 
 
@@ -166,7 +166,7 @@ def test_teacher_large_parity(fuse: int) -> None:
 
 @pytest.mark.parametrize("compat", [None, "official"])
 def test_teacher_large_paper_complexity(compat) -> None:
-    """README's complexity row (docs/csakd.md §2.5: Teacher-Large 8866, 37.198M, 1303.29 GMACs at 4 bands)."""
+    """docs/networks.md's complexity row (docs/csakd.md §2.5: Teacher-Large 8866, 37.198M, 1303.29 GMACs at 4 bands)."""
     with torch.device("meta"):
         model = Teacher(adaptive_fuse=3, compat=compat, teacher_layers="8866")
     c = complexity(model, (172, 64, 64), (4, 256, 256))

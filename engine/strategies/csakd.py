@@ -1,6 +1,6 @@
 """CSAKD's online distillation (official: the student's loss in train_CSAKD.py): response distillation on
 the HR-HSI and feature distillation on the fused feature, on top of the fidelity terms, plus this project's
-measured variants of it (flags of this strategy; README "What distillation adds").
+measured variants of it (flags of this strategy; docs/distillation.md).
 
 Teacher objective: ``losses.FidelityLoss`` (L_rec + w_sam·L_SAM + w_beba·L_BEBA). Student objective:
 ``losses.StudentLoss`` with the detached teacher output and fused feature; without a teacher
@@ -57,7 +57,7 @@ _WEIGHT, _FRACTION = Range(0), Range(0, high=1)
 OPTIONS = (
     _distil("w_kd", WEIGHTS, type=float, default=0.1, range=_WEIGHT, help="response distillation SmoothL1(S, T)"),
     _distil("w_feat", WEIGHTS, type=float, default=0.0, official=0.1, range=_WEIGHT,
-            # 0 measured best (README "What distillation adds")
+            # 0 measured best (docs/distillation.md)
             help="feature distillation BCE(σ(F_S), σ(F_T))"),
     _distil("feat_adapter", switch=True,
             help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature term "
