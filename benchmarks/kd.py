@@ -10,8 +10,9 @@ flags are training flags (``w_feat=0``, ``kd_mode=offline,teacher_ckpt=PATH``, `
 ``true``/``false``. ``{seed}`` in a value is replaced by each run's seed, so that a frozen teacher can be the one
 trained on the same seed's data: ``kd_mode=offline,teacher_ckpt=results/t/seed{seed}/teacher/best.pth``.
 
-For every (spec, seed) the bench trains through the stable entry points (``train_CSAKD.load_config`` +
-``engine.train.train``) into its own run folder ``<out>/checkpoints/<run>``, then tests with ``test_CSAKD.main``
+For every (spec, seed) the bench trains with library calls (``engine.flags.resolve_train_config`` +
+``engine.train.train``; no command line is built, no script imported) into its own run folder
+``<out>/checkpoints/<run>``, then tests with ``engine.testing.evaluate_run``
 the student's ``best.pth`` — the checkpoint training selected by the lowest *validation* SAM; the test split is
 never used for any choice — and, for online/offline runs, the teacher (the co-trained ``best.pth``, or the
 frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test.
@@ -25,9 +26,12 @@ networks are initialised from their own streams — the same initial student wei
 interval of their mean; ``n_positive`` the seeds with a difference > 0; ``gap`` the teacher − the student alone per
 seed and ``gap_fraction`` the mean difference / the mean gap), a Markdown table (``.md``) and a plot of the paired
 differences per seed with their CI (``.png``) next to it. Re-running skips every finished run: one whose test
-summaries exist and whose resolved training configuration computes the same as the one the command asks for
-(:func:`same_run`; a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the
-finished run of the old spelling and says so in its record's ``reused_from``).
+summaries exist and whose run fingerprint (``engine.fingerprint``, recomputed from the record's stored config, so
+records written before fingerprints existed count alike; docs/training.md "Run fingerprints") is the one the
+command asks for (a spec written differently, e.g. ``csakd:w_feat=0.1`` once the default has changed, reuses the
+finished run of the old spelling and says so in its record's ``reused_from``; a new default of an option only
+``hkd`` reads leaves every other strategy's runs finished). Pairing with the student alone is by recipe
+fingerprint. Every record stores its ``fingerprints``.
 
 Seeds: ``--seeds`` are initialisation seeds; ``--data_seeds`` (each run's ``--data_seed``) draw the built-in
 scenes, so one bench can span several data draws (rows are then keyed ``"data_seed/seed"``). Without
@@ -51,21 +55,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import functools
-import hashlib
 import json
 import math
 import os
 import re
 import shlex
-import signal
 import sys
 import textwrap
 
 from tqdm import tqdm
 
-from engine.flags import build_test_parser, build_train_parser, keys_where
+from engine.fingerprint import KEY as FINGERPRINTS
+from engine.fingerprint import (
+    changed_options,
+    file_digest,
+    fingerprint,
+    fingerprints,
+    flag_defaults,
+    reads_teacher_file,
+    recipe_fingerprint,
+    same_result,
+)
+from engine.flags import build_test_parser, build_train_parser
 from engine.options import TEST_METRICS
+from engine.run_keys import run_control
 from utils.config import PLUGINS, add_options, cli_only, load_plugins
 from utils.cpu import describe as describe_cpu
 from utils.fileio import FolderLock, WriteError, atomic_write_json, atomic_write_text, make_parent
@@ -76,14 +89,6 @@ BASELINE = "none"
 RESERVED_FLAGS = ("config", "seed", "prefix", "checkpoint_dir", "log_dir", "resume", "resume_ind", "resume_ckpt",
                   "overwrite", "no_progress")
 LOCK_FILE = "bench.lock"  # in --out while a bench uses it: one bench per --out
-#: Keys of a resolved training config that cannot change what the run computes (one command's device, folders,
-#: progress bar: ``Option.affects_result`` False); never compared.
-RUN_CONTROL_KEYS = keys_where(affects_result=False)
-#: Flags that cannot change a run without a teacher (``--kd_mode none``): not compared for such runs.
-TEACHER_ONLY_FLAGS = keys_where(teacher_only=True)
-#: What may differ between a distilled run and the student-alone run it is paired with (the same recipe otherwise).
-#: (``data_seed`` too: runs are paired per seed label, which holds the data seed.)
-PAIRING_FREE_KEYS = (*TEACHER_ONLY_FLAGS, "kd_mode", "kd_strategy", "prefix", "seed", "data_seed")
 #: Written in a spec's value, stands for each run's seed (e.g. a per-seed ``teacher_ckpt``).
 SEED_FIELD = "{seed}"
 #: Written in every record since the networks of a run are initialised from their own streams (common random
@@ -92,8 +97,6 @@ SEED_FIELD = "{seed}"
 INIT_STREAMS = "per-role"
 #: The spec whose co-trained teacher becomes the shared frozen teacher of a data seed (``--teacher_spec``).
 TEACHER_SPEC = "csakd"
-#: Exit codes of the scripts stopped by SIGINT / SIGTERM (utils.interrupts).
-STOP_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4}
 
@@ -105,33 +108,39 @@ class SpecError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """One ``--strategies`` entry: ``text`` as given (the row name), ``name`` (``none`` or a strategy) and its
-    training flags ``((flag, argv tokens), ...)`` in the given order, e.g. ``("w_feat", ("--w_feat", "0"))``;
-    a switch set to false has no tokens."""
+    training flags ``((flag, value), ...)`` in the given order, each value as the command line would give it: a
+    string (``("w_feat", "0")``), a list of strings for a flag of several values, a bool for a switch."""
 
     text: str
     name: str
-    flags: tuple[tuple[str, tuple[str, ...]], ...]
+    flags: tuple[tuple[str, Value], ...]
 
     @property
     def shared_teacher(self) -> bool:
         """``kd_mode=offline`` or ``student_init=teacher`` without ``teacher_ckpt``: the bench's frozen teacher of the
         run's data seed."""
         flags = dict(self.flags)
-        wants = flags.get("kd_mode", ())[1:] == ("offline",) or flags.get("student_init", ())[1:] == ("teacher",)
+        wants = flags.get("kd_mode") == "offline" or flags.get("student_init") == "teacher"
         return wants and "teacher_ckpt" not in flags
 
-    def train_argv(self, has_strategy_flag: bool, seed: int | None = None) -> list[str]:
-        """The training flags of this spec (``none`` → ``--kd_mode none``; a strategy → ``--kd_strategy``), with
+    def train_values(self, seed: int | None = None) -> dict[str, Value]:
+        """The training flags of this spec (``none`` → ``kd_mode: none``; a strategy → ``kd_strategy``), with
         :data:`SEED_FIELD` replaced by ``seed`` (left as written when ``seed`` is None)."""
-        argv = ["--kd_mode", "none"] if self.name == BASELINE else []
-        if self.name != BASELINE and has_strategy_flag:
-            argv += ["--kd_strategy", self.name]
-        return argv + [token for _, tokens in self.flags for token in with_seed(tokens, seed)]
+        values: dict[str, Value] = {"kd_mode": "none"} if self.name == BASELINE else {"kd_strategy": self.name}
+        return {**values, **{flag: with_seed(value, seed) for flag, value in self.flags}}
 
 
-def with_seed(tokens: tuple[str, ...], seed: int | None) -> list[str]:
-    """``tokens`` with every :data:`SEED_FIELD` replaced by ``seed`` (unchanged when ``seed`` is None)."""
-    return list(tokens) if seed is None else [t.replace(SEED_FIELD, str(seed)) for t in tokens]
+#: A flag's value as the command line gives it (``utils.config.parse_config`` types and checks it).
+Value = str | bool | list[str]
+
+
+def with_seed(value: Value, seed: int | None) -> Value:
+    """``value`` with every :data:`SEED_FIELD` replaced by ``seed`` (unchanged when ``seed`` is None)."""
+    if seed is None or isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return [v.replace(SEED_FIELD, str(seed)) for v in value]
+    return value.replace(SEED_FIELD, str(seed))
 
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -168,14 +177,15 @@ def parse_spec(text: str, train_parser: argparse.ArgumentParser | None = None) -
     return Spec(text, name, tuple(flags))
 
 
-def _check_value(action: argparse.Action, flag: str, value: str, where: str) -> tuple[str, ...]:
-    """The command-line tokens of ``flag=value``, checked with the flag's own type and choices (a value with
-    spaces gives several values, for flags taking more than one)."""
+def _check_value(action: argparse.Action, flag: str, value: str, where: str) -> Value:
+    """The value of ``flag=value`` as the command line gives it (a bool for a switch; for a flag of several values,
+    the list of its space-separated values), checked with the flag's own type and choices."""
     if isinstance(action, argparse._StoreTrueAction):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise SpecError(f"{where}: flag {flag!r} is a switch; expected true or false, got {value!r}")
-        return (f"--{flag}",) if value.lower() in ("true", "1", "yes") else ()
-    for token in value.split():
+        return value.lower() in ("true", "1", "yes")
+    several = isinstance(action.nargs, int) or action.nargs in ("+", "*")
+    for token in value.split() if several else [value]:
         token = token.replace(SEED_FIELD, "1")  # a typed flag must accept any seed in its place
         try:
             converted = action.type(token) if action.type is not None else token
@@ -183,7 +193,7 @@ def _check_value(action: argparse.Action, flag: str, value: str, where: str) -> 
             raise SpecError(f"{where}: flag {flag!r}: invalid value {token!r} ({exc})") from None
         if action.choices is not None and converted not in action.choices:
             raise SpecError(f"{where}: flag {flag!r} = {token!r}; expected one of {list(action.choices)}")
-    return (f"--{flag}", *value.split())
+    return value.split() if several else value
 
 
 def parse_specs(texts: list[str]) -> list[Spec]:
@@ -230,7 +240,7 @@ class Bench:
     metrics: tuple[str, ...]
     teacher_spec: str = TEACHER_SPEC
     teacher_seed: int = 0
-    plugins: tuple[str, ...] = ()  # --plugins, given to every run (those of the config's plugins: key it reads itself)
+    plugins: tuple[str, ...] = ()  # --plugins: every run's (the config's own plugins: key each run reads itself)
 
     def teacher_run(self) -> Spec:
         return parse_spec(self.teacher_spec)
@@ -246,100 +256,56 @@ class Bench:
                 "results": os.path.join(self.out, "results", name),
                 "record": os.path.join(self.out, "records", f"{name}.json")}
 
-    def train_argv(self, spec: Spec, seed: int, data_seed: int | None = None) -> list[str]:
+    def train_values(self, spec: Spec, seed: int, data_seed: int | None = None) -> dict[str, Value]:
+        """The training flags of run (spec, seed, data seed) over the bench's YAML file (``engine.flags``
+        ``resolve_train_config(bench.config, values)``)."""
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
-        has_strategy = "kd_strategy" in _actions(build_train_parser())
         data = seed if data_seed is None else data_seed
-        shared = ["--teacher_ckpt", self.shared_teacher(data)] if spec.shared_teacher else []
-        return ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
-                "--checkpoint_dir", p["checkpoint_dir"], "--log_dir", p["log_dir"], "--no_progress",
-                *spec.train_argv(has_strategy, seed), *shared, *self.plugin_argv()]
+        shared = {"teacher_ckpt": self.shared_teacher(data)} if spec.shared_teacher else {}
+        return {"seed": str(seed), **_data_seed_value(data_seed), "prefix": name,
+                "checkpoint_dir": p["checkpoint_dir"], "log_dir": p["log_dir"], "no_progress": True,
+                **spec.train_values(seed), **shared, **self.plugin_values()}
 
-    def test_argv(self, spec: Spec, seed: int, role: str, cfg: dict, data_seed: int | None = None) -> list[str]:
-        """``test_CSAKD.py`` flags testing ``role`` of run (spec, seed, data seed) on the test split."""
+    def test_values(self, spec: Spec, seed: int, role: str, cfg: dict, data_seed: int | None = None
+                    ) -> dict[str, Value]:
+        """The test flags testing ``role`` of run (spec, seed, data seed) on the test split (``engine.flags``
+        ``resolve_test_config(bench.config, values)``)."""
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
         test = build_test_parser()
         known, ignored = _actions(test), cli_only(test)
-        argv = ["--config", self.config, "--seed", str(seed), *_data_seed_argv(data_seed), "--prefix", name,
-                "--checkpoint_dir",
-                p["checkpoint_dir"], "--split", "test", "--test_mode", "1" if role == "teacher" else "2",
-                "--results", os.path.join(p["results"], role), "--metrics", ",".join(self.metrics)]
-        for flag, tokens in spec.flags:  # data and network flags the test shares with training
+        values: dict[str, Value] = {
+            "seed": str(seed), **_data_seed_value(data_seed), "prefix": name, "checkpoint_dir": p["checkpoint_dir"],
+            "split": "test", "test_mode": "1" if role == "teacher" else "2",
+            "results": os.path.join(p["results"], role), "metrics": ",".join(self.metrics)}
+        for flag, value in spec.flags:  # data and network flags the test shares with training
             if flag in known and flag not in ignored and not isinstance(known[flag], argparse._StoreTrueAction):
-                argv += with_seed(tokens, seed)
+                values[flag] = with_seed(value, seed)
         if role == "teacher" and cfg["kd_mode"] == "offline":
-            argv += ["--checkpoint", cfg["teacher_ckpt"]]
-        return argv + self.plugin_argv()
+            values["checkpoint"] = cfg["teacher_ckpt"]
+        return {**values, **self.plugin_values()}
 
-    def plugin_argv(self) -> list[str]:
-        return ["--plugins", *self.plugins] if self.plugins else []
-
-
-def _data_seed_argv(data_seed: int | None) -> list[str]:
-    return [] if data_seed is None else ["--data_seed", str(data_seed)]
+    def plugin_values(self) -> dict[str, Value]:
+        return {"plugins": list(self.plugins)} if self.plugins else {}
 
 
-def file_digest(path: str) -> str | None:
-    """SHA-256 of a file (a frozen teacher: a run distilled from it is finished only while it is the same file)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
+def _data_seed_value(data_seed: int | None) -> dict[str, str]:
+    return {} if data_seed is None else {"data_seed": str(data_seed)}
 
 
 def comparable(cfg: dict) -> dict:
     """A resolved training config as plain JSON values, without the keys that only steer one command."""
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS}, default=str))
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if not run_control(k)}, default=str))
 
 
-def other_strategies_flags(strategy: str) -> tuple[str, ...]:
-    """The flags only another ``--kd_strategy`` than ``strategy`` reads (``Option.strategy``)."""
-    return keys_where(lambda o: o.strategy not in (None, strategy))
-
-
-@functools.lru_cache(maxsize=4)
-def _flag_defaults(compat: str | None) -> dict:
-    from engine.flags import resolve_config
-    from utils.config import parse_config
-
-    argv = ["--compat", compat] if compat else []
-    return comparable(resolve_config(parse_config(build_train_parser(), argv)))
-
-
-def flag_defaults(compat: str | None = None) -> dict:
-    """Every training flag's resolved default (:func:`comparable` form) in the given ``--compat`` mode."""
-    return dict(_flag_defaults(compat))
-
-
-def same_run(stored: dict, current: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """Whether a finished run's stored config (``comparable`` form) computes what ``current`` asks for.
-
-    The rule: every key of either config must have equal values, except that a key the stored config lacks
-    matches when the current value is that flag's default (resolved in the current ``--compat`` mode). Such
-    a key was added by a newer version of the code, and a flag added at its default computes what the code
-    computed before the flag existed (the rule every new flag of this project follows: its default keeps
-    the previous behaviour). A key only the stored config has (a removed flag) never matches. Keys in
-    ``ignore`` (e.g. ``prefix``, the run's name) are not compared.
-    """
-    defaults = flag_defaults(current.get("compat"))
-    for key in (set(stored) | set(current)) - set(ignore):
-        if key in stored:
-            if key not in current or stored[key] != current[key]:
-                return False
-        elif key not in defaults or current[key] != defaults[key]:
-            return False
-    return True
-
-
-def reads_teacher_file(cfg: dict) -> bool:
-    """The run reads ``--teacher_ckpt``: a frozen teacher (offline) or a student initialised from one."""
-    return cfg.get("kd_mode") == "offline" or cfg.get("student_init") == "teacher"
+def same_run(stored: dict, current: dict, stored_teacher: str | None = None,
+             current_teacher: str | None = None) -> bool:
+    """Whether a finished run's stored config computes what ``current`` asks for: the same run fingerprint
+    (``engine.fingerprint``; its upgrade rule counts a key the stored config lacks at its current default, and a
+    key only the stored config has, a removed flag, never matches). ``*_teacher``: the SHA-256 of the teacher
+    file each reads, which then counts by content, not by path."""
+    return same_result(stored, current, stored_teacher, current_teacher)
 
 
 def roles_of(cfg: dict) -> tuple[str, ...]:
@@ -356,24 +322,27 @@ def _load_record(path: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _ignored(cfg: dict, ignore: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The keys that do not change a run of ``cfg``: ``ignore``, plus the teacher's flags where the run has no
-    teacher, and the other strategies' own flags."""
-    if cfg.get("kd_mode") == "none":  # a teacher file it reads (--student_init teacher) still matters
-        return (*ignore, *(f for f in TEACHER_ONLY_FLAGS if f != "teacher_ckpt" or not reads_teacher_file(cfg)))
-    return (*ignore, *other_strategies_flags(cfg.get("kd_strategy", "csakd")))
+def record_fingerprint(record: dict) -> str | None:
+    """The run fingerprint of a record, recomputed from its stored config (the upgrade rule of
+    ``engine.fingerprint``: records of any earlier layout, with or without stored fingerprints, compare alike); its
+    frozen teacher counts by the SHA-256 recorded (a record without one never matches a run reading a teacher)."""
+    config = record.get("config")
+    return fingerprint(config, record.get("teacher_sha256")) if isinstance(config, dict) else None
 
 
-def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """``record`` is finished (test summaries present) with the same metrics and a config computing ``cfg``."""
+def _current_fingerprint(cfg: dict) -> str:
+    """The run fingerprint ``cfg`` asks for, its frozen teacher (if any) by the file's content now."""
+    return fingerprint(comparable(cfg), file_digest(cfg["teacher_ckpt"]) if reads_teacher_file(cfg) else None)
+
+
+def _complete(bench: Bench, record: dict | None, cfg: dict, wanted: str | None = None) -> bool:
+    """``record`` is finished (test summaries present) with the same metrics and the run fingerprint of ``cfg``
+    (``wanted``, when already computed): the same options that affect the result and the same frozen teacher."""
     if record is None or record.get("metrics_requested") != list(bench.metrics):
         return False
     if cfg.get("kd_mode") != "none" and record.get("init_streams") != INIT_STREAMS:
         return False  # made before the common random numbers: its student started from other weights
-    if reads_teacher_file(cfg) and record.get("teacher_sha256") != file_digest(cfg["teacher_ckpt"]):
-        return False  # distilled from (or initialised by) another frozen teacher, e.g. one retrained since
-    if not isinstance(record.get("config"), dict) or not same_run(comparable(record["config"]), comparable(cfg),
-                                                                  _ignored(cfg, ignore)):
+    if record_fingerprint(record) != (wanted or _current_fingerprint(cfg)):
         return False
     results = bench.paths(str(record.get("run")))["results"]
     return all(os.path.isfile(os.path.join(results, role, "summary.json")) for role in roles_of(cfg))
@@ -381,20 +350,21 @@ def _complete(bench: Bench, record: dict | None, cfg: dict, ignore: tuple[str, .
 
 def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> dict | None:
     """The saved record of (spec, seed) if that run is finished with a configuration that computes the same
-    (:func:`same_run`), else None. Failing that, a finished run of another spec of the bench whose config differs
-    only by its name computes the same: its record is returned under this spec, with ``reused_from``. Runs without a
-    teacher ignore :data:`TEACHER_ONLY_FLAGS` (e.g. a change of the ``--w_feat`` default), every run the flags
-    only other strategies read (:func:`other_strategies_flags`)."""
+    (the same run fingerprint, :func:`record_fingerprint`), else None. Failing that, a finished run of another spec
+    of the bench with the same fingerprint computes the same: its record is returned under this spec, with
+    ``reused_from``. Runs without a teacher do not depend on the teacher-only flags (e.g. a change of the
+    ``--w_feat`` default), runs of one strategy not on the flags only another strategy reads (``engine.run_keys``)."""
     name = run_name(spec, seed, data_seed)
     record = _load_record(bench.paths(name)["record"])
-    if _complete(bench, record, cfg):
+    wanted = _current_fingerprint(cfg)
+    if _complete(bench, record, cfg, wanted):
         return record
     folder = os.path.dirname(bench.paths(name)["record"])
     others = sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
     for file in others:
         other = _load_record(os.path.join(folder, file))
         if (other is not None and other.get("seed") == seed and other.get("data_seed") == data_seed
-                and _complete(bench, other, cfg, ignore=("prefix",))):
+                and _complete(bench, other, cfg, wanted)):
             return {**other, "spec": spec.text, "reused_from": other.get("reused_from", other["run"])}
     return None
 
@@ -409,21 +379,21 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
     return the record ``{"spec", "seed", "data_seed", "run", "config", "student", "teacher", "bicubic",
     "best_epoch", "best_val_sam", "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were
     selected on)."""
-    import test_CSAKD  # the stable entry points (scripts at the repository root)
-    import train_CSAKD
+    from engine import testing
+    from engine.flags import resolve_test_config, resolve_train_config
     from engine.train import train
 
     name = run_name(spec, seed, data_seed)
     p = bench.paths(name)
-    summary = train(train_CSAKD.load_config([*bench.train_argv(spec, seed, data_seed), "--overwrite"]))
+    summary = train(resolve_train_config(bench.config, {**bench.train_values(spec, seed, data_seed),
+                                                        "overwrite": True}))
     results = {}
     for role in roles_of(cfg):
-        argv = bench.test_argv(spec, seed, role, cfg, data_seed)
-        code = test_CSAKD.main(argv)
-        if code in STOP_CODES:  # the test script stopped on a signal (its one line is printed)
-            raise Interrupted(code - 128, f"testing the {role} of run {name} stopped")
-        if code != 0:
-            raise RuntimeError(f"testing the {role} of run {name} failed: test_CSAKD.py {shlex.join(argv)}")
+        try:
+            testing.evaluate_run(*resolve_test_config(bench.config, bench.test_values(spec, seed, role, cfg,
+                                                                                      data_seed)))
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(f"testing the {role} of run {name} failed: {exc}") from None
         results[role] = _read_summary(os.path.join(p["results"], role))
     student = results["student"]
     record = {"spec": spec.text, "seed": seed, "data_seed": data_seed, "run": name, "run_dir": summary["run_dir"],
@@ -436,8 +406,10 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
               "bicubic": student["baselines"]["bicubic"], "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",
               "cpu": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
-    if reads_teacher_file(cfg):
-        record["teacher_sha256"] = file_digest(cfg["teacher_ckpt"])
+    digest = file_digest(cfg["teacher_ckpt"]) if reads_teacher_file(cfg) else None
+    if digest is not None:
+        record["teacher_sha256"] = digest
+    record[FINGERPRINTS] = fingerprints(comparable(cfg), digest)
     atomic_write_json(p["record"], record)
     return record
 
@@ -517,14 +489,11 @@ def summarise(runs: list[dict], metrics: list[str]) -> dict:
     return out
 
 
-def _recipe(record: dict) -> dict | None:
-    """The record's settings but :data:`PAIRING_FREE_KEYS`; a flag its config lacks (added later) at its default,
-    as :func:`same_run` counts it."""
+def _recipe(record: dict) -> str | None:
+    """The record's recipe fingerprint (``engine.fingerprint.recipe_fingerprint``: the options that affect the
+    result but what the teacher brings and the seeds; a flag its config lacks at its default, the upgrade rule)."""
     config = record.get("config")
-    if config is None:
-        return None
-    full = {**flag_defaults(config.get("compat")), **config}
-    return {k: v for k, v in full.items() if k not in PAIRING_FREE_KEYS}
+    return None if config is None else recipe_fingerprint(config)
 
 
 def _alone(config: dict) -> bool:
@@ -534,7 +503,7 @@ def _alone(config: dict) -> bool:
 
 def paired_with(runs: list[dict]) -> dict[str, str]:
     """{spec: the student-alone spec it is paired with}: the ``none…`` spec (``--kd_mode none``) whose runs have
-    the same recipe — every resolved setting but :data:`PAIRING_FREE_KEYS` equal (e.g.
+    the same recipe fingerprint (:func:`_recipe`) (e.g.
     ``csakd:w_feat=0,student_lr_scheduler=cosine`` → ``none:student_lr_scheduler=cosine``) — else ``none`` itself.
     Specs without a partner are left out."""
     first: dict[str, dict] = {}
@@ -774,27 +743,24 @@ class Job:
 def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int],
                  data_seeds: list[int | None] | None = None) -> list[Job]:
     """Every (spec, seed, data seed) with its resolved training config, all checked before anything is trained."""
-    import train_CSAKD
+    from engine.flags import resolve_train_config
 
     runs = []
     for spec in specs:
         for data_seed in data_seeds or [None]:
             for seed in seeds:
                 try:
-                    cfg = train_CSAKD.load_config(bench.train_argv(spec, seed, data_seed))
-                except SystemExit:  # argparse has printed its message
-                    raise SpecError(f"--strategies {spec.text!r}: the training flags were rejected (see above)"
-                                    ) from None
+                    cfg = resolve_train_config(bench.config, bench.train_values(spec, seed, data_seed))
                 except ValueError as exc:
                     raise SpecError(f"--strategies {spec.text!r}: {exc}") from None
                 runs.append(Job(spec, seed, data_seed, cfg))
     return runs
 
 
-def _differences(stored: dict, current: dict, ignore: tuple[str, ...]) -> str:
-    keys = sorted(k for k in (set(stored) | set(current)) - set(ignore) if stored.get(k) != current.get(k))
-    return ", ".join(f"{k} {stored.get(k)!r} there, {current.get(k)!r} here" for k in keys[:3]) + \
-        (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+def _differences(stored: dict, current: dict) -> str:
+    changed = changed_options(stored, current)
+    return ", ".join(f"{k} {old!r} there, {new!r} here" for k, (old, new) in list(changed.items())[:3]) + \
+        (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
 def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> None:
@@ -806,8 +772,7 @@ def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed
     name = run_name(spec, seed, data_seed)
     p = bench.paths(name)
     record = _load_record(p["record"])
-    found = [(p["record"], comparable(record["config"]) if isinstance(record.get("config"), dict) else None)
-             ] if record is not None else []
+    found = [(p["record"], record.get("config"))] if record is not None else []
     saved = os.path.join(p["checkpoint_dir"], name, "config.yaml")
     if os.path.isfile(saved):
         try:
@@ -815,10 +780,9 @@ def refuse_foreign_run(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed
         except (ConfigError, OSError) as exc:
             raise SpecError(f"--out {bench.out} holds run {name} whose {saved} cannot be read ({exc}); use another "
                             f"--out") from None
-    ignore = _ignored(cfg, ("prefix", "checkpoint_dir", "log_dir"))
     for where, stored in found:
-        if not isinstance(stored, dict) or not same_run(stored, comparable(cfg), ignore):
-            what = _differences(stored, comparable(cfg), ignore) if isinstance(stored, dict) else "no config"
+        if not isinstance(stored, dict) or not same_run(stored, comparable(cfg)):
+            what = _differences(stored, comparable(cfg)) if isinstance(stored, dict) else "no config"
             raise SpecError(f"--out {bench.out} holds run {name} of another configuration ({where}: {what}); it is "
                             f"not replaced: use another --out, or remove that run yourself")
 
@@ -912,8 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["Spec", "SpecError", "markdown_table", "mean_std", "paired_vs_none", "parse_spec", "parse_specs",
-           "run_bench", "summarise"]
+__all__ = ["Spec", "SpecError", "file_digest", "flag_defaults", "markdown_table", "mean_std", "paired_vs_none",
+           "parse_spec", "parse_specs", "run_bench", "same_run", "summarise"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from data.options import DATA, DATA_OPTIONS, DATASETS, DEGRADATION, DEGRADATION_OPTIONS
 from models import NETWORKS, parse_student_layers
 from models.family import NETWORK, SHARED_OPTIONS
-from utils.config import ConfigError, Option, add_options, check_ranges, check_run_name
+from utils.config import (
+    ConfigError,
+    Option,
+    add_options,
+    check_ranges,
+    check_run_name,
+    explicit_keys,
+    import_plugins,
+    load_plugins,
+    parse_config,
+    plugin_name,
+)
 
 from . import options as own
 from .strategies import STRATEGIES
@@ -41,6 +53,11 @@ def _script_options(script: str) -> list[Option]:
     training = [dataclasses.replace(o, choices=STRATEGIES) if o.name == "kd_strategy" else o
                 for o in own.TRAIN_OPTIONS]
     return [*own.RUN_OPTIONS, *training, *STRATEGIES.options(), *_components()]
+
+
+def registered() -> tuple[int, int, int]:
+    """How many strategies, network families and dataset kinds are registered (a plugin may add more)."""
+    return len(STRATEGIES), len(NETWORKS), len(DATASETS)
 
 
 def option_table(script: str = "train") -> dict[str, Option]:
@@ -72,6 +89,36 @@ def build_test_parser() -> argparse.ArgumentParser:
     """The parser of ``test_CSAKD.py``."""
     parser = argparse.ArgumentParser(description="Evaluate a CSAKD teacher or student, or count its complexity.")
     return add_options(parser, option_table("test").values(), TEST_GROUPS)
+
+
+def resolve_train_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> dict:
+    """The resolved training configuration of YAML file ``config`` (or none) with ``values`` over it, as
+    ``train_CSAKD.py --config config --flag value ...`` resolves it (without ``--resume``'s saved base): the
+    argument of ``engine.train.train``. The plugins the file or ``values`` name are imported first."""
+    _import_plugins(config, values)
+    return resolve_config(parse_config(build_train_parser(), _config_argv(config), other=build_test_parser(),
+                                       values=values))
+
+
+def resolve_test_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> tuple[dict, set[str]]:
+    """(the resolved test configuration, the flags set explicitly) of YAML file ``config`` with ``values`` over
+    it, as ``test_CSAKD.py`` resolves them (in a shared YAML, ``snr`` and ``batch_size`` are training settings:
+    give the test's in ``values``): the arguments of ``engine.testing.evaluate_run``. The plugins the file or
+    ``values`` name are imported first."""
+    _import_plugins(config, values)
+    cfg = resolve_config(parse_config(build_test_parser(), _config_argv(config), other=build_train_parser(),
+                                      values=values))
+    return cfg, explicit_keys(build_test_parser(), _config_argv(config)) | set(values or {})
+
+
+def _config_argv(config: str | None) -> list[str]:
+    return ["--config", config] if config else []
+
+
+def _import_plugins(config: str | None, values: Mapping[str, Any] | None) -> None:
+    given = (values or {}).get("plugins")
+    import_plugins([plugin_name(p) for p in ([given] if isinstance(given, str) else given or [])])
+    load_plugins(_config_argv(config))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

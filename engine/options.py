@@ -33,8 +33,9 @@ def _run(name: str, **kw) -> Option:
 
 RUN_OPTIONS = (
     _run("config", metavar="FILE.yaml", help="YAML file whose keys are flag names; the command line overrides it",
-         control=True, affects_result=False),
-    dataclasses.replace(PLUGINS, group=RUN),
+         control=True, saved=False),
+    # a plugin changes a run only through the options it brings (--kd_strategy, its flags), which are compared
+    dataclasses.replace(PLUGINS, group=RUN, affects_result=False),
     _run("seed", type=int, default=defaults.SEED, flags=("--seed", "--SEED"),
          help="seed of every random stream (official --SEED 1029)"),
     _run("device", type=str, default="auto", help="auto | cpu | cuda | cuda:N (official default cuda:0)",
@@ -48,11 +49,11 @@ RUN_OPTIONS = (
     _run("amp", choices=AMP_MODES, default="off",
          help="mixed precision: off | bf16 | fp16 (autocast; fp16 training uses a gradient scaler); on a CPU without "
               "native bf16/fp16 refused (emulated: slower than fp32)"),
-    _run("allow_emulated_precision", switch=True, affects_result=False,
+    _run("allow_emulated_precision", switch=True, control=True,
          help="run --amp bf16|fp16 or --precision bf16 on a CPU that would only emulate them (for testing; slower "
               "than fp32 there)"),
     _run("compile", switch=True, help="wrap the networks with torch.compile (off by default)", affects_result=False),
-    _run("network_mode", type=int, choices=(1,), default=1,
+    _run("network_mode", type=int, choices=(1,), default=1, affects_result=False,
          help="official input mode; CSAKD has only mode 1 (LR-HSI + HR-MSI)"),
     _run("debug", type=str2bool, default=False, flags=("--DEBUG",), affects_result=False,
          nargs="?", const=True, help="accepted for compatibility; no effect"),
@@ -94,7 +95,7 @@ TRAIN_OPTIONS = (
                 "this epoch with fresh optimisers (cosine over epochs − resume_ind)"),
     _train("resume_ckpt", type=str, default="", resume="free",
            help="run folder of the warm start (default: this run's); a state.pth here means --resume"),
-    _train("finetuning_step", type=int, default=300, range=_NON_NEGATIVE,
+    _train("finetuning_step", type=int, default=300, range=_NON_NEGATIVE, affects_result=False,
            help="accepted for compatibility; unused, as in the official training loop"),
     Option("w_sam", type=float, default=0.1, range=_NON_NEGATIVE, group=WEIGHTS,
            help="SAM term (teacher and student)"),
@@ -118,21 +119,21 @@ TRAIN_OPTIONS = (
     _own("student_lr_scheduler", choices=("step", "cosine"), default="step",
          help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the epochs, as "
               "the teacher's (docs/distillation.md)"),
-    _own("grad_log_every", type=int, default=0, range=_NON_NEGATIVE,
+    _own("grad_log_every", type=int, default=0, range=_NON_NEGATIVE, affects_result=False,
          help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's gradient on "
               "the student's parameters (one extra backward per term; 0 = off)"),
-    _own("resume", type=str, nargs="?", const="auto", metavar="STATE", control=True, affects_result=False,
+    _own("resume", type=str, nargs="?", const="auto", metavar="STATE", control=True, saved=False,
          help="continue exactly from a full training state (default <run>/state.pth)"),
-    _own("legacy_state", switch=True, control=True, affects_result=False,
+    _own("legacy_state", switch=True, control=True, saved=False,
          help="resume a training state of format version 3 or earlier (before plain-data states): trusts NumPy's "
               "array reconstructor to read its RNG state, and nothing else; for files you wrote"),
-    _own("overwrite", switch=True, control=True, affects_result=False,
+    _own("overwrite", switch=True, control=True, saved=False,
          help="start afresh even if the run folder holds a run"),
     _own("deterministic", switch=True, help="deterministic kernels (bit-exact reruns and resumes on the same machine)"),
-    _own("grad_checkpoint", switch=True, help="gradient checkpointing (less memory, slower)"),
+    _own("grad_checkpoint", switch=True, help="gradient checkpointing (less memory, slower)", affects_result=False),
     _own("nan_patience", type=int, default=3, range=_POSITIVE, resume="free",
          help="after this many non-finite steps in a row: restore the last good state, halve the lrs"),
-    _own("val_batch_size", type=int, range=_POSITIVE, resume="free",
+    _own("val_batch_size", type=int, range=_POSITIVE, affects_result=False,
          help="validation batch size (default --batch_size)"),
     _own("val_metrics", type=comma_list(TEST_METRICS), default=list(VAL_METRICS),
          help="comma-separated"),
@@ -142,7 +143,7 @@ TRAIN_OPTIONS = (
          help="validation scenes drawn to TensorBoard (0 = none)"),
     _own("rgb_bands", type=int, nargs=3, metavar=("R", "G", "B"), range=_NON_NEGATIVE, affects_result=False,
          help="band indices of the false-colour composites (default: nearest to 640/550/460 nm)"),
-    _own("no_progress", switch=True, help="no tqdm progress bar", affects_result=False),
+    _own("no_progress", switch=True, help="no tqdm progress bar", control=True),
 )
 
 

@@ -4,7 +4,8 @@ that train_CSAKD.py writes).
 Layout::
 
     <checkpoint_dir>/<prefix>/
-        config.yaml                  the resolved flags (a valid --config)
+        config.yaml                  the resolved flags (a valid --config), opened by the run fingerprints as a
+                                     comment (engine.fingerprint; they are also in state.pth and the weights)
         state.pth                    the full training state (engine.state; what --resume continues)
         state_good.pth               the last known-good state: the initial one, then the state after the
                                      latest epoch with finite losses and finite validation (what the
@@ -33,6 +34,7 @@ Several nodes need the folder on a filesystem they all see to resume or to recov
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import shutil
@@ -52,7 +54,10 @@ from utils.fileio import (
     temp_name_prefix,
 )
 
+from .fingerprint import KEY as FINGERPRINTS
+from .fingerprint import changed_options, run_fingerprints, yaml_header
 from .flags import keys_where
+from .run_keys import resume_fixed, resume_may_change
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
 
@@ -60,14 +65,6 @@ GOOD_STATE_FILE = "state_good.pth"
 LOCK_FILE = "run.lock"
 ROLES = ("teacher", "student")
 
-#: Settings that may change between a run and its resumption: those that do not change what it computes, and those a
-#: resumed run may change (``--epochs``), by their declarations (``utils.config.Option``).
-RESUME_FREE_KEYS = frozenset(keys_where(affects_result=False) + keys_where(resume="free"))
-#: Settings that decide what a training state holds (which networks, optimisers and strategy parameters): a resume
-#: may not change them.
-RESUME_FIXED_KEYS = keys_where(resume="fixed")
-#: Settings that steer one command (``--resume``): not written to the run's ``config.yaml``.
-CONTROL_KEYS = keys_where(control=True)
 
 
 def find_resume_state(cfg: dict) -> str | None:
@@ -166,6 +163,11 @@ class RunFolder:
     def weights(self, role: str, which: str) -> str:
         return weight_path(self.cfg, role, which)
 
+    @functools.cached_property
+    def fingerprints(self) -> dict[str, Any]:
+        """The run's fingerprints (``engine.fingerprint``), stored in every file of the run that says what it is."""
+        return run_fingerprints(self.cfg)
+
     # -- the lock (main process only) ---------------------------------------------------------------------------------
 
     def lock(self) -> None:
@@ -236,18 +238,27 @@ class RunFolder:
 
     def check_same_regime(self, saved: Mapping[str, Any], path: str | None) -> None:
         """A ``ValueError`` (one line, before anything is built or written) if the command changes a setting of
-        :data:`RESUME_FIXED_KEYS` of the resumed run's ``saved`` config: that state holds another run's networks."""
-        changed = [f"--{k} {saved[k]} (saved) vs {self.cfg.get(k)} (asked)" for k in RESUME_FIXED_KEYS
+        :func:`engine.run_keys.resume_fixed` of the resumed run's ``saved`` config (that state holds another run's
+        networks), or any other option that affects the result and that a resume may not change
+        (``engine.run_keys.resume_may_change``; compared as the run fingerprint compares them, an option the saved
+        config lacks at its default): the resumed run would not be the run its files say it is."""
+        changed = [f"--{k} {saved[k]} (saved) vs {self.cfg.get(k)} (asked)" for k in resume_fixed()
                    if k in saved and saved[k] != self.cfg.get(k)]
         if changed:
             raise ValueError(f"--resume {path}: {'; '.join(changed)}: a state cannot change these; start a new run "
                              f"(another --prefix) and take the weights with --teacher_ckpt or --resume_ind; "
                              f"nothing was written")
+        changed = [f"{k} {old!r} → {new!r}" for k, (old, new) in changed_options(saved, self.cfg).items()
+                   if not resume_may_change(k)]
+        if changed:
+            raise ValueError(f"--resume {path}: options that change the result differ from the run's (saved → "
+                             f"asked): {', '.join(changed)}; resume without changing them, or start a new run "
+                             f"(another --prefix, or --overwrite); nothing was written")
 
     def changed_settings(self, saved: Mapping[str, Any]) -> list[str]:
-        """The settings that differ from the resumed run's ``saved`` config and change what it computes."""
-        return [f"{k} ({saved.get(k)!r} → {v!r})" for k, v in self.cfg.items()
-                if k not in RESUME_FREE_KEYS and saved.get(k, v) != v]
+        """The options that differ from the resumed run's ``saved`` config, change what it computes and that a resume
+        may change all the same (e.g. ``--epochs``: a longer schedule)."""
+        return [f"{k} ({old!r} → {new!r})" for k, (old, new) in changed_options(saved, self.cfg).items()]
 
     # -- writing (main process only) ----------------------------------------------------------------------------------
 
@@ -266,7 +277,8 @@ class RunFolder:
                 self._remove_old_run()
         except OSError as exc:
             raise WriteError(getattr(exc, "filename", None) or self.path, exc) from None
-        atomic_write_text(os.path.join(self.path, "config.yaml"), config_to_yaml(self.cfg, CONTROL_KEYS))
+        atomic_write_text(os.path.join(self.path, "config.yaml"), yaml_header(self.fingerprints) +
+                          config_to_yaml(self.cfg, keys_where(saved=False)))
 
     def _remove_old_run(self) -> None:
         old = [self.state_file, self.good_state_file, os.path.join(self.path, "config.yaml"),
@@ -280,11 +292,11 @@ class RunFolder:
                 os.rmdir(os.path.join(self.path, role))  # only if empty (a user's own files stay)
 
     def save_weights(self, role: str, which: str, net: nn.Module) -> None:
-        save_weights(self.weights(role, which), net, self.cfg)
+        save_weights(self.weights(role, which), net, self.cfg, fingerprints=self.fingerprints)
 
     def save_state(self, state: Mapping[str, Any], good: bool = False) -> None:
         """Write ``state.pth``; ``good`` (finite losses and validation) also makes it ``state_good.pth``."""
-        save_training_state(self.state_file, state)
+        save_training_state(self.state_file, {**state, FINGERPRINTS: self.fingerprints})
         if good:
             self.keep_as_good()
 

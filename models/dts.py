@@ -366,7 +366,7 @@ DTS_OPTIONS = (
             "teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)",
             teacher_only=True),
     Option("groups", type=int, default=GROUPS, range=Range(1), group=NETWORK, help="groups of the head conv"),
-    Option("num_blocks", type=int, default=6, group=NETWORK,
+    Option("num_blocks", type=int, default=6, group=NETWORK, affects_result=False,
            help="accepted for compatibility; ignored, as in the official code"),
     Option("residual", type=str2bool, default=False, group=NETWORK,
            help="true: both networks predict the correction to the bilinearly upsampled LR-HSI (global residual "

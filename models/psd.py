@@ -357,9 +357,9 @@ class PSDNet(nn.Module):
 
 
 PSD_OPTIONS = (
-    Option("psd_patches", type=int, nargs=3, metavar=("P1", "P2", "P3"), range=Range(1), group=NETWORK,
+    Option("psd_patches", type=int, nargs=3, metavar=("P1", "P2", "P3"), range=Range(1), group=NETWORK, arch="psd",
            help="--arch psd multipatch: pieces per stage from {1, 2, 4}, e.g. 4 2 1 (default off)"),
-    Option("psd_patch_overlap", type=int, range=Range(0), group=NETWORK,
+    Option("psd_patch_overlap", type=int, range=Range(0), group=NETWORK, arch="psd",
            help="--arch psd multipatch: HR rows/columns neighbouring pieces share (even; default 32)"),
 )
 

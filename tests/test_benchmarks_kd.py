@@ -67,6 +67,17 @@ def test_bench_end_to_end_then_skips_finished_runs(tmp_path, monkeypatch):
                                                                      ("csakd:w_feat=0.0", "csakd_w_feat=0_seed2")]
 
 
+def test_a_copied_bench_folder_keeps_its_finished_runs(tmp_path, monkeypatch):
+    """Reuse is by run fingerprint, which holds no path: a bench's --out copied elsewhere trains nothing again."""
+    import shutil
+
+    argv = bench_argv(tmp_path, "none", seeds=("1",))
+    assert kd.main(argv) == 0
+    shutil.copytree(tmp_path / "bench", tmp_path / "copy")
+    monkeypatch.setattr(kd, "run_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert kd.main([*argv[:argv.index("--out")], "--out", str(tmp_path / "copy"), *argv[argv.index("--out") + 2:]]) == 0
+
+
 def test_same_run_tolerates_only_keys_added_at_their_default():
     """A stored config that lacks a flag (written before the flag existed) computes the same when the current
     value is the flag's default in the current --compat mode; any other difference is a different run."""
@@ -76,8 +87,7 @@ def test_same_run_tolerates_only_keys_added_at_their_default():
     assert not kd.same_run(older, {**current, "feat_norm": "std"})  # the new flag away from its default
     assert not kd.same_run({**older, "removed_flag": 1}, current)  # a flag the current code lacks
     assert not kd.same_run(older, {**current, "epochs": current["epochs"] + 1})
-    assert not kd.same_run({**current, "prefix": "a"}, {**current, "prefix": "b"})
-    assert kd.same_run({**current, "prefix": "a"}, {**current, "prefix": "b"}, ignore=("prefix",))
+    assert kd.same_run({**current, "prefix": "a"}, {**current, "prefix": "b"})  # the run's name: not what it computes
     official = kd.flag_defaults("official")
     assert kd.same_run({k: v for k, v in official.items() if k != "w_feat"}, official)  # its compat's default
     assert not kd.same_run({k: v for k, v in official.items() if k != "w_feat"}, {**official, "w_feat": 0.05})
@@ -109,6 +119,43 @@ def test_flags_only_csakd_reads_are_not_compared_for_other_strategies(tmp_path, 
               "init_streams": kd.INIT_STREAMS}
     assert kd._complete(bench, record, cfg) is finished
     assert kd._complete(bench, {**record, "config": {**cfg, "epochs": 7}}, cfg) is False  # what every run reads
+
+
+def test_a_new_default_of_an_hkd_only_option_retrains_only_the_hkd_runs(tmp_path, monkeypatch, capsys):
+    """Reuse by run fingerprint: a finished ``none`` or ``csakd`` run does not depend on ``--hkd_acf``."""
+    import dataclasses
+    import shutil
+
+    from engine import fingerprint
+    from engine.strategies import STRATEGIES
+
+    argv = bench_argv(tmp_path, "none", "csakd", "hkd", seeds=("1",))
+    assert kd.main(argv) == 0
+    first = {r["spec"]: r for r in json.loads((tmp_path / "kd.json").read_text())["runs"]}
+    assert first["hkd"]["config"]["hkd_acf"] == "global"
+    assert all(r[fingerprint.KEY]["run"] == kd.record_fingerprint(r) for r in first.values())
+    # a new default in the hkd strategy's own declaration (engine/strategies/hkd.py), as an edit there would make
+    options = tuple(dataclasses.replace(o, default="pixel") if o.name == "hkd_acf" else o
+                    for o in STRATEGIES.options("hkd"))
+    monkeypatch.setitem(STRATEGIES._options, "hkd", options)
+    fingerprint._defaults.cache_clear()
+    trained: list[str] = []
+    real_run_one = kd.run_one
+    monkeypatch.setattr(kd, "run_one", lambda *a, **k: trained.append(a[1].text) or real_run_one(*a, **k))
+    try:
+        # none and csakd are finished; the hkd run of the old default is named, never replaced silently
+        assert kd.main(argv) == 2
+        assert trained == [] and ("holds run hkd_seed1 of another configuration (" in capsys.readouterr().err)
+        (tmp_path / "bench" / "records" / "hkd_seed1.json").unlink()  # as the message says: remove it to retrain
+        shutil.rmtree(tmp_path / "bench" / "checkpoints" / "hkd_seed1")
+        assert kd.main(argv) == 0
+    finally:
+        monkeypatch.undo()
+        fingerprint._defaults.cache_clear()
+    assert trained == ["hkd"]
+    runs = {r["spec"]: r for r in json.loads((tmp_path / "kd.json").read_text())["runs"]}
+    assert runs["hkd"]["config"]["hkd_acf"] == "pixel" and runs["none"] == first["none"]
+    assert runs["csakd"] == first["csakd"]
 
 
 def test_offline_runs_test_the_frozen_teacher_and_failures_name_the_run(tmp_path, monkeypatch, capsys):
@@ -144,10 +191,10 @@ def test_a_signal_stops_the_bench_with_one_line_and_keeps_finished_runs(tmp_path
     import os
     import signal
 
-    import test_CSAKD
+    from engine import testing
     from engine.cotrainer import CoTrainer
 
-    real_step, real_test = CoTrainer.step, test_CSAKD.main
+    real_step, real_test = CoTrainer.step, testing.evaluate_run
     calls = {"runs": 0}
 
     def step(self, *args, **kwargs):
@@ -155,15 +202,15 @@ def test_a_signal_stops_the_bench_with_one_line_and_keeps_finished_runs(tmp_path
             os.kill(os.getpid(), signal.SIGTERM)  # the loop stops after this step with a state
         return real_step(self, *args, **kwargs)
 
-    def test_main(argv):
+    def evaluate_run(cfg, given):
         if calls["runs"] == 1 and where == "testing":
             os.kill(os.getpid(), signal.SIGTERM)
         calls["runs"] += 1
-        return real_test(argv)
+        return real_test(cfg, given)
 
     if where == "training":
         monkeypatch.setattr(CoTrainer, "step", step)
-    monkeypatch.setattr(test_CSAKD, "main", test_main)
+    monkeypatch.setattr(testing, "evaluate_run", evaluate_run)
     argv = bench_argv(tmp_path, "none")
     assert kd.main(argv) == 143
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -172,7 +219,7 @@ def test_a_signal_stops_the_bench_with_one_line_and_keeps_finished_runs(tmp_path
     assert sorted(os.listdir(tmp_path / "bench" / "records")) == ["none_seed1.json"]
     assert not (tmp_path / "kd.json").exists()
     monkeypatch.setattr(CoTrainer, "step", real_step)
-    monkeypatch.setattr(test_CSAKD, "main", real_test)
+    monkeypatch.setattr(testing, "evaluate_run", real_test)
     assert kd.main(argv) == 0
     assert sorted(os.listdir(tmp_path / "bench" / "records")) == ["none_seed1.json", "none_seed2.json"]
 
@@ -251,20 +298,21 @@ def test_each_spec_is_paired_with_the_student_alone_of_its_recipe():
 
 
 def test_spec_to_training_flags():
-    assert kd.parse_spec("none:epochs=3").train_argv(False) == ["--kd_mode", "none", "--epochs", "3"]
+    assert kd.parse_spec("none:epochs=3").train_values() == {"kd_mode": "none", "epochs": "3"}
     spec = kd.parse_spec("csakd:w_feat=0,deterministic=false,misreg=1 2,grad_checkpoint=true")
-    assert spec.train_argv(False) == ["--w_feat", "0", "--misreg", "1", "2", "--grad_checkpoint"]
-    assert spec.train_argv(True)[:2] == ["--kd_strategy", "csakd"]
+    assert spec.train_values() == {"kd_strategy": "csakd", "w_feat": "0", "deterministic": False,
+                                   "misreg": ["1", "2"], "grad_checkpoint": True}
     assert kd.run_name(spec, 3) == "csakd_w_feat=0_deterministic=false_misreg=1_2_grad_checkpoint=true_seed3"
 
 
 def test_seed_field_gives_each_run_its_own_value(tmp_path):
     spec = kd.parse_spec("csakd:kd_mode=offline,teacher_ckpt=t/seed{seed}/best.pth,epochs={seed}")
-    assert spec.train_argv(False, seed=2)[-4:] == ["--teacher_ckpt", "t/seed2/best.pth", "--epochs", "2"]
-    assert spec.train_argv(False)[-3:] == ["t/seed{seed}/best.pth", "--epochs", "{seed}"]  # no seed: as written
+    assert spec.train_values(seed=2) == {"kd_strategy": "csakd", "kd_mode": "offline",
+                                         "teacher_ckpt": "t/seed2/best.pth", "epochs": "2"}
+    assert spec.train_values()["teacher_ckpt"] == "t/seed{seed}/best.pth"  # no seed: as written
     bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
-    argv = bench.train_argv(spec, 7)
-    assert argv[argv.index("--teacher_ckpt") + 1] == "t/seed7/best.pth" and "--seed" in argv
+    values = bench.train_values(spec, 7)
+    assert values["teacher_ckpt"] == "t/seed7/best.pth" and values["seed"] == "7"
 
 
 @pytest.mark.parametrize(("specs", "message"), [
@@ -327,8 +375,8 @@ def test_data_seeds_key_the_runs_and_pair_within_a_data_seed():
     paired = kd.paired_vs_none(runs, ["psnr"])["a"]["psnr"]
     assert paired["per_seed"] == pytest.approx({"5/1": 0.1, "5/2": 0.2, "6/1": 0.1, "6/2": 0.2})
     assert kd.run_name(kd.parse_spec("none"), 2, 6) == "none_data6_seed2"
-    argv = kd.Bench("c.yaml", "out", ("psnr",)).train_argv(kd.parse_spec("none"), 2, 6)
-    assert argv[argv.index("--data_seed") + 1] == "6" and argv[argv.index("--seed") + 1] == "2"
+    values = kd.Bench("c.yaml", "out", ("psnr",)).train_values(kd.parse_spec("none"), 2, 6)
+    assert values["data_seed"] == "6" and values["seed"] == "2"
 
 
 def test_bench_with_a_shared_frozen_teacher_end_to_end_and_resumed(tmp_path, monkeypatch):
@@ -383,10 +431,9 @@ def test_inheritance_specs_use_the_shared_teacher_and_pair_with_the_random_stude
     inherit = kd.parse_spec("none:student_init=teacher")
     assert inherit.shared_teacher and kd.parse_spec("csakd:kd_mode=offline,student_init=teacher").shared_teacher
     assert not kd.parse_spec("none").shared_teacher and not kd.parse_spec("csakd").shared_teacher
-    argv = bench.train_argv(inherit, 3, 5)
-    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(5)
-    argv = bench.train_argv(inherit, 3)  # no data seed: the data of seed 3, hence the teacher of data seed 3
-    assert argv[argv.index("--teacher_ckpt") + 1] == bench.shared_teacher(3)
+    assert bench.train_values(inherit, 3, 5)["teacher_ckpt"] == bench.shared_teacher(5)
+    # no data seed: the data of seed 3, hence the teacher of data seed 3
+    assert bench.train_values(inherit, 3)["teacher_ckpt"] == bench.shared_teacher(3)
     assert "csakd_data3_seed0" in bench.shared_teacher(3)
     cfgs = {"none": {"kd_mode": "none", "student_init": "random"},
             "none:student_init=teacher": {"kd_mode": "none", "student_init": "teacher", "teacher_ckpt": "t"},

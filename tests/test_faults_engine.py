@@ -122,7 +122,9 @@ def test_second_signal_during_the_save_keeps_the_previous_state(tmp_path: Path, 
 
 def test_signals_stop_the_one_shot_scripts_with_nothing_written(straight: Path, tmp_path: Path, monkeypatch,
                                                                 capsys) -> None:
-    real_evaluate, real_scene = test_CSAKD.evaluate, data.prepare.make_scene
+    from engine import testing
+
+    real_evaluate, real_scene = testing.evaluate, data.prepare.make_scene
 
     def evaluate(*a, **k):  # SIGTERM while testing
         os.kill(os.getpid(), signal.SIGTERM)
@@ -132,7 +134,7 @@ def test_signals_stop_the_one_shot_scripts_with_nothing_written(straight: Path, 
         os.kill(os.getpid(), signal.SIGINT)
         return real_scene(*a, **k)
 
-    monkeypatch.setattr(test_CSAKD, "evaluate", evaluate)
+    monkeypatch.setattr(testing, "evaluate", evaluate)  # test_CSAKD.py's evaluation, in engine.testing
     monkeypatch.setattr(data.prepare, "make_scene", make_scene)
     assert test_CSAKD.main([*tiny_test(straight, prefix="run"), "--results", str(tmp_path / "res")]) == 143
     assert one_line_error_any(capsys) == ("interrupted by SIGTERM: no results were written (a --results folder "

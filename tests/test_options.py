@@ -1,5 +1,6 @@
 """Option declarations and registries: the config module is bottom floor, every flag is declared once with its
-metadata, the run lists derive from it (no hkd_*/psd_* flag unclassified), and a registry names its flag."""
+metadata, the run classification (``engine.run_keys``) reads it (no hkd_*/psd_* flag unclassified), and a registry
+names its flag."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.kd import _ignored
+from engine import run_keys
 from engine.flags import TRAIN_GROUPS, build_train_parser, keys_where, option_table
-from engine.run_folder import CONTROL_KEYS, RESUME_FIXED_KEYS, RESUME_FREE_KEYS
 from utils.config import declared_options
 from utils.registry import Registry
 
@@ -38,26 +38,18 @@ def test_every_flag_is_a_declaration_in_its_group_order() -> None:
     assert titles == list(TRAIN_GROUPS)
 
 
-def test_the_run_lists_derive_from_the_declarations() -> None:
-    assert RESUME_FIXED_KEYS == ("kd_mode", "kd_strategy", "arch")
-    assert {"device", "workers", "log_dir", "no_progress", "prefix", "epochs", "eval_step"} <= RESUME_FREE_KEYS
-    assert not {"lr", "seed", "w_kd", "hkd_acf", "psd_feat_weight"} & RESUME_FREE_KEYS
-    assert set(CONTROL_KEYS) == {"config", "resume", "overwrite", "legacy_state"}
-    assert set(keys_where(affects_result=False)) >= set(CONTROL_KEYS) | {"device", "workers", "log_dir"}
+def test_the_run_classification_reads_the_declarations() -> None:
+    """``engine.run_keys`` answers from the options' metadata: a plugin's option is classified by its own."""
+    assert keys_where(saved=False) == ("config", "resume", "legacy_state", "overwrite")
+    assert set(keys_where(control=True)) == {"config", "resume", "legacy_state", "overwrite", "no_progress",
+                                              "allow_emulated_precision"}
     table = option_table("train")
+    for name, opt in table.items():
+        assert run_keys.affects_result(name) == opt.affects_result and run_keys.teacher_only(name) == opt.teacher_only
+        assert run_keys.strategy_only(name) == opt.strategy and run_keys.arch_only(name) == opt.arch
     for name in (n for n in table if n.startswith(("hkd_", "psd_"))):  # each is a strategy's or a network's
-        opt = table[name]
-        assert opt.strategy in ("hkd", "psd") or opt.group == "network", name
+        assert table[name].strategy in ("hkd", "psd") or table[name].group == "network", name
     assert {o.name for o in table.values() if o.compat_dependent} == {"adaptive_fuse", "w_feat"}
-
-
-def test_a_strategy_s_own_flags_are_ignored_by_the_others() -> None:
-    csakd, hkd = _ignored({"kd_mode": "online", "kd_strategy": "csakd"}), _ignored({"kd_mode": "online",
-                                                                                    "kd_strategy": "hkd"})
-    assert {"hkd_acf", "hkd_sample_rows", "psd_feat_weight"} <= set(csakd) and "w_kd" not in csakd
-    assert {"w_kd", "w_feat", "psd_feat_weight"} <= set(hkd) and "hkd_acf" not in hkd
-    alone = _ignored({"kd_mode": "none", "kd_strategy": "csakd"})
-    assert {"w_kd", "hkd_acf", "psd_feat_weight", "teacher_layers"} <= set(alone) and "lr" not in alone
 
 
 def test_a_registry_names_its_flag_and_refuses_a_second_registration() -> None:

@@ -176,6 +176,6 @@ def test_bench_specs_select_the_related_strategies(tmp_path: Path) -> None:
     import benchmarks.kd as kd
 
     for name, arch in (("hkd", "dts"), ("psd", "psd")):
-        argv = kd.parse_spec(name).train_argv(True)
-        assert argv == ["--kd_strategy", name]
-        assert tiny_cfg(tmp_path, *argv)["arch"] == arch
+        values = kd.parse_spec(name).train_values()
+        assert values == {"kd_strategy": name}
+        assert tiny_cfg(tmp_path, "--kd_strategy", values["kd_strategy"])["arch"] == arch

@@ -5,6 +5,8 @@ This project's weight file (docs/decisions.md #13) is a dict::
     {"format": "csakd-weights", "format_version": 2, "role": "teacher" | "student",
      "model": {constructor arguments, see DTS.model_config}, "config": {the run's resolved config},
      "state_dict": {un-prefixed parameter names → tensors},
+     "fingerprints": {"version", "run", "recipe"} of the run that trained it (engine.fingerprint; absent in
+                     files written before, or outside a run),
      "tensor_sha256": hex digest of the state_dict's tensors (version 2; see tensor_digest)}
 
 Integrity (every load, :func:`verify_archive` and :func:`tensor_digest`): ``torch.load`` does not check
@@ -51,8 +53,10 @@ _ATTENTION_MODES = (2, 3)  # fusion modes whose attention differs between compat
 _MAX_LISTED = 25
 
 
-def save_weights(path: str | os.PathLike, model: nn.Module, config: Mapping[str, Any] | None = None) -> None:
-    """Write ``model``'s weights, its constructor arguments and the run ``config`` atomically to ``path``."""
+def save_weights(path: str | os.PathLike, model: nn.Module, config: Mapping[str, Any] | None = None,
+                 fingerprints: Mapping[str, Any] | None = None) -> None:
+    """Write ``model``'s weights, its constructor arguments, the run ``config`` and the run's ``fingerprints``
+    (plain strings and numbers, which the weights-only loader reads) atomically to ``path``."""
     model = getattr(model, "_orig_mod", model)  # a compiled model saves like the plain one
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save(
@@ -62,6 +66,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, config: Mapping[str,
             "role": getattr(model, "role", None),
             "model": model.model_config() if hasattr(model, "model_config") else {},
             "config": dict(config or {}),
+            **({"fingerprints": dict(fingerprints)} if fingerprints else {}),
             "state_dict": state,
             DIGEST_KEY: tensor_digest(state),
         },
@@ -249,7 +254,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
             2, 3) loaded into a model with corrected attention, or the reverse.
 
     Returns:
-        ``{"source": "official" | "csakd", "dropped": [keys], "config": saved run config or {}}``.
+        ``{"source": "official" | "csakd", "dropped": [keys], "config": saved run config or {}}``, and
+        ``"fingerprints"``: the training run's (``engine.fingerprint``), for files that hold them.
     """
     name = str(source) if isinstance(source, (str, os.PathLike)) else (name or "state_dict")
     ckpt = read_checkpoint(source) if isinstance(source, (str, os.PathLike)) else dict(source)
@@ -308,4 +314,6 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
             f"{len(problems)} problem(s)\n" + "\n".join(listed)
         )
     target.load_state_dict(stripped, strict=True)
-    return {"source": "official" if official else "csakd", "dropped": dropped, "config": ckpt.get("config", {})}
+    prints = {"fingerprints": ckpt["fingerprints"]} if ckpt.get("fingerprints") else {}
+    return {"source": "official" if official else "csakd", "dropped": dropped, "config": ckpt.get("config", {}),
+            **prints}

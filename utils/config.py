@@ -70,9 +70,11 @@ class Option:
     default is then None, filled in by the resolution). The run metadata: ``affects_result`` False for settings
     that cannot change what a run computes (device, workers, folders, progress bar); ``resume`` ``"free"`` for
     settings a resumed run may change although they affect the result (``--epochs``), ``"fixed"`` for those that
-    decide what its training state holds; ``control`` for flags that steer one command and are not saved with the
-    run (``--resume``); ``teacher_only`` for settings that cannot change a run without a teacher; ``strategy`` for
-    settings only that ``--kd_strategy`` reads. ``beside_config``: a relative path in a YAML file names a file
+    decide what its training state holds; ``control`` for flags that steer one command and say nothing about the
+    run (``--resume``, ``--no_progress``); ``saved`` False for those left out of the run's ``config.yaml``, where
+    replaying them would repeat the command (``--resume``, ``--overwrite``); ``teacher_only`` for settings that
+    cannot change a run without a teacher; ``strategy`` / ``arch`` for settings only that ``--kd_strategy`` /
+    ``--arch`` reads. ``beside_config``: a relative path in a YAML file names a file
     beside it first. ``from_yaml`` False: the key is read from the command line only (in a shared YAML file it is
     the other script's setting). ``hidden``: accepted, left out of ``--help``.
     """
@@ -93,8 +95,10 @@ class Option:
     affects_result: bool = True
     resume: str = "check"
     control: bool = False
+    saved: bool = True
     teacher_only: bool = False
     strategy: str | None = None
+    arch: str | None = None
     beside_config: bool = False
     from_yaml: bool = True
     hidden: bool = False
@@ -430,11 +434,15 @@ def _import_file(path: str) -> None:
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
-                 other: argparse.ArgumentParser | None = None, base: dict | None = None) -> dict:
-    """Resolve defaults ← ``base`` ← ``--config`` YAML ← command line into one flag dict.
+                 other: argparse.ArgumentParser | None = None, base: dict | None = None,
+                 values: Mapping[str, Any] | None = None) -> dict:
+    """Resolve defaults ← ``base`` ← ``--config`` YAML ← ``values`` ← command line into one flag dict.
 
     ``other`` is the sibling script's parser: YAML keys only it defines are accepted and dropped.
     ``base`` (a saved run config, for ``--resume``) replaces the flag defaults for the keys it has.
+    ``values`` ({flag name: value}, from Python) are checked and typed as YAML values are (a string as the
+    command line's, e.g. ``{"w_feat": "0"}``; a list for a flag of several values; a bool for a switch); unknown
+    names are refused.
     Raises ConfigError naming every unknown YAML key with the closest valid one.
     """
     pre = argparse.ArgumentParser(add_help=False)
@@ -462,6 +470,12 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
                 if getattr(getattr(action, "option", None), "beside_config", False):
                     value = _beside(known.config, value)
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
+    flags = _names(parser)  # all of them: a value given in Python is meant for this script, as on its command line
+    for key, value in (values or {}).items():
+        if key not in flags:
+            close = difflib.get_close_matches(str(key), list(flags), n=1, cutoff=0.5)
+            raise ConfigError(f"unknown flag {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        overrides[flags[key].dest] = _convert(flags[key], key, value, f"--{key}")
     parser.set_defaults(**overrides)
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
@@ -507,7 +521,7 @@ def run_dir(cfg: dict) -> str:
 
 def config_to_yaml(cfg: dict, leave_out: Collection[str] = ()) -> str:
     """The flag dict as YAML (plain types), loadable again with ``--config``; ``config`` (never a key) and the keys of
-    ``leave_out`` (the ``control`` options, such as ``--resume``) are left out so that the file describes the run,
+    ``leave_out`` (the options not ``saved``, such as ``--resume``) are left out so that the file describes the run,
     not one command."""
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()
              if k != "config" and k not in leave_out}
