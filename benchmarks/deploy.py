@@ -4,7 +4,7 @@ Parts (``--what``, default all):
 
 - ``latency``: batch-1 student latency (min / median / max) at HR ``--image_size`` for each configuration
   (paper; each ``--config``, default the quick start), random weights and inputs, per variant: PyTorch fp32
-  (``utils.inference.prepare``, the fast path), PyTorch bf16 autocast, PyTorch bf16 weights
+  (``engine.inference.prepare``, the fast path), PyTorch bf16 autocast, PyTorch bf16 weights
   (``engine.deploy.to_bf16``), onnxruntime fp32 and int8 (``engine.deploy``; int8 calibrated on ``--calib``
   synthetic training patches of the configuration). Each variant's output is compared with the fp32 output
   (max |Δ| and PSNR over the [-1, 1] range).
@@ -37,9 +37,9 @@ from typing import Any
 
 import torch
 
+from engine.inference import prepare
 from utils import cpu
 from utils.fileio import atomic_write_json
-from utils.inference import prepare
 
 from .measure import machine_description, time_calls
 from .run import load_configs

@@ -7,7 +7,7 @@ Parts (``--what``, default all):
   of the reference and the fast path, achieved GFLOP/s (2·MACs / min latency) and % of the peak;
 - ``train``: one co-training step (teacher step + student step, ``engine.cotrainer.CoTrainer.step``), time and
   peak memory (CPU: peak RSS of a child process; CUDA: peak allocated), reference / fast / checkpointed;
-- ``fastpath``: per network, the latency of each layout × dense-block form that ``utils.inference.prepare``
+- ``fastpath``: per network, the latency of each layout × dense-block form that ``engine.inference.prepare``
   can choose (channels-last or NCHW; concatenations or one buffer), the fastest, and the one it picks here;
 - ``data``: samples/s of the synthetic dataset and of the official-layout reader;
 - ``tiling``: tiled inference of a large scene (``utils.tiling.tiled_forward``) at two scene sizes, and the

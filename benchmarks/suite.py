@@ -7,7 +7,7 @@ Two paths are compared throughout:
 
 - reference: what the official code does at inference, operation for operation: NCHW tensors,
   ``torch.no_grad()``, dense blocks written with concatenations (``official_dense_blocks``);
-- fast: ``utils.inference.prepare`` (channels-last weights, frozen parameters) under
+- fast: ``engine.inference.prepare`` (channels-last weights, frozen parameters) under
   ``torch.inference_mode()``, dense blocks writing into one buffer (the models' default).
 
 Achieved GFLOP/s = 2 × conv MACs (``utils.complexity``, the paper's convention) / latency: the attention
@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 from engine.flags import keys_where
+from engine.inference import FastPath, fast_path, prepare
 from models import build_model
 from models.family import NETWORK
 from utils.complexity import complexity
-from utils.inference import FastPath, fast_path, prepare
 
 from .measure import MIB, cuda_peak, official_dense_blocks, reset_peak_rss, run_in_child, synchronize, time_calls
 
@@ -106,9 +106,9 @@ FAST_PATH_VARIANTS = {"channels-last + concatenations": FastPath(True, True),
 
 def bench_fast_paths(cfg: dict, role: str, device: torch.device, image_size: int, repeats: int,
                      warmup: int) -> dict[str, Any]:
-    """The candidates of :data:`utils.inference.FAST_PATHS` for one network at batch 1, HR ``image_size``:
+    """The candidates of :data:`engine.inference.FAST_PATHS` for one network at batch 1, HR ``image_size``:
     latency of each layout × dense-block form, its max |Δ| from the NCHW + concatenations output (the
-    official form), the fastest one and what :func:`utils.inference.fast_path` picks on this CPU."""
+    official form), the fastest one and what :func:`engine.inference.fast_path` picks on this CPU."""
     model = make_model(cfg, role, device).eval()
     x = make_inputs(cfg, 1, image_size, device)
     row: dict[str, Any] = {"config": cfg["name"], "network": role, "image_size": image_size,

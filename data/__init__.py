@@ -12,7 +12,8 @@ from .degrade import Degradation, add_noise, blur_decimate, shift_image, simulat
 from .formats import Cube, read_cube
 from .options import DATA_DEFAULTS, add_data_args, add_degradation_args, degradation_from_cfg
 from .sample import FusionDataset, augment, crop_offsets, normalise_gt, seed_worker, to_signed
-from .spectral import builtin_srf, load_srf_csv, resolve_srf, resolve_wavelengths
+from .sensors import builtin_srf, load_srf_csv, resolve_srf
+from .spectral import resolve_wavelengths
 from .synthetic import make_scene, scene_seed
 
 __all__ = [

@@ -14,7 +14,8 @@ from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scen
 from .formats import read_cube
 from .options import DATA_DEFAULTS, DATASETS, data_seed_of, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
-from .spectral import default_srf_name, resolve_srf, resolve_wavelengths
+from .sensors import default_srf_name, resolve_srf
+from .spectral import resolve_wavelengths
 from .synthetic import make_scene, scene_seed
 
 SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}

@@ -43,7 +43,8 @@ from .aviris import write_entry
 from .degrade import simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, DATA_OPTIONS, add_degradation_args, degradation_from_cfg
-from .spectral import resolve_srf, resolve_wavelengths
+from .sensors import resolve_srf
+from .spectral import resolve_wavelengths
 from .synthetic import VALUE_RANGE, make_scene, scene_seed
 
 MANIFEST_VERSION = 1

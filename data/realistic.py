@@ -1,5 +1,5 @@
-"""Realistic visible scenes from measured data: reflectance spectra and camera sensitivities shipped by
-colour-science (an optional dependency, ``pip install -r requirements-realistic.txt``), nothing downloaded.
+"""Realistic visible scenes from measured data: reflectance spectra shipped by colour-science (an optional
+dependency, :mod:`data.colour_science`), nothing downloaded.
 
 Materials (``reflectance_library``): every measured reflectance spectrum of these colour-science datasets,
 resampled to the requested wavelengths (nm, within 400–700 nm), near-duplicates (max |Δ| < 0.005) and
@@ -17,11 +17,8 @@ the scene, rectangular objects with sharp edges and round objects with anti-alia
 highlight is the illuminant's colour, i.e. a flat addition in reflectance units). The cube is a reflectance
 (H, W, C) float32 in [0, 1].
 
-HR-MSI (``camera_srf``, used as ``--srf camera:<camera>[@<illuminant>]``): a real camera's measured RGB
-sensitivities S_m(λ) (colour-science's NPL measurements of a Nikon D5100 and a Sigma SD Merrill) times an
-illuminant's relative spectral power E(λ) (a CIE illuminant, default D65), each row normalised to sum 1 over
-the HSI bands: HR-MSI_m = Σ_c X_c S_m(λ_c) E(λ_c) / Σ_c S_m(λ_c) E(λ_c), the linear raw response of a camera
-white-balanced on the illuminant (a perfect white gives 1 in each channel).
+The HR-MSI of these scenes is usually that of a measured camera, ``--srf camera:<camera>[@<illuminant>]``
+(:func:`data.sensors.camera_srf`).
 
 What these scenes are NOT: a real acquisition. There are no real spatial statistics (the layouts are
 procedural), no fluorescence, no inter-reflections or shadows from a 3-D geometry, no sensor noise model
@@ -37,31 +34,14 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from .spectral import to_nanometres
-from .synthetic import fractal_noise, warped_voronoi
+from .colour_science import colour_science
+from .spectral import resample_spectra, to_nanometres
+from .textures import fractal_noise, warped_voronoi
 
 VALUE_RANGE = (0.0, 1.0)
 VISIBLE_RANGE_NM = (400.0, 700.0)  # covered by every reflectance set and both cameras (zero outside for Sigma)
-CAMERAS = {"nikon5100": "Nikon 5100 (NPL)", "sigma_sdmerrill": "Sigma SDMerill (NPL)"}
-DEFAULT_ILLUMINANT = "D65"
 LIGHT = np.array([-0.45, -0.45, 0.77]) / np.linalg.norm([-0.45, -0.45, 0.77])  # (y, x, z) unit vector, upper left
 AMBIENT = 0.3  # share of the light that reaches every surface (sky, inter-reflections, as a constant)
-INSTALL_HINT = "pip install -r requirements-realistic.txt (colour-science, no torch)"
-
-
-def _colour():
-    """The colour-science package, or one clear error saying how to get it."""
-    try:
-        import colour
-    except ImportError:
-        raise ValueError(f"realistic scenes and camera SRFs need the optional package colour-science: "
-                         f"{INSTALL_HINT}") from None
-    return colour
-
-
-def _sample(domain: np.ndarray, values: np.ndarray, wl: np.ndarray) -> np.ndarray:
-    """Values (N, K) tabulated at ``domain`` (N,) nm, linearly interpolated at ``wl`` (C,); zero outside."""
-    return np.stack([np.interp(wl, domain, values[:, k], left=0.0, right=0.0) for k in range(values.shape[1])], 1)
 
 
 def _check_visible(wl: np.ndarray) -> None:
@@ -95,8 +75,8 @@ def reflectance_library(wavelengths: np.ndarray) -> tuple[np.ndarray, list[str]]
     wl = to_nanometres(wavelengths)
     _check_visible(wl)
     spectra, names = [], []
-    for set_name, samples, domain, values in _reflectance_sets(_colour()):
-        resampled = _sample(domain, values, wl).T  # (K, C)
+    for set_name, samples, domain, values in _reflectance_sets(colour_science()):
+        resampled = resample_spectra(domain, values, wl).T  # (K, C)
         for name, r in zip(samples, resampled, strict=True):
             if r.max() > 1.0 or r.min() < -1e-9:  # fluorescent or invalid: not a reflectance
                 continue
@@ -105,32 +85,6 @@ def reflectance_library(wavelengths: np.ndarray) -> tuple[np.ndarray, list[str]]
             spectra.append(np.clip(r, 0.0, 1.0))
             names.append(f"{set_name}/{name}")
     return np.asarray(spectra), names
-
-
-def camera_srf(camera: str, wavelengths: np.ndarray, illuminant: str = DEFAULT_ILLUMINANT) -> np.ndarray:
-    """SRF (3, C) of ``camera`` (a key of ``CAMERAS``) under ``illuminant`` (a colour-science CIE illuminant,
-    e.g. D65, D50, A, FL2) at ``wavelengths`` (nm): rows R, G, B = S_m(λ)·E(λ) normalised to sum 1."""
-    colour = _colour()
-    if camera not in CAMERAS:
-        raise ValueError(f"--srf camera:{camera}: unknown camera; expected one of {sorted(CAMERAS)}")
-    if illuminant not in colour.SDS_ILLUMINANTS:
-        raise ValueError(f"--srf camera:{camera}@{illuminant}: unknown illuminant; expected one of "
-                         f"{sorted(colour.SDS_ILLUMINANTS)[:12]}...")
-    from .spectral import normalise_srf
-
-    wl = to_nanometres(wavelengths)
-    sens = colour.MSDS_CAMERA_SENSITIVITIES[CAMERAS[camera]]
-    light = colour.SDS_ILLUMINANTS[illuminant]
-    s = _sample(np.asarray(sens.domain, float), np.asarray(sens.values, float), wl).T  # (3, C)
-    e = _sample(np.asarray(light.domain, float), np.asarray(light.values, float)[:, None], wl)[:, 0]
-    return normalise_srf(s * e[None, :], where=f"--srf camera:{camera}@{illuminant}", wavelengths=wl)
-
-
-def parse_camera_spec(spec: str) -> tuple[str, str]:
-    """``"camera:<camera>[@<illuminant>]"`` → (camera, illuminant)."""
-    body = spec.split(":", 1)[1]
-    camera, _, illuminant = body.partition("@")
-    return camera, illuminant or DEFAULT_ILLUMINANT
 
 
 def _paint(cube: np.ndarray, mask: np.ndarray, spectrum: np.ndarray, shading: np.ndarray | float = 1.0) -> None:
@@ -216,5 +170,4 @@ def scene_generator(wavelengths: np.ndarray) -> Callable[[int, int | tuple[int, 
     return lambda seed, size: make_realistic_scene(seed, size, wl, lib)
 
 
-__all__ = ["CAMERAS", "VALUE_RANGE", "camera_srf", "make_realistic_scene", "parse_camera_spec",
-           "reflectance_library", "scene_generator"]
+__all__ = ["VALUE_RANGE", "make_realistic_scene", "reflectance_library", "scene_generator"]

@@ -1,6 +1,25 @@
-"""Pansharpening sensors and their MTF-matched filters (Vivone et al. toolbox, ``genMTF.m`` / ``MTF_PAN.m``).
+"""Sensors: the spectral responses that ``--srf`` names, and the pansharpening sensors with their MTF filters.
 
-Conventions:
+**HSI → MSI cameras** of the fusion task, the spectral response functions (SRFs) that ``--srf`` names
+(:func:`resolve_srf`; the SRF maths is :mod:`data.spectral`):
+
+- ``"rgb"``: an RGB camera, Gaussian bands centred at 610 / 540 / 465 nm (R, G, B) with FWHM
+  80 / 80 / 60 nm, an approximation of a consumer CMOS camera for 400–700 nm data (CAVE, Harvard).
+- ``"msN"`` (``"ms4"``, ``"ms6"``, any N ≥ 1): N Gaussian bands that tile the HSI's own wavelength
+  range evenly: band k is centred at ``lo + (k + 0.5)·(hi − lo)/N`` with FWHM ``(hi − lo)/N``. Being
+  defined relative to the range, they apply to any wavelength list (AVIRIS 400–2500 nm, CAVE
+  400–700 nm, ...). The official CSAKD 4-/6-band sensors are unknown (docs/csakd.md §1.5), so these are a
+  documented stand-in, not a reconstruction.
+- ``"camera:<camera>[@<illuminant>]"`` (:func:`camera_srf`, needs colour-science): a real camera's measured RGB
+  sensitivities S_m(λ) (colour-science's NPL measurements of a Nikon D5100 and a Sigma SD Merrill) times an
+  illuminant's relative spectral power E(λ) (a CIE illuminant, default D65), each row normalised to sum 1 over
+  the HSI bands: HR-MSI_m = Σ_c X_c S_m(λ_c) E(λ_c) / Σ_c S_m(λ_c) E(λ_c), the linear raw response of a camera
+  white-balanced on the illuminant (a perfect white gives 1 in each channel).
+- A user's own SRF, a CSV table (:func:`load_srf_csv`): first column wavelength in nm, one column per
+  MSI band, an optional header row with band names; it is interpolated linearly onto the HSI
+  wavelengths (zero outside the table) and each row is then normalised to sum 1.
+
+**Pansharpening sensors** and their MTF-matched filters (Vivone et al. toolbox, ``genMTF.m`` / ``MTF_PAN.m``):
 
 - :data:`SENSORS` holds, per sensor, the MS band count, the radiometric resolution (bits), the scale that maps
   PanCollection DN to [0, 1] (2047 for the 11-bit sensors, 1023 for the 10-bit GF2; the toolbox's ``val_bit``)
@@ -21,14 +40,121 @@ Conventions:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from utils.registry import Registry
+
+from .colour_science import colour_science
+from .spectral import gaussian_bands, normalise_srf, resample_spectra, to_nanometres
+
+# --- HSI → MSI: the SRFs that --srf names -------------------------------------------------------------------------
+
+CAMERAS = {"nikon5100": "Nikon 5100 (NPL)", "sigma_sdmerrill": "Sigma SDMerill (NPL)"}
+DEFAULT_ILLUMINANT = "D65"
+
+
+def builtin_srf(name: str, wavelengths: np.ndarray) -> np.ndarray:
+    """The built-in SRF ``name`` (``"rgb"`` or ``"msN"``) at ``wavelengths`` (nm): (M, C), rows sum to 1."""
+    wl = to_nanometres(wavelengths)
+    if name == "rgb":
+        resp = gaussian_bands(wl, (610.0, 540.0, 465.0), (80.0, 80.0, 60.0))
+    elif name.startswith("ms") and name[2:].isdigit() and int(name[2:]) >= 1:
+        n = int(name[2:])
+        lo, hi = float(wl[0]), float(wl[-1])
+        if hi <= lo:
+            raise ValueError(f"SRF {name!r} needs a wavelength range, got a single wavelength {lo} nm")
+        width = (hi - lo) / n
+        resp = gaussian_bands(wl, lo + (np.arange(n) + 0.5) * width, np.full(n, width))
+    else:
+        raise ValueError(
+            f"unknown built-in SRF {name!r}: expected 'rgb' or 'msN' (e.g. 'ms4', 'ms6') or a CSV file"
+        )
+    return normalise_srf(resp, where=f"SRF {name!r}", wavelengths=wl)
+
+
+def load_srf_csv(path: str, wavelengths: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Read a user SRF table (wavelength × band CSV) and resample it onto ``wavelengths`` (nm).
+
+    Returns (R (M, C) with rows summing to 1, band names).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"SRF file {path}: no such file")
+    rows, names = [], None
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            cells = [c.strip() for c in row]
+            if not cells or not cells[0] or cells[0].startswith("#"):
+                continue
+            try:
+                rows.append([float(c) for c in cells])
+            except ValueError:
+                if rows or names is not None:
+                    raise ValueError(f"SRF file {path}: non-numeric value in row {cells}") from None
+                names = cells[1:]
+    if not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) < 2:
+        raise ValueError(f"SRF file {path}: expected rows 'wavelength, band1, band2, ...' with equal lengths")
+    table = np.asarray(rows, dtype=np.float64)
+    src_wl = to_nanometres(table[:, 0], where=f"SRF file {path} (first column)")
+    wl = to_nanometres(wavelengths)
+    resp = np.stack(
+        [np.interp(wl, src_wl, table[:, k], left=0.0, right=0.0) for k in range(1, table.shape[1])]
+    )
+    names = names if names and len(names) == resp.shape[0] else [f"band{k + 1}" for k in range(resp.shape[0])]
+    return normalise_srf(resp, where=f"SRF file {path}", wavelengths=wl), names
+
+
+def resolve_srf(spec: str, wavelengths: np.ndarray) -> tuple[np.ndarray, str]:
+    """An SRF from a flag value: a built-in name, ``camera:<camera>[@<illuminant>]`` (a measured camera under a
+    CIE illuminant, :func:`camera_srf`; needs colour-science) or a CSV path.
+    Returns (R (M, C), description)."""
+    if spec.startswith("camera:"):
+        camera, illuminant = parse_camera_spec(spec)
+        return camera_srf(camera, wavelengths, illuminant), f"camera:{camera}@{illuminant}"
+    if os.path.splitext(spec)[1].lower() in (".csv", ".txt") or os.path.sep in spec:
+        resp, _ = load_srf_csv(spec, wavelengths)
+        return resp, os.path.abspath(spec)
+    return builtin_srf(spec, wavelengths), spec
+
+
+def default_srf_name(msi_bands: int) -> str:
+    """The built-in SRF used when none is given: ``"rgb"`` for 3 MSI bands, else ``"ms<M>"``."""
+    return "rgb" if msi_bands == 3 else f"ms{msi_bands}"
+
+
+def camera_srf(camera: str, wavelengths: np.ndarray, illuminant: str = DEFAULT_ILLUMINANT) -> np.ndarray:
+    """SRF (3, C) of ``camera`` (a key of ``CAMERAS``) under ``illuminant`` (a colour-science CIE illuminant,
+    e.g. D65, D50, A, FL2) at ``wavelengths`` (nm): rows R, G, B = S_m(λ)·E(λ) normalised to sum 1."""
+    colour = colour_science()
+    if camera not in CAMERAS:
+        raise ValueError(f"--srf camera:{camera}: unknown camera; expected one of {sorted(CAMERAS)}")
+    if illuminant not in colour.SDS_ILLUMINANTS:
+        raise ValueError(f"--srf camera:{camera}@{illuminant}: unknown illuminant; expected one of "
+                         f"{sorted(colour.SDS_ILLUMINANTS)[:12]}...")
+    wl = to_nanometres(wavelengths)
+    sens = colour.MSDS_CAMERA_SENSITIVITIES[CAMERAS[camera]]
+    light = colour.SDS_ILLUMINANTS[illuminant]
+    s = resample_spectra(np.asarray(sens.domain, float), np.asarray(sens.values, float), wl).T  # (3, C)
+    e = resample_spectra(np.asarray(light.domain, float), np.asarray(light.values, float)[:, None], wl)[:, 0]
+    return normalise_srf(s * e[None, :], where=f"--srf camera:{camera}@{illuminant}", wavelengths=wl)
+
+
+def parse_camera_spec(spec: str) -> tuple[str, str]:
+    """``"camera:<camera>[@<illuminant>]"`` → (camera, illuminant)."""
+    body = spec.split(":", 1)[1]
+    camera, _, illuminant = body.partition("@")
+    return camera, illuminant or DEFAULT_ILLUMINANT
+
+
+
+# --- Pansharpening sensors ----------------------------------------------------------------------------------------
+
 
 #: Taps of the toolbox MTF filter (``genMTF.m``: N = 41).
 MTF_TAPS = 41

@@ -1,22 +1,12 @@
-"""Wavelength lists and spectral response functions (SRFs) that turn an HR-HSI into an HR-MSI.
+"""Spectral maths: wavelength lists, and the spectral response functions (SRFs) that turn an HR-HSI into an HR-MSI.
 
 An SRF matrix ``R`` has shape (M, C): one row per MSI band, one column per HSI band, every row
 summing to 1, so an MSI band is a weighted mean of HSI bands (a flat spectrum gives a flat MSI and
 the MSI keeps the HSI's units). Wavelengths are in nanometres throughout.
 
-Built-in SRFs (``builtin_srf``):
-
-- ``"rgb"``: an RGB camera, Gaussian bands centred at 610 / 540 / 465 nm (R, G, B) with FWHM
-  80 / 80 / 60 nm, an approximation of a consumer CMOS camera for 400–700 nm data (CAVE, Harvard).
-- ``"msN"`` (``"ms4"``, ``"ms6"``, any N ≥ 1): N Gaussian bands that tile the HSI's own wavelength
-  range evenly: band k is centred at ``lo + (k + 0.5)·(hi − lo)/N`` with FWHM ``(hi − lo)/N``. Being
-  defined relative to the range, they apply to any wavelength list (AVIRIS 400–2500 nm, CAVE
-  400–700 nm, ...). The official CSAKD 4-/6-band sensors are unknown (docs/csakd.md §1.5), so these are a
-  documented stand-in, not a reconstruction.
-
-A user's own SRF is a CSV table (``load_srf_csv``): first column wavelength in nm, one column per
-MSI band, an optional header row with band names; it is interpolated linearly onto the HSI
-wavelengths (zero outside the table) and each row is then normalised to sum 1.
+Which SRF a flag names (the built-in ``rgb``/``msN``, a measured camera, a CSV table) is the business of
+:mod:`data.sensors`; this module holds what every SRF is made of: Gaussian bands, the row normalisation,
+resampling tabulated spectra onto a wavelength list, and applying an SRF to a cube.
 """
 
 from __future__ import annotations
@@ -129,23 +119,11 @@ def gaussian_bands(wavelengths: np.ndarray, centres: Sequence[float], fwhms: Seq
     return np.exp(-0.5 * ((wl - c) / s) ** 2)
 
 
-def builtin_srf(name: str, wavelengths: np.ndarray) -> np.ndarray:
-    """The built-in SRF ``name`` (``"rgb"`` or ``"msN"``) at ``wavelengths`` (nm): (M, C), rows sum to 1."""
-    wl = to_nanometres(wavelengths)
-    if name == "rgb":
-        resp = gaussian_bands(wl, (610.0, 540.0, 465.0), (80.0, 80.0, 60.0))
-    elif name.startswith("ms") and name[2:].isdigit() and int(name[2:]) >= 1:
-        n = int(name[2:])
-        lo, hi = float(wl[0]), float(wl[-1])
-        if hi <= lo:
-            raise ValueError(f"SRF {name!r} needs a wavelength range, got a single wavelength {lo} nm")
-        width = (hi - lo) / n
-        resp = gaussian_bands(wl, lo + (np.arange(n) + 0.5) * width, np.full(n, width))
-    else:
-        raise ValueError(
-            f"unknown built-in SRF {name!r}: expected 'rgb' or 'msN' (e.g. 'ms4', 'ms6') or a CSV file"
-        )
-    return normalise_srf(resp, where=f"SRF {name!r}", wavelengths=wl)
+def resample_spectra(domain: np.ndarray, values: np.ndarray, wavelengths: np.ndarray) -> np.ndarray:
+    """Spectra (N, K) tabulated at ``domain`` (N,) nm, linearly interpolated at ``wavelengths`` (C,) nm: (C, K),
+    zero outside the table."""
+    return np.stack([np.interp(wavelengths, domain, values[:, k], left=0.0, right=0.0)
+                     for k in range(values.shape[1])], 1)
 
 
 def normalise_srf(resp: np.ndarray, where: str, wavelengths: np.ndarray | None = None) -> np.ndarray:
@@ -162,57 +140,6 @@ def normalise_srf(resp: np.ndarray, where: str, wavelengths: np.ndarray | None =
             f"{where}: MSI band(s) {dead.tolist()} have no response over the HSI wavelengths{rng}"
         )
     return resp / sums[:, None]
-
-
-def load_srf_csv(path: str, wavelengths: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Read a user SRF table (wavelength × band CSV) and resample it onto ``wavelengths`` (nm).
-
-    Returns (R (M, C) with rows summing to 1, band names).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"SRF file {path}: no such file")
-    rows, names = [], None
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            cells = [c.strip() for c in row]
-            if not cells or not cells[0] or cells[0].startswith("#"):
-                continue
-            try:
-                rows.append([float(c) for c in cells])
-            except ValueError:
-                if rows or names is not None:
-                    raise ValueError(f"SRF file {path}: non-numeric value in row {cells}") from None
-                names = cells[1:]
-    if not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) < 2:
-        raise ValueError(f"SRF file {path}: expected rows 'wavelength, band1, band2, ...' with equal lengths")
-    table = np.asarray(rows, dtype=np.float64)
-    src_wl = to_nanometres(table[:, 0], where=f"SRF file {path} (first column)")
-    wl = to_nanometres(wavelengths)
-    resp = np.stack(
-        [np.interp(wl, src_wl, table[:, k], left=0.0, right=0.0) for k in range(1, table.shape[1])]
-    )
-    names = names if names and len(names) == resp.shape[0] else [f"band{k + 1}" for k in range(resp.shape[0])]
-    return normalise_srf(resp, where=f"SRF file {path}", wavelengths=wl), names
-
-
-def resolve_srf(spec: str, wavelengths: np.ndarray) -> tuple[np.ndarray, str]:
-    """An SRF from a flag value: a built-in name, ``camera:<camera>[@<illuminant>]`` (a measured camera under a
-    CIE illuminant, ``data.realistic.camera_srf``; needs colour-science) or a CSV path.
-    Returns (R (M, C), description)."""
-    if spec.startswith("camera:"):
-        from .realistic import camera_srf, parse_camera_spec  # optional dependency: imported only when asked for
-
-        camera, illuminant = parse_camera_spec(spec)
-        return camera_srf(camera, wavelengths, illuminant), f"camera:{camera}@{illuminant}"
-    if os.path.splitext(spec)[1].lower() in (".csv", ".txt") or os.path.sep in spec:
-        resp, _ = load_srf_csv(spec, wavelengths)
-        return resp, os.path.abspath(spec)
-    return builtin_srf(spec, wavelengths), spec
-
-
-def default_srf_name(msi_bands: int) -> str:
-    """The built-in SRF used when none is given: ``"rgb"`` for 3 MSI bands, else ``"ms<M>"``."""
-    return "rgb" if msi_bands == 3 else f"ms{msi_bands}"
 
 
 def apply_srf(cube: np.ndarray, srf: np.ndarray) -> np.ndarray:

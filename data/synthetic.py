@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from .spectral import aviris172_wavelengths, to_nanometres
+from .textures import fractal_noise, warped_voronoi
 
 VALUE_RANGE = (0.0, 1.0)
 
@@ -134,31 +135,6 @@ def endmembers(wavelengths: np.ndarray, rng: np.random.Generator | None = None) 
     if rng is not None:
         e = e * rng.uniform(0.9, 1.1, size=(len(spectra), 1))
     return np.clip(e, 0.005, 0.95)
-
-
-def fractal_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
-    """Zero-mean, unit-std Gaussian noise with power spectrum ∝ 1/f^beta, (H, W) float64."""
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.rfftfreq(shape[1])[None, :]
-    f = np.sqrt(fy**2 + fx**2)
-    f[0, 0] = 1.0
-    spec = np.fft.rfft2(rng.standard_normal(shape)) / f ** (beta / 2)
-    spec[0, 0] = 0.0
-    out = np.fft.irfft2(spec, s=shape)
-    return out / (out.std() + 1e-12)
-
-
-def warped_voronoi(shape: tuple[int, int], n_cells: int, rng: np.random.Generator, warp: float = 0.06) -> np.ndarray:
-    """Cell index map (H, W) int of ``n_cells`` Voronoi cells on coordinates warped by smooth 1/f³ noise of
-    ``warp`` × the image diagonal (pixels): irregular, field-like regions with sharp boundaries."""
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    amplitude = warp * np.hypot(h, w)
-    wy = yy + amplitude * fractal_noise(shape, 3.0, rng)
-    wx = xx + amplitude * fractal_noise(shape, 3.0, rng)
-    seeds = rng.uniform(0, 1, size=(n_cells, 2)) * (h, w)
-    dist = (wy[..., None] - seeds[:, 0]) ** 2 + (wx[..., None] - seeds[:, 1]) ** 2
-    return np.argmin(dist, axis=-1)
 
 
 def abundances(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -5,9 +5,9 @@
 
 ``docs/flags.md`` lists every flag of ``train_CSAKD.py`` and ``test_CSAKD.py`` as their parsers group them
 (``engine.flags.build_train_parser`` / ``build_test_parser``), with its default and help; ``docs/layout.md`` lists
-each package and module with the first sentence of its docstring (read with ``ast``, nothing imported) and each
-file of ``configs/`` with its first comment. Both are derived, never edited by hand: after changing a flag, a
-docstring or a module, run the first command.
+each package and module with the first sentence of its docstring (read with ``ast``, nothing imported), the import
+floors that ``tests/test_layers.py`` enforces and each file of ``configs/`` with its first comment. Both are
+derived, never edited by hand: after changing a flag, a docstring or a module, run the first command.
 """
 
 from __future__ import annotations
@@ -139,6 +139,23 @@ def _first_comment(path: Path) -> str:
     return _first_sentence("\n".join(lines)).rstrip(":") if lines else "(no comment)"
 
 
+def _floors() -> tuple[tuple[str, ...], ...]:
+    """The import floors, bottom to top, as ``tests/test_layers.py`` enforces them (its ``FLOORS``, read with ast)."""
+    tree = ast.parse((ROOT / "tests" / "test_layers.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "FLOORS":
+            return ast.literal_eval(node.value)
+    raise ValueError("tests/test_layers.py defines no FLOORS")
+
+
+def _floor_lines() -> Iterator[str]:
+    yield ("\n## Floors\n\nA module imports only from its own floor or the ones below, and no import closes a cycle "
+           "between packages or between the modules of one package (`tests/test_layers.py`). Bottom to top:\n\n")
+    for level, names in enumerate(_floors()):
+        shown = [f"`{n}.py`" if (ROOT / f"{n}.py").is_file() else f"`{n}/`" for n in names]
+        yield f"{level}. {', '.join(shown)}\n"
+
+
 def layout_md() -> str:
     """The text of ``docs/layout.md``."""
     parts = [BANNER, "# Repository layout\n\n",
@@ -148,6 +165,7 @@ def layout_md() -> str:
     parts.append("\n## Packages\n\n")
     for package in _packages():
         parts.extend(_package_lines(package))
+    parts.extend(_floor_lines())
     parts.append("\n## Configs\n\n")
     parts += [f"- `configs/{p.name}` — {_cell(_first_comment(p))}\n" for p in sorted((ROOT / "configs").glob("*.yaml"))]
     parts.append("- `configs/splits/` — split lists: the official AVIRIS lists (with their MIT notice) and a "

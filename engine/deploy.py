@@ -347,7 +347,7 @@ class Bf16Network(nn.Module):
 
 
 def to_bf16(model: nn.Module) -> Bf16Network:
-    """``model`` (prepared by ``utils.inference.prepare``: eval, frozen, channels-last) computing in bfloat16."""
+    """``model`` (prepared by ``engine.inference.prepare``: eval, frozen, channels-last) computing in bfloat16."""
     return Bf16Network(model)
 
 

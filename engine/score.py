@@ -8,7 +8,7 @@ when the file has none). A REF with ``gt`` only (no ``ms``, no ``pan``) is an HS
 HSI metrics (``utils.metrics``, both images mapped to [0, 1] with the GT's min/max as test_CSAKD.py does, ERGAS
 ratio 4), and ``--sensor`` is not needed. FUSED holds one fused image per REF example, in DN: ``.mat`` H×W×C (one
 example), ``.h5`` N×C×H×W, ``.npy`` N×C×H×W or C×H×W; a file of several arrays needs ``--fused_key``. Metrics
-and conventions: ``utils.pansharpening_metrics``. The JSON is ``{"metrics": {name: mean}, "per_image": [...], ...}``.
+and conventions: ``engine.pansharpening_metrics``. The JSON is ``{"metrics": {name: mean}, "per_image": [...], ...}``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from data.formats import read_mat_arrays
 from data.pancollection import read_examples
 from data.resample import interp23tap
 from data.sensors import SENSORS, get_sensor
-from utils.defaults import SCALE
-from utils.fileio import atomic_write_json
-from utils.metrics import METRIC_NAMES, evaluate_batch, mean_metrics
-from utils.pansharpening_metrics import (
+from engine.pansharpening_metrics import (
     FR_METRICS,
     PANSHARPENING_COUNT_KEYS,
     RR_METRICS,
@@ -33,6 +30,9 @@ from utils.pansharpening_metrics import (
     full_resolution,
     reduced_resolution,
 )
+from utils.defaults import SCALE
+from utils.fileio import atomic_write_json
+from utils.metrics import METRIC_NAMES, evaluate_batch, mean_metrics
 
 
 def build_score_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import torch
 
 from engine.deploy import compare_with_fp32, deployed_network, describe_change
 from engine.evaluate import evaluate, format_table
+from engine.inference import prepare
 from engine.loaders import build_loader
 from engine.run_folder import weight_path
 from engine.runtime import check_precision, resolve_device
@@ -22,7 +23,6 @@ from models.describe import build_from_checkpoint
 from utils.complexity import complexity
 from utils.cpu import describe as describe_cpu
 from utils.fileio import atomic_write_json, atomic_write_text, staged_folder
-from utils.inference import prepare
 
 ROLES = {1: "teacher", 2: "student"}
 

@@ -132,7 +132,7 @@ class DenseResidualBlock(nn.Module):
             conv.weight.data.mul_(MFB_INIT_SCALE)
             nn.init.zeros_(conv.bias)
 
-    concatenate = False  # per instance: utils.inference.prepare sets it where concatenating is faster
+    concatenate = False  # per instance: engine.inference.prepare sets it where concatenating is faster
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.concatenate:

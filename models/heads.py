@@ -25,7 +25,7 @@ is not reproduced.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +33,19 @@ from torch import nn
 
 from .outputs import FusionOutput
 
-if TYPE_CHECKING:  # models.dts builds its heads from this module
-    from .dts import DTS
+
+class TappedNetwork(Protocol):
+    """What the heads read of a DTS network (:class:`models.dts.DTS`, which builds its heads from this module
+    and so cannot be imported here): its widths, its two CLRA stacks and its official forward."""
+
+    bands: int
+    num_base_chs: int
+    run_hm_stack: bool
+    hmfeat: nn.Sequential
+    mhfeat: nn.Sequential
+
+    def __call__(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 #: Relative depths of the intermediate heads in the tapped stack (HKDSR: after groups 3 and 7 of 10).
 HEAD_DEPTH_FRACTIONS = (0.3, 0.7)
@@ -58,7 +69,7 @@ def run_stack(stack: nn.Sequential, x: torch.Tensor, depths: Sequence[int]) -> t
     return x, [taps[d] for d in depths]
 
 
-def tap_stream(dts: DTS) -> str:
+def tap_stream(dts: TappedNetwork) -> str:
     """The stack the heads tap: ``"hmfeat"`` (HR) when the network runs its Z_hm blocks, else ``"mhfeat"`` (LR)."""
     return "hmfeat" if dts.run_hm_stack and len(dts.hmfeat) > 0 else "mhfeat"
 
@@ -71,13 +82,13 @@ def tap_depths(num_blocks: int, fractions: Sequence[float] = HEAD_DEPTH_FRACTION
     return tuple(min(num_blocks, max(1, round(f * num_blocks))) for f in fractions)
 
 
-def default_depths(dts: DTS, count: int = len(HEAD_DEPTH_FRACTIONS)) -> tuple[int, ...]:
+def default_depths(dts: TappedNetwork, count: int = len(HEAD_DEPTH_FRACTIONS)) -> tuple[int, ...]:
     """The documented tap depths of ``count`` heads on ``dts``: :func:`tap_depths` of the stack
     :func:`tap_stream` names at :func:`head_fractions`."""
     return tap_depths(len(getattr(dts, tap_stream(dts))), head_fractions(count))
 
 
-def collect_taps(dts: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
+def collect_taps(dts: TappedNetwork, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
                  depths: Sequence[int]) -> tuple[tuple[torch.Tensor, torch.Tensor], list[torch.Tensor]]:
     """Run ``dts(lrhsi, hrmsi)`` once and capture the outputs of blocks ``depths`` (1-based) of the
     :func:`tap_stream` stack with forward hooks (removed afterwards, also on error).
@@ -127,7 +138,7 @@ class IntermediateHeads(nn.Module):
         return {"num_base_chs": conv.in_channels, "bands": conv.out_channels, "depths": list(self.depths)}
 
     @classmethod
-    def for_network(cls, dts: DTS, depths: Sequence[int] | None = None,
+    def for_network(cls, dts: TappedNetwork, depths: Sequence[int] | None = None,
                     count: int = len(HEAD_DEPTH_FRACTIONS)) -> IntermediateHeads:
         """Heads sized for ``dts`` at ``depths`` (default: :func:`default_depths` of ``count`` heads)."""
         return cls(dts.num_base_chs, dts.bands, default_depths(dts, count) if depths is None else depths)
@@ -147,7 +158,8 @@ class IntermediateHeads(nn.Module):
         return outs
 
 
-def forward_with_heads(dts: DTS, heads: IntermediateHeads, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> FusionOutput:
+def forward_with_heads(dts: TappedNetwork, heads: IntermediateHeads, lrhsi: torch.Tensor,
+                       hrmsi: torch.Tensor) -> FusionOutput:
     """One DTS forward with the heads: ``FusionOutput(out, feat=fused, inter_outs=[K head images])``."""
     (out, fused), taps = collect_taps(dts, lrhsi, hrmsi, heads.depths)
     return FusionOutput(out=out, feat=fused, inter_outs=heads(taps, lrhsi, tuple(out.shape[-2:])))

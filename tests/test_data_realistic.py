@@ -15,8 +15,9 @@ colour = pytest.importorskip("colour", reason="optional dependency colour-scienc
 
 from data import build_dataset  # noqa: E402
 from data.prepare import main as prepare_main  # noqa: E402
-from data.realistic import camera_srf, make_realistic_scene, reflectance_library  # noqa: E402
-from data.spectral import resolve_srf, visible31_wavelengths  # noqa: E402
+from data.realistic import make_realistic_scene, reflectance_library  # noqa: E402
+from data.sensors import camera_srf, resolve_srf  # noqa: E402
+from data.spectral import visible31_wavelengths  # noqa: E402
 
 WL = visible31_wavelengths()
 TINY = {"dataset": "realistic", "bands": 31, "wavelengths": "visible31", "msi_bands": 3,

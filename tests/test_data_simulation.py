@@ -5,7 +5,8 @@ import pytest
 
 from data import Degradation, add_noise, blur_decimate, builtin_srf, load_srf_csv, shift_image, simulate_scene
 from data.degrade import BLUR_KINDS, BORDER_MODES, finish_pair, kernel_2d, measured_snr
-from data.spectral import aviris172_wavelengths, resolve_srf, visible31_wavelengths
+from data.sensors import resolve_srf
+from data.spectral import aviris172_wavelengths, visible31_wavelengths
 
 
 @pytest.mark.parametrize("blur", BLUR_KINDS)

@@ -31,9 +31,9 @@ from engine.deploy import (
     random_inputs,
     to_bf16,
 )
+from engine.inference import prepare
 from models import build_model
 from utils.checkpoint import save_weights
-from utils.inference import prepare
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY_NET = {"bands": 8, "msi_bands": 2, "num_base_chs": 8, "num_agg_feat": 4, "student_layers": "1111",

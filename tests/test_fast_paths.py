@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from benchmarks.measure import official_dense_blocks
+from engine.inference import CUDA_FAST_PATH, DEFAULT_FAST_PATH, FAST_PATHS, fast_path, prepare
 from models import build_model
 from models.clra import CLRA, DenseResidualBlock
-from utils.inference import CUDA_FAST_PATH, DEFAULT_FAST_PATH, FAST_PATHS, fast_path, prepare
 
 TINY = dict(bands=8, msi_bands=3, num_base_chs=8, num_agg_feat=4, student_layers="1221")
 ATOL = 1e-5

@@ -1,4 +1,4 @@
-"""Tests of utils/pansharpening_metrics.py, data/sensors.py and data/resample.py against the toolbox.
+"""Tests of engine/pansharpening_metrics.py, data/sensors.py and data/resample.py against the toolbox.
 
 The golden values are the Vivone/DLPan toolbox's own MATLAB code run under GNU Octave 7.3 on the integer fixture
 below (benchmarks/toolbox_octave/golden_values.m, docs/pansharpening.md); they also equal an independent NumPy
@@ -14,8 +14,7 @@ import pytest
 
 from data.resample import imresize_bicubic, interp23tap
 from data.sensors import SENSORS, frequency_response, get_sensor, mtf_filter, mtf_kernel
-from utils.metrics import ergas, sam
-from utils.pansharpening_metrics import (
+from engine.pansharpening_metrics import (
     block_uqi,
     border_cut,
     d_lambda,
@@ -28,6 +27,7 @@ from utils.pansharpening_metrics import (
     reduced_resolution,
     scc,
 )
+from utils.metrics import ergas, sam
 
 TOL = 1e-8
 

@@ -14,8 +14,8 @@ import test_CSAKD
 from data.pancollection import read_examples
 from data.resample import interp23tap
 from data.sensors import SENSORS, mtf_filter
+from engine.pansharpening_metrics import full_resolution, reduced_resolution
 from tests.test_pansharpening_metrics import GOLDEN_FR, GOLDEN_RR, TOL, fixture
-from utils.pansharpening_metrics import full_resolution, reduced_resolution
 
 
 def pancollection_pair(height: int = 64, width: int = 64, bands: int = 4, n: int = 2):
