@@ -4,12 +4,15 @@
     python export_CSAKD.py --checkpoint checkpoints/quickstart/student/best.pth --format onnx --out student_int8.onnx \\
         --quantize int8 --calib 32
 
-The graph takes ``lrhsi`` (B, bands, h, w) and ``hrmsi`` (B, msi_bands, scale·h, scale·w), any B, h, w, and returns
-``hrhsi`` (B, bands, scale·h, scale·w) and ``fused`` (B, nf, scale·h, scale·w), all in the data's [-1, 1] domain.
-The export is checked with onnxruntime against PyTorch on random inputs of several sizes and fails (nothing
-written) if they differ by more than ``--tol``. The file's metadata holds the role, bands, MSI bands, scale,
-fusion mode, compat, the constructor arguments and the source checkpoint's SHA-256. ``--quantize int8``
-calibrates on ``--calib`` training patches of the checkpoint's own data configuration (engine/deploy.py).
+Any network family exports (``--arch dts`` teacher or student, the ``--arch psd`` student): the graph is the
+network's official tuple, taking ``lrhsi`` (B, bands, h, w) and ``hrmsi`` (B, msi_bands, scale·h, scale·w), any B,
+h, w, and returning ``hrhsi`` (B, bands, scale·h, scale·w) and ``fused`` (B, nf, scale·h, scale·w), all in the
+data's [-1, 1] domain; the privileged PSD teacher, which also takes the GT, is refused. The export is checked with
+onnxruntime against PyTorch on random inputs of several sizes and fails (nothing written) if they differ by more
+than ``--tol``. The file's metadata holds the family (``arch``), role, bands, MSI bands, scale, the scalar
+constructor arguments (for DTS: fusion mode, compat), the whole description and the source checkpoint's SHA-256.
+``--quantize int8`` calibrates on ``--calib`` training patches of the checkpoint's own data configuration
+(engine/deploy.py).
 Run with ``test_CSAKD.py --backend onnxruntime --checkpoint FILE.onnx``. Needs requirements-deploy.txt.
 """
 

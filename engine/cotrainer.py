@@ -32,7 +32,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 
 from models import build_model
 from models.describe import build_from_checkpoint
-from models.outputs import FusionOutput, check_needs
+from models.outputs import FusionOutput
 
 from .noise import awgn
 from .runtime import DistContext, autocast, init_seed, log
@@ -96,39 +96,6 @@ def _inherit(cfg: dict, student: nn.Module, teacher: nn.Module | None) -> None:
     log(describe(inherit_from_teacher(student, teacher), cfg["teacher_ckpt"]))
 
 
-class AuxDispatch(nn.Module):
-    """``forward(..., needs=N)`` → ``net.forward_aux(..., needs=N)``; without ``needs`` → ``net(...)``.
-
-    Wrappers that only hook ``forward`` (DistributedDataParallel synchronises gradients only for what runs
-    through its ``forward``; ``torch.compile`` compiles ``forward``) wrap this module, so that a strategy's
-    ``forward_aux`` call goes through them for any network with a ``forward_aux``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, *args: Any, needs: frozenset[str] | None = None, **kwargs: Any) -> Any:
-        if needs is None:
-            return self.net(*args, **kwargs)
-        return self.net.forward_aux(*args, needs=needs, **kwargs)
-
-
-class AuxForward(nn.Module):
-    """What a strategy receives for a wrapped network: ``forward`` and ``forward_aux`` both call the wrapper
-    (around an :class:`AuxDispatch`)."""
-
-    def __init__(self, wrapped: nn.Module) -> None:
-        super().__init__()
-        self.wrapped = wrapped
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.wrapped(*args, **kwargs)
-
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset(),
-                    **kwargs: Any) -> FusionOutput:
-        return self.wrapped(lrhsi, hrmsi, needs=check_needs(needs, "forward_aux"), **kwargs)
-
-
 class CoTrainer:
     """Teacher, student, strategy, optimisers, schedulers and scalers of one run.
 
@@ -164,7 +131,11 @@ class CoTrainer:
         self.scalers = ({r: torch.amp.GradScaler(self.device.type) for r in self.trained}
                         if cfg.get("amp") == "fp16" else {})
         # What runs the forward passes: DDP for the trained networks of a distributed run, torch.compile when
-        # asked; the plain modules (self.teacher, self.student) are what is saved and loaded.
+        # asked; the plain modules (self.teacher, self.student) are what is saved and loaded. The strategy's forward
+        # hooks go on the plain modules first, so that the wrappers run them.
+        for role, net in (("teacher", teacher), ("student", student)):
+            if net is not None:
+                self.strategy.tap(role, net)
         self.fwd = {r: self._wrap(r, n) for r, n in (("teacher", teacher), ("student", student)) if n is not None}
 
     @classmethod
@@ -200,7 +171,7 @@ class CoTrainer:
         ddp = self.dist.distributed and role in self.trained
         if not ddp and not self.cfg.get("compile"):
             return net
-        wrapped: nn.Module = AuxDispatch(net)
+        wrapped: nn.Module = net
         if ddp:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Every registered parameter takes part in the loss (the student's unused official modules are never
@@ -208,7 +179,7 @@ class CoTrainer:
             wrapped = DistributedDataParallel(wrapped, device_ids=ids)
         if self.cfg.get("compile"):
             wrapped = torch.compile(wrapped)
-        return AuxForward(wrapped)
+        return wrapped
 
     # -- one step ------------------------------------------------------------------------------------------------------
 
@@ -281,15 +252,15 @@ class CoTrainer:
                 target = u["gt"]
             else:
                 with torch.no_grad(), autocast(dev, amp):
-                    target = self.fwd["teacher"].forward_aux(u["lrhsi"], u["hrmsi"]).out
+                    target = self.fwd["teacher"](u["lrhsi"], u["hrmsi"])[0]
             with autocast(dev, amp):
-                out = student.forward_aux(u["lrhsi"], u["hrmsi"]).out
+                out = student(u["lrhsi"], u["hrmsi"])[0]
             term = consistency(out.float(), target.float())
             total, parts = total + float(self.cfg["w_unlabelled"]) * term, {**parts, "unlabelled": term.detach()}
         if self.cfg.get("kd_augment"):
             code = draw_transform(int(self.cfg["seed"]), int(batch.get("step", 0)))
             with autocast(dev, amp):
-                out = undo(student.forward_aux(apply(s_in, code), apply(hrmsi, code)).out, code)
+                out = undo(student(apply(s_in, code), apply(hrmsi, code))[0], code)
             term = consistency(out.float(), gt if teacher_view is None else teacher_view.out)
             total, parts = total + float(self.cfg["w_augment"]) * term, {**parts, "augment": term.detach()}
         return total, parts

@@ -2,9 +2,10 @@
 
 The official code has no counterpart (it runs only inside PyTorch, in fp32).
 
-- :func:`export_onnx` writes a DTS network as an ONNX graph with dynamic batch and spatial sizes (the HR-MSI
-  side is tied to ``scale`` × the LR-HSI side), its description in the file's metadata, and checks it with
-  onnxruntime against PyTorch (:func:`check_parity`) before the file appears.
+- :func:`export_onnx` writes a fusion network (any family of the :mod:`models.network` protocol that takes no
+  GT) as an ONNX graph of its official tuple with dynamic batch and spatial sizes (the HR-MSI side is tied to
+  ``scale`` × the LR-HSI side), its description in the file's metadata, and checks it with onnxruntime
+  against PyTorch (:func:`check_parity`) before the file appears.
 - :func:`quantize_int8` turns an fp32 ONNX file into a static int8 one (onnxruntime QDQ: per-channel int8
   weights, uint8 activations, float32 head, calibrated on training patches, :func:`calibration_patches`).
 - :class:`OnnxNetwork` runs an ONNX file through onnxruntime behind the networks' call signature
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from models.clra import concatenating_dense_blocks
+from models.network import FusionNetwork
 from utils.fileio import WriteError, make_parent, publish, remove_stale_temps, temp_name_prefix
 
 INPUTS = ("lrhsi", "hrmsi")
@@ -41,7 +43,8 @@ PARITY_SIZES = ((1, 8, 8), (2, 6, 10), (1, 12, 16))  # (batch, LR h, LR w) of th
 EXPORTERS = ("dynamo", "torchscript")
 PRECISIONS = ("fp32", "bf16", "int8")
 OPSET = 18
-FLOAT_MODULES = ("fuse", "last")  # the head stays float32 in int8 files (its rounding reaches the output directly)
+FLOAT_MODULES_KEY = "float_modules"  # metadata: the network's output_modules, kept float32 by quantize_int8
+LEGACY_FLOAT_MODULES = "fuse,last"  # files exported before FLOAT_MODULES_KEY hold DTS networks, whose head this is
 _MAX_SIDE = 1 << 14  # upper bound of the dynamic LR side (the exporter needs one)
 
 
@@ -71,12 +74,16 @@ def random_inputs(model: nn.Module, batch: int, h: int, w: int, seed: int = 0) -
             torch.rand(batch, model.msi_bands, s * h, s * w, generator=g) * 2 - 1)
 
 
-def network_metadata(model: nn.Module, checkpoint: str | os.PathLike | None = None) -> dict[str, str]:
-    """The description stored in an exported file: role, bands, MSI bands, scale, fusion mode, compat, the
-    constructor arguments (JSON) and, given the source ``checkpoint``, its path and SHA-256."""
-    meta = {"format": "csakd-onnx", "role": model.role, "bands": model.bands, "msi_bands": model.msi_bands,
-            "scale": model.scale, "adaptive_fuse": model.adaptive_fuse, "compat": model.compat or "none",
-            "model_config": json.dumps(model.model_config()), "precision": "fp32"}
+def network_metadata(model: FusionNetwork, checkpoint: str | os.PathLike | None = None) -> dict[str, str]:
+    """The description stored in an exported file: the family (``arch``), role, bands, MSI bands, scale, every
+    scalar constructor argument (e.g. a DTS network's ``adaptive_fuse`` and ``compat``; None as ``"none"``), the
+    whole description :meth:`~models.network.FusionNetwork.model_config` (JSON) and, given the source
+    ``checkpoint``, its path and SHA-256."""
+    desc = model.model_config()
+    scalars = {k: "none" if v is None else v for k, v in desc.items() if v is None or isinstance(v, int | float | str)}
+    meta = {"format": "csakd-onnx", **scalars, "arch": model.arch, "role": model.role, "bands": model.bands,
+            "msi_bands": model.msi_bands, "scale": model.scale, "model_config": json.dumps(desc), "precision": "fp32",
+            FLOAT_MODULES_KEY: ",".join(model.output_modules)}
     if checkpoint is not None:
         meta.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
     return {k: str(v) for k, v in meta.items()}
@@ -146,7 +153,7 @@ def _trace(model: nn.Module, path: str, exporter: str) -> None:
 def export_onnx(model: nn.Module, path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                 exporter: str = "dynamo", sizes: Sequence[tuple[int, int, int]] = PARITY_SIZES,
                 tol: float = PARITY_TOL) -> float:
-    """Export ``model`` (a DTS network, any device; exported from the CPU) to ``path`` and verify it.
+    """Export ``model`` (a fusion network, any device; exported from the CPU) to ``path`` and verify it.
 
     The file appears only once onnxruntime reproduces PyTorch within ``tol`` on random inputs of every
     (batch, LR h, LR w) in ``sizes``; otherwise nothing is written and a ``ValueError`` gives the difference.
@@ -202,7 +209,7 @@ def check_parity(model: nn.Module, network: OnnxNetwork, sizes: Iterable[tuple[i
 
 
 class OnnxNetwork:
-    """An exported DTS network run by onnxruntime, called like the PyTorch network; its graph is first checked
+    """An exported fusion network run by onnxruntime, called like the PyTorch network; its graph is first checked
     against the digest of its weights in the metadata (:func:`verify_graph`).
 
     ``network(lrhsi, hrmsi) -> (hrhsi, fused)`` takes and returns float32 tensors (CPU; outputs on the inputs'
@@ -297,13 +304,15 @@ def _nodes_of(path: str | os.PathLike, modules: Sequence[str]) -> list[str]:
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   patches: Sequence[dict[str, np.ndarray]], per_channel: bool = True,
-                  op_types: Sequence[str] | None = None, float_modules: Sequence[str] = FLOAT_MODULES) -> None:
+                  op_types: Sequence[str] | None = None, float_modules: Sequence[str] | None = None) -> None:
     """Static int8 quantisation (onnxruntime QDQ) of an exported fp32 file, written atomically.
 
     Every operator onnxruntime can quantise (``op_types`` None; e.g. ``("Conv",)`` for convolutions only) gets
     uint8 activations with MinMax ranges from ``patches`` and int8 weights (per output channel with
     ``per_channel``), so that consecutive convolutions, LeakyReLUs, concatenations and additions stay in int8
-    between them; the nodes reading parameters of ``float_modules`` (the head ``fuse``, ``last``) stay float32.
+    between them; the nodes reading parameters of ``float_modules`` stay float32 (default: the network's
+    ``output_modules`` recorded at export, e.g. the DTS head ``fuse``, ``last``: their rounding reaches the output
+    directly).
     Measured on the quick-start student (docs/deployment.md): convolutions only −0.24 dB test PSNR
     and slower than fp32 (a quantise/dequantise pair around every convolution); every op −0.29 dB; every op with
     a float head −0.17 dB (the default) and faster than onnxruntime fp32. The metadata is carried over with
@@ -311,6 +320,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     quantization = require("onnxruntime.quantization")
     out_path = os.fspath(out_path)
+    meta = OnnxNetwork(fp32_path).metadata
+    if float_modules is None:
+        float_modules = [m for m in meta.get(FLOAT_MODULES_KEY, LEGACY_FLOAT_MODULES).split(",") if m]
     tmp = _temporary(out_path)
     try:
         quantization.quantize_static(
@@ -319,7 +331,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             nodes_to_exclude=_nodes_of(fp32_path, float_modules),
             activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax)
-        meta = OnnxNetwork(fp32_path).metadata
         _write_metadata(tmp, {**meta, "precision": "int8", "calibration_patches": str(len(patches)),
                               "quantized_ops": ",".join(op_types) if op_types else "all",
                               "per_channel": str(per_channel)})
@@ -332,7 +343,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
 
 
 class Bf16Network(nn.Module):
-    """A DTS network computing in bfloat16: weights cast once, inputs cast on the way in, outputs returned as
+    """A fusion network computing in bfloat16: weights cast once, inputs cast on the way in, outputs returned as
     float32. ``forward`` as the wrapped network's."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -355,15 +366,14 @@ def to_bf16(model: nn.Module) -> Bf16Network:
 # checkpoints → deployable files (export_CSAKD.py) and deployable networks (test_CSAKD.py --backend/--precision)
 
 
-def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """The network a weight file holds (this project's: as saved; official: as its keys and shapes describe it,
-    ``models.describe``), with its weights, in eval mode; and the run's config ({} for official files)."""
-    from models.describe import build_from_checkpoint, checkpoint_model_config
+def network_from_checkpoint(path: str | os.PathLike) -> tuple[FusionNetwork, dict]:
+    """The network a weight file holds (:func:`models.describe.network_from_file`), with its weights, in eval mode;
+    and the run's config ({} for official files)."""
+    from models.describe import build_from_checkpoint, network_from_file
     from utils.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)
-    role = checkpoint_model_config(ckpt, os.fspath(path))["role"]
-    model, _ = build_from_checkpoint({}, role, os.fspath(path), ckpt=ckpt)
+    model, _ = build_from_checkpoint({}, network_from_file(path, ckpt=ckpt).role, path, ckpt=ckpt)
     return model.eval(), dict(ckpt.get("config") or {})
 
 
@@ -372,10 +382,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, qua
     """Export a weight file to ONNX at ``out`` (fp32, or int8 with ``quantize="int8"`` calibrated on ``calib``
     training patches of the checkpoint's own data configuration). Returns what was done, for the log."""
     model, cfg = network_from_checkpoint(checkpoint)
-    if not hasattr(model, "adaptive_fuse"):
-        role = getattr(model, "role", "network")
-        raise ValueError(f"checkpoint {checkpoint}: a {type(model).__name__} {role} cannot be exported: ONNX export "
-                         f"takes the DTS networks (--arch dts) only")
+    if model.privileged:
+        raise ValueError(f"checkpoint {checkpoint}: holds the privileged --arch {model.arch} {model.role}, which takes "
+                         f"the ground truth as a third input; ONNX export takes networks of (lrhsi, hrmsi) only "
+                         f"(export the student)")
     if quantize == "none":
         diff = export_onnx(model, out, checkpoint, exporter, tol=tol)
         return {"out": os.fspath(out), "role": model.role, "precision": "fp32", "max_abs_diff": diff}

@@ -58,7 +58,7 @@ def load_network(cfg: dict, role: str, device: torch.device, given: frozenset[st
                  ) -> tuple[torch.nn.Module, str, dict | None]:
     """The ``role`` network with its checkpoint loaded, built as the file describes it: this project's files
     carry their constructor arguments; official files are described by their keys and shapes
-    (:func:`models.describe.infer_model_config`). Flags in ``given`` that contradict the file are an error.
+    (:func:`models.describe.network_from_file`). Flags in ``given`` that contradict the file are an error.
     ``cfg``'s ``bands`` and ``msi_bands`` are set to the file's (the data must fit the network). Returns (network,
     source description, the fingerprints of the run that trained it or None)."""
     path = cfg.get("checkpoint") or weight_path(cfg, role, "best")

@@ -4,6 +4,7 @@ progressive network (``--arch psd``)."""
 from torch import nn
 
 from .clra import CLRA, DenseResidualBlock
+from .describe import HeldNetwork, network_from_file
 from .dts import DTS, PAPER_STUDENT_LAYERS, TEACHER_LARGE_LAYERS, TEACHER_LAYERS, Student, Teacher, parse_student_layers
 from .family import NETWORKS
 from .fusion import FUSION_MODES, CrossAttentionFusion, CSAFusion, build_fusion
@@ -20,11 +21,13 @@ __all__ = [
     "CSAFusion",
     "CrossAttentionFusion",
     "DenseResidualBlock",
+    "HeldNetwork",
     "PSDNet",
     "Student",
     "Teacher",
     "build_fusion",
     "build_model",
+    "network_from_file",
     "parse_student_layers",
 ]
 

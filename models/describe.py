@@ -1,4 +1,5 @@
-"""What network a checkpoint holds: read from this project's files, inferred from official state_dicts.
+"""Which network a weight file holds (:func:`network_from_file`, the one answer): read from this project's files,
+inferred from official state_dicts; :func:`build_from_checkpoint` builds and loads it.
 
 An official ``.pth`` (official: ``torch.save(model.state_dict(), ...)`` in ``train_CSAKD*.py``) is a bare
 state_dict; nothing but its keys and shapes says which network it is. They say everything the constructor
@@ -26,13 +27,16 @@ layers              the number of CLRA blocks ``<stream>feat.<i>`` per stream (Z
 
 from __future__ import annotations
 
+import inspect
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from utils.checkpoint import _strip_prefixes, load_weights, read_checkpoint
 
-from .dts import DTS, TEACHER_LARGE_LAYERS, TEACHER_LAYERS
+from .dts import TEACHER_LARGE_LAYERS, TEACHER_LAYERS, parse_student_layers
+from .network import NOT_CONSTRUCTOR_KEYS, FusionNetwork, network_class, rebuild
 
 STREAMS = ("hmfeat", "mhfeat", "hfeat", "mfeat")  # Z_hm, Z_mh, Z_h, Z_m
 LAYER_KEYS = {"teacher": "teacher_layers", "student": "student_layers"}
@@ -113,46 +117,89 @@ def checkpoint_model_config(ckpt: Mapping[str, Any], name: str = "checkpoint") -
 
 def _same(key: str, a: Any, b: Any) -> bool:
     if key in LAYER_KEYS.values():
-        from .dts import parse_student_layers
-
         a, b = parse_student_layers(a, key), parse_student_layers(b, key)
         return a[1:] == b[1:] if key == "student_layers" else a == b  # the student's Z_hm count has no effect
     return a == b
 
 
-def network_config(cfg: Mapping[str, Any], saved: Mapping[str, Any], role: str, given: set[str],
-                   name: str) -> dict[str, Any]:
-    """The flag dict that builds the ``role`` network of a checkpoint: ``cfg`` with the file's description
-    ``saved`` (from :func:`checkpoint_model_config`) laid over it.
+class HeldNetwork(NamedTuple):
+    """Which network a weight file holds (:func:`network_from_file`).
+
+    Attributes:
+        arch: the family (``--arch``): ``"dts"`` for official files and files from before families existed.
+        role: ``"teacher"`` or ``"student"``.
+        kwargs: the constructor arguments the file states (an official file states all but ``scale``, and
+            ``compat`` for fusion modes other than 2 and 3: its weights fit both forms).
+        path: the file.
+    """
+
+    arch: str
+    role: str
+    kwargs: dict[str, Any]
+    path: str
+
+    def description(self) -> dict[str, Any]:
+        """``{"arch", "role", **kwargs}``: :meth:`models.network.FusionNetwork.model_config` with the family stated."""
+        return {"arch": self.arch, "role": self.role, **self.kwargs}
+
+
+def network_from_file(path: str | os.PathLike, role: str | None = None, ckpt: Mapping[str, Any] | None = None
+                      ) -> HeldNetwork:
+    """The one answer to "which network does this weight file hold": this project's files by the constructor
+    arguments saved with their weights, files from before that by today's rule (``residual``, ``hkd_heads`` and
+    ``arch`` at their old values), official ``.pth`` files by their keys and shapes (:func:`infer_model_config`).
+
+    The file is read weights-only and verified (:func:`utils.checkpoint.read_checkpoint`), unless the caller
+    passes what it already read as ``ckpt``. ``role``: the role needed here, or None for whichever it holds.
 
     Raises:
-        ValueError: the file holds the other role, or a flag in ``given`` (set on the command line or in
-            the YAML file) contradicts the file; the message names both values.
+        ValueError: one line naming the file, what it holds and what was expected: another role, an
+            unknown family, or keys that are no fusion network's.
     """
-    if saved.get("role") not in (None, role):
-        raise ValueError(f"checkpoint {name}: holds a {saved['role']} network, but a {role} is needed here "
+    name = os.fspath(path)
+    desc = checkpoint_model_config(read_checkpoint(path) if ckpt is None else ckpt, name)
+    held = HeldNetwork(desc.get("arch", "dts"), desc.get("role", role), {k: v for k, v in desc.items()
+                       if k not in NOT_CONSTRUCTOR_KEYS}, name)
+    if role is not None and held.role != role:
+        raise ValueError(f"checkpoint {name}: holds a {held.role} network, but a {role} is needed here "
                          f"(test_CSAKD.py: --test_mode 1 tests the teacher, 2 the student)")
+    network_class(held.arch, held.role, f"checkpoint {name}")  # an unknown family: one line, before any build
+    return held
+
+
+def network_config(cfg: Mapping[str, Any], held: HeldNetwork, given: set[str]) -> dict[str, Any]:
+    """The constructor arguments of the network a file holds: the file's (``held``), completed from the flag dict
+    ``cfg`` where the file is silent (an official file's ``scale``), e.g. ``{"bands": 172, ..., "scale": 4}``.
+
+    Raises:
+        ValueError: a flag in ``given`` (set on the command line or in the YAML file) contradicts the file; the
+            message names both values.
+    """
+    saved = held.description()
     # compat decides how a file loads only for the attention modes (2, 3); elsewhere the weights fit both forms
     checked = {k: v for k, v in saved.items() if k != "compat" or saved.get("adaptive_fuse") in (2, 3)}
     clashes = [f"--{k} {cfg[k]} (the file holds {k}={v})" for k, v in checked.items()
                if k in given and k in cfg and not _same(k, cfg[k], v)]
     if clashes:
-        raise ValueError(f"checkpoint {name}: contradicts " + "; ".join(clashes) +
+        raise ValueError(f"checkpoint {held.path}: contradicts " + "; ".join(clashes) +
                          "; leave the flag out (the network is read from the file) or choose the matching file")
-    return {**cfg, **{k: v for k, v in saved.items() if k not in ("role", "large")}}
+    accepted = inspect.signature(network_class(held.arch, held.role)).parameters
+    return {**{k: cfg[k] for k in accepted if k in cfg and cfg[k] is not None}, **held.kwargs}
 
 
-def build_from_checkpoint(cfg: Mapping[str, Any], role: str, path: str, given: set[str] | frozenset[str] = frozenset(),
-                          ckpt: Mapping[str, Any] | None = None) -> tuple[DTS, dict[str, Any]]:
-    """The ``role`` network a weight file holds, built as the file describes it and loaded; the file is read
-    (and verified) once, or not at all when the caller passes what it already read as ``ckpt``.
+def build_from_checkpoint(cfg: Mapping[str, Any], role: str, path: str | os.PathLike,
+                          given: set[str] | frozenset[str] = frozenset(), ckpt: Mapping[str, Any] | None = None
+                          ) -> tuple[FusionNetwork, dict[str, Any]]:
+    """The ``role`` network a weight file holds (:func:`network_from_file`), built as the file describes it and
+    loaded; the file is read (and verified) once, or not at all when the caller passes what it already read as
+    ``ckpt``.
 
     Returns ``(model, info)``: ``info`` is :func:`utils.checkpoint.load_weights`'s record plus ``"network"``,
-    the flag dict that built the model. Raises ``ValueError`` as :func:`network_config` and ``load_weights`` do.
+    the constructor arguments that built the model. Raises ``ValueError`` as :func:`network_from_file`,
+    :func:`network_config` and ``load_weights`` do.
     """
-    from . import build_model  # the package imports this module
-
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    net_cfg = network_config(cfg, checkpoint_model_config(ckpt, str(path)), role, set(given), str(path))
-    model = build_model(net_cfg, role)
-    return model, {**load_weights(model, ckpt, name=str(path)), "network": net_cfg}
+    held = network_from_file(path, role, ckpt)
+    kwargs = network_config(cfg, held, set(given))
+    model = rebuild({"arch": held.arch, "role": held.role, **kwargs}, f"checkpoint {held.path}")
+    return model, {**load_weights(model, ckpt, name=held.path), "network": kwargs}

@@ -38,8 +38,9 @@ from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS,
 from .clra import CLRA, check_groups, clra_stack
 from .family import NETWORK, NETWORKS
 from .fusion import FUSION_MODES, build_fusion
-from .heads import IntermediateHeads, run_stack, tap_stream
-from .outputs import FusionOutput, check_needs
+from .heads import IntermediateHeads, head_taps
+from .network import FusionNetwork
+from .taps import Finish, Tap
 
 TEACHER_LAYERS = (6, 6, 4, 4)  # CLRA blocks in Z_hm, Z_mh, Z_h, Z_m (official: FNN_Teacher)
 TEACHER_LARGE_LAYERS = (8, 8, 6, 6)  # the official Teacher-Large (models/KQD_Large.py), ``--teacher_layers 8866``
@@ -80,7 +81,7 @@ def parse_student_layers(value: str | int | Sequence[int], flag: str = "student_
     return layers  # type: ignore[return-value]
 
 
-class DTS(nn.Module):
+class DTS(FusionNetwork):
     """Dual Two-Streamed network (official: FNN_Teacher / FNN_Student).
 
     Args:
@@ -98,12 +99,14 @@ class DTS(nn.Module):
             Z_hm blocks are then not built (``layers[0]`` has no effect).
         hkd_heads: K intermediate image heads (``--hkd_heads``; :mod:`models.heads`, HKDSR): 0 = none. They are
             built after everything else (the backbone's initial weights do not change with K), saved with the
-            network, and run only when ``forward_aux`` is asked for ``"inter_outs"``.
+            network, and run (by forward hooks, :meth:`aux_taps`) only when ``"inter_outs"`` are asked for.
         residual: add the bilinearly upsampled LR-HSI to the head's output (global residual learning; no
             parameters, so the weights of both forms have the same keys).
     """
 
+    arch = "dts"
     role = "dts"
+    output_modules = ("fuse", "last")
 
     def __init__(
         self,
@@ -186,15 +189,6 @@ class DTS(nn.Module):
                 module.grad_checkpoint = bool(enabled)
         return self
 
-    def model_config(self) -> dict:
-        """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
-        return {
-            "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
-            "num_base_chs": self.num_base_chs, "num_agg_feat": self.num_agg_feat,
-            "adaptive_fuse": self.adaptive_fuse, "groups": self.groups, "scale": self.scale,
-            "compat": self.compat, "residual": self.residual, "hkd_heads": self.hkd_heads,
-        }
-
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> None:
         """Raise a ``ValueError`` naming the input unless the pair has the shapes this network takes."""
         for name, x, ch, what in (("lrhsi", lrhsi, self.bands, "bands"), ("hrmsi", hrmsi, self.msi_bands, "msi_bands")):
@@ -214,32 +208,13 @@ class DTS(nn.Module):
                 f"{tuple(lrhsi.shape[-2:])}, got {tuple(hrmsi.shape[-2:])}"
             )
 
-    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | None = None,
-                heads: IntermediateHeads | None = None) -> tuple[torch.Tensor, torch.Tensor] | FusionOutput:
-        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w).
-
-        With ``needs`` given, returns :meth:`forward_aux`'s :class:`FusionOutput` instead: a wrapper that only
-        hooks ``forward`` (DistributedDataParallel, ``torch.compile``) then still sees the auxiliary call.
-        ``heads``: see :meth:`forward_aux`.
-        """
+    def forward(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, bands, h, w), (B, msi_bands, s·h, s·w) → HR-HSI (B, bands, s·h, s·w), fused (B, nf, s·h, s·w)."""
         self.check_inputs(lrhsi, hrmsi)
-        heads = heads if heads is not None else self.inter_heads
-        provided = HEADED_AUX if heads is not None else DTS_AUX
-        if needs is not None and needs - provided:
-            raise ValueError(f"{type(self).__name__}: needs {sorted(needs - provided)}, but this network provides "
-                             f"only {sorted(provided)} (intermediate outputs need --hkd_heads K > 0)")
-        depths = heads.depths if needs is not None and "inter_outs" in needs else ()
-        tapped = tap_stream(self)
         stems, lrhsi_up = self.stems(lrhsi, hrmsi)
-        z_hm, taps_hm = run_stack(self.hmfeat, stems["hm"], depths if tapped == "hmfeat" else ())
-        z_mh, taps_mh = run_stack(self.mhfeat, stems["mh"], depths if tapped == "mhfeat" else ())
-        z = {"hm": z_hm, "mh": z_mh, "m": self.mfeat(stems["m"]), "h": self.hfeat(stems["h"])}
-        out, fused = self.head(z, lrhsi_up)
-        hr_size = hrmsi.shape[-2:]
-        if needs is None:
-            return out, fused
-        inter = heads(taps_hm + taps_mh, lrhsi, tuple(hr_size)) if depths else []
-        return FusionOutput(out=out, feat=fused if "feat" in needs else None, inter_outs=inter)
+        z = {"hm": self.hmfeat(stems["hm"]), "mh": self.mhfeat(stems["mh"]), "m": self.mfeat(stems["m"]),
+             "h": self.hfeat(stems["h"])}
+        return self.head(z, lrhsi_up)
 
     def stems(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The streams' stem features before their CLRA blocks, {"hm", "m": (B, nf, s·h, s·w); "mh", "h": (B, nf,
@@ -260,16 +235,20 @@ class DTS(nn.Module):
         out = self.last(self.lrelu(self.fuse(fused)))
         return (out + lrhsi_up if self.residual else out), fused
 
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] = frozenset(),
-                    heads: IntermediateHeads | None = None) -> FusionOutput:
-        """The forward pass as a :class:`FusionOutput` for a distillation strategy.
+    def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
+        """``feat``, and ``inter_outs`` with intermediate heads: the network's own (``hkd_heads`` > 0) or ``heads``."""
+        return HEADED_AUX if (heads if heads is not None else self.inter_heads) is not None else DTS_AUX
 
-        ``needs`` ⊆ {"feat", "inter_outs"}: "feat" = the fused HR feature (B, nf, s·h, s·w) that feeds the head;
-        "inter_outs" = the K intermediate images (B, bands, s·h, s·w) of the heads, shallow to deep, which
-        needs heads: the network's own (``hkd_heads`` > 0) or ``heads`` (taps at ``heads.depths``, e.g. heads
-        a strategy trains on a frozen backbone; they replace the network's own). DTS has no per-stage features.
-        """
-        return self(lrhsi, hrmsi, needs=check_needs(needs, f"{type(self).__name__}.forward_aux"), heads=heads)
+    def aux_taps(self, needs: frozenset[str], heads: IntermediateHeads | None = None
+                 ) -> tuple[tuple[Tap, ...], Finish | None]:
+        """``inter_outs``: the K intermediate images (B, bands, s·h, s·w), shallow to deep, of ``heads`` (default:
+        the network's own) on the CLRA blocks at their depths (:func:`models.heads.head_taps`)."""
+        if "inter_outs" not in needs:
+            return (), None
+        return head_taps(self, heads if heads is not None else self.inter_heads)
+
+    def _missing_hint(self) -> str:
+        return " (intermediate outputs need --hkd_heads K > 0)"
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, gc={self.num_agg_feat}, "
@@ -286,6 +265,7 @@ class Teacher(DTS):
     """
 
     role = "teacher"
+    roles = ("teacher",)
 
     def __init__(
         self,
@@ -307,8 +287,6 @@ class Teacher(DTS):
                          hkd_heads=hkd_heads)
         self.teacher_layers = layers
 
-    def model_config(self) -> dict:
-        return {**super().model_config(), "teacher_layers": list(self.teacher_layers)}
 
 
 class Student(DTS):
@@ -322,6 +300,7 @@ class Student(DTS):
     """
 
     role = "student"
+    roles = ("student",)
 
     def __init__(
         self,
@@ -388,3 +367,18 @@ def build_dts(cfg: dict, role: str) -> DTS:
     if layers in cfg:
         kwargs[layers] = cfg[layers]
     return Teacher(**kwargs) if role == "teacher" else Student(**kwargs)
+
+
+def block_mixed(student: DTS, teacher: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> torch.Tensor:
+    """Block mixing's composite HR-HSI (B, bands, s·h, s·w) (``--block_mix``, :mod:`engine.strategies.mixing`): the
+    student's stems and blocks, the teacher's remaining blocks of each stream, the teacher's fuser and head. Inputs
+    as the networks' (in [-1, 1]); equal widths required."""
+    if student.num_base_chs != teacher.num_base_chs:
+        raise ValueError(f"--block_mix: the student's width nf {student.num_base_chs} differs from the frozen "
+                         f"teacher's {teacher.num_base_chs}; block mixing needs equal widths")
+    stems, lrhsi_up = student.stems(lrhsi, hrmsi)
+    z = {}
+    for name, attr in STREAM_STACKS.items():
+        own = getattr(student, attr)
+        z[name] = getattr(teacher, attr)[len(own):](own(stems[name]))
+    return teacher.head(z, lrhsi_up)[0]

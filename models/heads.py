@@ -14,24 +14,26 @@ residual groups 3 and 7 of 10, i.e. at 30 % and 70 % of the trunk). For the DTS 
   bands-channel head output is up-sampled, not the nf-channel feature: cheaper), added to the bilinear
   up-sampled LR-HSI (the base image), so every head predicts a residual like the heads of §3.2.
 
-With ``--hkd_heads K`` the heads are a submodule of the DTS network (``DTS.inter_heads``, saved with it) and
-``DTS.forward_aux(..., needs={"inter_outs"})`` runs the tapped stack block by block (:func:`run_stack`) to
-collect the taps; the plain forward is unchanged. K = 2 uses the authors' fractions; other K spread the taps
-evenly (:func:`head_fractions`). :func:`collect_taps` does the same with forward hooks for a network built
-without heads. The authors' teacher-side blend (each intermediate output replaced by 0.6·inter + 0.4·final)
-is not reproduced.
+With ``--hkd_heads K`` the heads are a submodule of the DTS network (``DTS.inter_heads``, saved with it) that its
+``forward`` never runs: forward hooks on the tapped blocks record their outputs, and a hook at the end of the
+network's forward runs the heads on them (:func:`head_taps`, used through ``DTS.aux_taps``). K = 2 uses the
+authors' fractions; other K spread the taps evenly (:func:`head_fractions`). :func:`collect_taps` records the
+taps alone, for a network built without heads. The authors' teacher-side blend (each intermediate output replaced
+by 0.6·inter + 0.4·final) is not reproduced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .network import rebuild
 from .outputs import FusionOutput
+from .taps import Finish, Tap
 
 
 class TappedNetwork(Protocol):
@@ -56,17 +58,6 @@ def head_fractions(count: int) -> tuple[float, ...]:
     if count == len(HEAD_DEPTH_FRACTIONS):
         return HEAD_DEPTH_FRACTIONS
     return tuple(i / (count + 1) for i in range(1, count + 1))
-
-
-def run_stack(stack: nn.Sequential, x: torch.Tensor, depths: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``stack(x)`` and the outputs of its blocks ``depths`` (1-based, in that order); no depths = one call."""
-    if not depths:
-        return stack(x), []
-    taps = {}
-    for index, block in enumerate(stack, start=1):
-        x = block(x)
-        taps[index] = x
-    return x, [taps[d] for d in depths]
 
 
 def tap_stream(dts: TappedNetwork) -> str:
@@ -115,6 +106,31 @@ def collect_taps(dts: TappedNetwork, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
         for h in handles:
             h.remove()
     return result, [captured[d] for d in depths]
+
+
+def head_taps(dts: TappedNetwork, heads: IntermediateHeads) -> tuple[tuple[Tap, ...], Finish]:
+    """The forward hooks that give ``heads``' images on ``dts``: taps on the outputs of blocks ``heads.depths``
+    (1-based) of the :func:`tap_stream` stack, and the finish that runs the heads on them at the end of the
+    forward pass, ``{"inter_outs": [K images (B, bands, s·h, s·w)]}``."""
+    stream = tap_stream(dts)
+    taps = tuple(Tap(f"{stream}.{d - 1}") for d in heads.depths)
+
+    def finish(inputs: tuple[torch.Tensor, ...], tapped: list[torch.Tensor], _output: object) -> dict:
+        lrhsi, hrmsi = inputs[:2]
+        return {"inter_outs": heads(tapped, lrhsi, tuple(hrmsi.shape[-2:]))}
+
+    return taps, finish
+
+
+def heads_for_frozen(description: Mapping[str, Any], count: int) -> IntermediateHeads | None:
+    """``count`` new heads for a frozen network described by ``description`` (``FusionNetwork.model_config``, e.g. an
+    offline teacher's file) at their documented depths (:func:`default_depths`); None when it is no DTS network or
+    has heads of its own. Draws only the heads' initial weights from the global RNG."""
+    if description.get("arch", "dts") != "dts" or description.get("hkd_heads"):
+        return None
+    with torch.device("meta"):  # the depths need the block counts only: no weights allocated, no RNG drawn
+        net = rebuild(description, "the frozen teacher")
+    return IntermediateHeads(description["num_base_chs"], description["bands"], default_depths(net, count))
 
 
 class IntermediateHeads(nn.Module):

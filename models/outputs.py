@@ -1,9 +1,9 @@
-"""The one record through which a fusion network returns its auxiliary outputs to a distillation strategy.
+"""The one record through which a fusion network's forward pass reaches a distillation strategy.
 
-A network's plain ``forward(lrhsi, hrmsi)`` is unchanged (the DTS networks return ``(out, fused)`` as the
-official ``FNN_Teacher``/``FNN_Student`` do); ``forward_aux(lrhsi, hrmsi, needs)`` returns a
-:class:`FusionOutput` in which only the fields named in ``needs`` (plus ``out``) are filled, so a strategy
-that asks for nothing extra costs nothing extra.
+A network's ``forward(lrhsi, hrmsi)`` returns the official tuple ``(out, feature)`` (as the official
+``FNN_Teacher``/``FNN_Student`` do; :mod:`models.network`). A strategy receives a :class:`FusionOutput`: ``out``,
+and only the fields named in its ``needs``, the tensors beyond the tuple taken by forward hooks
+(:mod:`models.taps`), so a strategy that asks for nothing extra costs nothing extra.
 """
 
 from __future__ import annotations

@@ -39,11 +39,16 @@ from utils.defaults import BANDS, MSI_BANDS, SCALE
 
 from .dts import DTS
 from .family import NETWORK, NETWORKS
-from .outputs import FusionOutput, check_needs
+from .network import FusionNetwork
+from .outputs import AUX_FIELDS
+from .taps import Finish, Tap
 
 ATTENTION_REDUCTION = 4  # channel bottleneck of the CAB's attention MLP (authors' value)
 PATCH_OVERLAP = 32  # HR rows/columns shared by two neighbouring pieces (authors: 8 LR rows × ratio 4)
 STAGES = 3
+#: The forward hooks that give the stage outputs: Y1, Y2 (outputs of the first two heads) and F2 (the second
+#: head's feature input).
+STAGE_TAPS = (Tap("heads.0"), Tap("heads.1"), Tap("heads.1", port="input"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
-class PSDNet(nn.Module):
+class PSDNet(FusionNetwork):
     """Progressive three-stage HSI/MSI fusion network (official: PSDNet's ``Net``; ``Net_GT`` with
     ``privileged=True``).
 
@@ -247,6 +252,8 @@ class PSDNet(nn.Module):
     """
 
     arch = "psd"
+    roles = ("teacher", "student")
+    output_modules = (f"heads.{STAGES - 1}",)  # the last stage's head
 
     def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
                  privileged: bool = False, patches: Sequence[int] | None = None,
@@ -272,18 +279,6 @@ class PSDNet(nn.Module):
         self.trans_enc_2_3, self.trans_dec_2_3 = TransBlock(nf, nf), TransBlock(nf, nf)
         self.stage3 = nn.Sequential(ORB(nf), ORB(nf), ORB(nf))
         self.heads = nn.ModuleList([Head(nf, bands) for _ in range(STAGES)])
-
-    def set_grad_checkpoint(self, enabled: bool) -> PSDNet:
-        """``--grad_checkpoint`` is implemented for the DTS networks only; asking for it here is a ValueError."""
-        if enabled:
-            raise ValueError("--grad_checkpoint: not implemented for --arch psd; leave it out")
-        return self
-
-    def model_config(self) -> dict:
-        """The constructor arguments that rebuild this network (plain types, saved in checkpoints)."""
-        return {"role": self.role, "arch": self.arch, "bands": self.bands, "msi_bands": self.msi_bands,
-                "num_base_chs": self.num_base_chs, "scale": self.scale, "privileged": self.privileged,
-                "patches": list(self.patches), "patch_overlap": self.patch_overlap}
 
     def check_inputs(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, gt: torch.Tensor | None = None) -> None:
         """Raise a ``ValueError`` naming the input unless the inputs have the shapes this network takes, and
@@ -341,15 +336,23 @@ class PSDNet(nn.Module):
         images, feats = self.stages(lrhsi, hrmsi, gt)
         return images[-1], feats[-1]
 
-    def forward_aux(self, lrhsi: torch.Tensor, hrmsi: torch.Tensor, needs: frozenset[str] | set[str],
-                    gt: torch.Tensor | None = None) -> FusionOutput:
-        """A :class:`FusionOutput`: ``out`` = Y3; ``feat`` = F3; ``inter_outs`` = [Y1, Y2];
-        ``stage_feats`` = [F2, F3] (the features PSDNet distils); each filled only when in ``needs``."""
-        needs = check_needs(needs, "PSDNet.forward_aux")
-        images, feats = self.stages(lrhsi, hrmsi, gt)
-        return FusionOutput(out=images[-1], feat=feats[-1] if "feat" in needs else None,
-                            inter_outs=images[:-1] if "inter_outs" in needs else [],
-                            stage_feats=feats[1:] if "stage_feats" in needs else [])
+    def provides(self, heads: nn.Module | None = None) -> frozenset[str]:
+        """Every auxiliary field: ``feat`` = F3, ``inter_outs`` = [Y1, Y2], ``stage_feats`` = [F2, F3]."""
+        return AUX_FIELDS
+
+    def aux_taps(self, needs: frozenset[str], heads: nn.Module | None = None
+                 ) -> tuple[tuple[Tap, ...], Finish | None]:
+        """Y1, Y2 = the outputs of the first two stage heads, F2 = the second head's feature input (stitched, when
+        multipatch); F3 is the forward's feature. ``heads``: not taken (a ValueError when given)."""
+        if heads is not None:
+            raise ValueError("PSDNet: takes no extra heads; its stage heads give the intermediate images")
+        if not needs & {"inter_outs", "stage_feats"}:
+            return (), None
+
+        def finish(_inputs: tuple, tapped: list[torch.Tensor], output: tuple[torch.Tensor, torch.Tensor]) -> dict:
+            return {"inter_outs": tapped[:2], "stage_feats": [tapped[2], output[1]]}
+
+        return STAGE_TAPS, finish
 
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, scale={self.scale}, "

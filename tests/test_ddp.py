@@ -297,3 +297,46 @@ def test_state_saved_by_two_processes_resumes_in_one(ddp_runs: Path) -> None:
     assert summary["epoch"] == 2 and summary["world_size"] == 1
     state = load_training_state(ddp_runs / "ck" / "more" / "state.pth")
     assert state["world_size"] == 1 and state["iteration"] == 4 + 4  # 2 DDP epochs of 2 steps, then 4 alone
+
+
+def _hkd_cfg() -> dict:
+    return {**tiny_cfg(snr=0.0), "kd_strategy": "hkd", "bands": TINY["bands"], "hkd_acf": "global"}
+
+
+def _hkd_worker(rank: int, port: int, out: str) -> None:
+    """Rank ``rank``: one HKD step (intermediate heads fed by forward hooks) on its half of a global batch of 4."""
+    from engine.cotrainer import CoTrainer
+    from engine.runtime import init_distributed
+    from models import Student, Teacher
+
+    _join(rank, port)
+    dist, device = init_distributed("cpu")
+    try:
+        torch.manual_seed(0)
+        teacher, student = Teacher(**TINY, hkd_heads=2), Student(student_layers="1111", **TINY, hkd_heads=2)
+        cot = CoTrainer(_hkd_cfg(), student, teacher, device=device, dist=dist)
+        cot.step({k: v[2 * rank:2 * rank + 2] for k, v in tiny_batch(b=2 * WORLD).items()})
+        torch.save(_grads(cot), os.path.join(out, f"hkd{rank}.pt"))
+    finally:
+        dist.close()
+
+
+def test_ddp_hkd_step_with_hooked_heads_equals_single_process_step(tmp_path: Path) -> None:
+    """The HKD heads run in a hook at the end of each network's forward, inside DistributedDataParallel's forward:
+    their gradients (and every other) are averaged like the backbone's, as one process over the global batch."""
+    from engine.cotrainer import CoTrainer
+    from models import Student, Teacher
+
+    _spawn(_hkd_worker, str(tmp_path))
+    torch.manual_seed(0)
+    teacher, student = Teacher(**TINY, hkd_heads=2), Student(student_layers="1111", **TINY, hkd_heads=2)
+    single = CoTrainer(_hkd_cfg(), student, teacher)
+    single.step(tiny_batch(b=2 * WORLD))
+    want = _grads(single)
+    assert any(k.startswith("inter_heads.") for k in want["student"])
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"hkd{rank}.pt", weights_only=True)
+        for role, grads in want.items():
+            assert set(got[role]) == set(grads), role
+            for k, g in grads.items():
+                _assert_same_gradient(got[role][k], g, f"{role} {k}")

@@ -169,3 +169,33 @@ def test_cli_refuses_unsupported_combinations(tmp_path: Path, capsys, extra: lis
     save_weights(tmp_path / "s.pth", build_model(cfg, "student"), cfg)
     assert test_CSAKD.main(tiny_test(tmp_path, "--checkpoint", str(tmp_path / "s.pth"), *extra)) == 2
     assert message in capsys.readouterr().err
+
+
+TINY_PSD = {"arch": "psd", "bands": 8, "msi_bands": 2, "num_base_chs": 8, "scale": 4}
+
+
+@pytest.mark.parametrize("net_cfg, role", [(TINY_PSD, "student"), (TINY_NET, "teacher")], ids=["psd-student",
+                                                                                            "dts-teacher"])
+def test_cli_exports_both_families(tmp_path: Path, capsys, net_cfg: dict, role: str) -> None:
+    """export_CSAKD.py exports a PSD student and a DTS teacher from their weight files alone (no flags): the
+    onnxruntime outputs equal PyTorch's within float32 rounding at sizes beyond the export's own check, and the
+    metadata names the family and holds the file's description."""
+    torch.manual_seed(0)
+    model = build_model(net_cfg, role).eval()
+    ckpt, out = tmp_path / f"{role}.pth", tmp_path / f"{role}.onnx"
+    save_weights(ckpt, model)
+    assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 0
+    assert f"wrote {out}: {role}, fp32" in capsys.readouterr().out
+    net = OnnxNetwork(out)
+    assert check_parity(network_from_checkpoint(ckpt)[0], net, EXTRA_SIZES) < 1e-5
+    assert (net.metadata["arch"], net.role) == (net_cfg.get("arch", "dts"), role)
+    assert json.loads(net.metadata["model_config"]) == model.model_config()
+
+
+def test_cli_refuses_the_privileged_teacher(tmp_path: Path, capsys) -> None:
+    """The privileged PSD teacher takes the GT as a third input, which an ONNX fusion graph has not: one line, no
+    file written."""
+    save_weights(tmp_path / "t.pth", build_model(TINY_PSD, "teacher"))
+    assert export_CSAKD.main(["--checkpoint", str(tmp_path / "t.pth"), "--out", str(tmp_path / "t.onnx")]) == 2
+    assert "holds the privileged --arch psd teacher" in capsys.readouterr().err
+    assert not (tmp_path / "t.onnx").exists()

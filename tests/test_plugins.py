@@ -23,38 +23,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import NETWORKS
-from models.outputs import FusionOutput
+from models.network import FusionNetwork
 from utils.config import Option, Range
 
 
-class Blend(nn.Module):
-    def __init__(self, role, bands, msi_bands, scale, width):
+class Blend(FusionNetwork):
+    arch = "blend"
+
+    def __init__(self, bands, msi_bands, scale, blend_width):
         super().__init__()
-        self.role, self.bands, self.msi_bands, self.scale, self.width = role, bands, msi_bands, scale, width
-        self.mix = nn.Conv2d(bands + msi_bands, width, 3, padding=1)
-        self.out = nn.Conv2d(width, bands, 3, padding=1)
-
-    def model_config(self):
-        return {"arch": "blend", "role": self.role, "bands": self.bands, "msi_bands": self.msi_bands,
-                "scale": self.scale, "blend_width": self.width}
-
-    def set_grad_checkpoint(self, enabled):
-        return self
+        self.bands, self.msi_bands, self.scale = bands, msi_bands, scale
+        self.mix = nn.Conv2d(bands + msi_bands, blend_width, 3, padding=1)
+        self.out = nn.Conv2d(blend_width, bands, 3, padding=1)
 
     def forward(self, lrhsi, hrmsi):
         up = F.interpolate(lrhsi, scale_factor=self.scale, mode="bilinear", align_corners=False)
         feat = torch.relu(self.mix(torch.cat([up, hrmsi], 1)))
         return up + self.out(feat), feat
 
-    def forward_aux(self, lrhsi, hrmsi, needs=frozenset()):
-        out, feat = self(lrhsi, hrmsi)
-        return FusionOutput(out=out, feat=feat if "feat" in needs else None)
+
+class BlendTeacher(Blend):
+    roles, role = ("teacher",), "teacher"
+
+
+class BlendStudent(Blend):
+    roles, role = ("student",), "student"
 
 
 @NETWORKS.register("blend", options=(Option("blend_width", type=int, default=6, range=Range(1), group="network",
                                             help="blend: hidden width"),))
 def build_blend(cfg, role):
-    return Blend(role, cfg["bands"], cfg["msi_bands"], cfg["scale"], cfg["blend_width"])
+    net = BlendTeacher if role == "teacher" else BlendStudent
+    return net(cfg["bands"], cfg["msi_bands"], cfg["scale"], cfg["blend_width"])
 '''
 
 DATASET = '''

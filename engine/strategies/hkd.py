@@ -30,7 +30,7 @@ from torch import nn
 from losses import FidelityLoss
 from losses.hkd import build_acf, hkd_terms
 from losses.progressive import stage_l1
-from models.heads import IntermediateHeads, head_fractions, tap_depths
+from models.heads import IntermediateHeads, heads_for_frozen
 from models.outputs import FusionOutput
 from utils.config import Option, Range
 
@@ -83,11 +83,15 @@ class HKDStrategy(DistillationStrategy):
                         gt: torch.Tensor) -> FusionOutput:
         """The teacher's outputs; with :attr:`teacher_heads`, their images keep a graph to the heads only."""
         if self.teacher_heads is None:
-            return teacher.forward_aux(lrhsi, hrmsi, self.needs)
+            return self.run("teacher", teacher, lrhsi, hrmsi)
         with torch.enable_grad():  # the co-trainer runs the frozen teacher under no_grad; the heads still learn
-            out = teacher.forward_aux(lrhsi, hrmsi, self.needs, heads=self.teacher_heads)
+            out = self.run("teacher", teacher, lrhsi, hrmsi)
         self._live_heads = out.inter_outs
         return out
+
+    def extra_heads(self, role: str) -> IntermediateHeads | None:
+        """:attr:`teacher_heads` on the teacher's taps (they replace a frozen teacher's missing own heads)."""
+        return self.teacher_heads if role == "teacher" else None
 
     def teacher_objective(self, teacher: FusionOutput, gt: torch.Tensor) -> Objective:
         """L_T = fidelity(T, Y) + Σ_i L1(T_i, Y); parts {"rec", "sam", "beba", "inter"}."""
@@ -116,13 +120,8 @@ class HKDStrategy(DistillationStrategy):
 
 def frozen_teacher_heads(cfg: dict, teacher: nn.Module | None = None) -> IntermediateHeads | None:
     """Heads for the frozen teacher of an offline run when that DTS teacher has none of its own: ``--hkd_heads``
-    of them, at the documented depths of its Z_hm stack; None otherwise. The teacher is described by
+    of them (:func:`models.heads.heads_for_frozen`); None otherwise. The teacher is described by
     ``teacher.model_config()`` when given (the co-trainer's built teacher), else by the file ``--teacher_ckpt``."""
-    from models.dts import TEACHER_LAYERS, parse_student_layers
-
     saved = frozen_teacher_config(cfg, teacher)
-    if saved is None or saved.get("arch", "dts") != "dts" or saved.get("hkd_heads"):
-        return None
-    blocks = parse_student_layers(saved.get("teacher_layers", TEACHER_LAYERS), "teacher_layers")[0]
     count = cfg.get("hkd_heads") or 2  # 0 only for a PSD student, whose two earlier stage images are matched
-    return IntermediateHeads(saved["num_base_chs"], saved["bands"], tap_depths(blocks, head_fractions(count)))
+    return None if saved is None else heads_for_frozen(saved, count)

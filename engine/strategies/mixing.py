@@ -13,16 +13,15 @@ regressing the teacher's features directly.
 
 Which steps mix is a function of (seed, step) only (:func:`mixes`), so resumed runs and runs of other settings
 draw the same steps, and no other random stream moves. Single process, without ``--compile``: the composite calls
-the student's parts directly.
+the student's parts directly (:func:`models.dts.block_mixed`, which owns how two DTS networks compose).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from engine.runtime import derive_seed
-from models.dts import STREAM_STACKS
+from models.dts import block_mixed
+
+__all__ = ["MIX_STREAM", "block_mixed", "mixes"]
 
 MIX_STREAM = 31  # key of the mixing decisions' stream (derive_seed(seed, MIX_STREAM, step))
 
@@ -30,17 +29,3 @@ MIX_STREAM = 31  # key of the mixing decisions' stream (derive_seed(seed, MIX_ST
 def mixes(seed: int, step: int, p: float) -> bool:
     """Whether training step ``step`` (0-based, counted over the run) mixes: u(seed, step) < p, u uniform in [0, 1)."""
     return p > 0 and derive_seed(seed, MIX_STREAM, step) / 2.0 ** 63 < p
-
-
-def block_mixed(student: nn.Module, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> torch.Tensor:
-    """The composite HR-HSI (B, bands, s·h, s·w): the student's stems and blocks, the teacher's remaining blocks of
-    each stream, the teacher's fuser and head. Inputs as the networks' (in [-1, 1]); equal widths required."""
-    if student.num_base_chs != teacher.num_base_chs:
-        raise ValueError(f"--block_mix: the student's width nf {student.num_base_chs} differs from the frozen "
-                         f"teacher's {teacher.num_base_chs}; block mixing needs equal widths")
-    stems, lrhsi_up = student.stems(lrhsi, hrmsi)
-    z = {}
-    for name, attr in STREAM_STACKS.items():
-        own = getattr(student, attr)
-        z[name] = getattr(teacher, attr)[len(own):](own(stems[name]))
-    return teacher.head(z, lrhsi_up)[0]

@@ -53,7 +53,7 @@ class PSDStrategy(DistillationStrategy):
     def forward_teacher(self, teacher: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor,
                         gt: torch.Tensor) -> FusionOutput:
         """The privileged teacher takes the GT (B, C, H, W) at its stage-2 input."""
-        return teacher.forward_aux(lrhsi, hrmsi, self.needs, gt=gt)
+        return self.run("teacher", teacher, lrhsi, hrmsi, gt)
 
     def teacher_objective(self, teacher: FusionOutput, gt: torch.Tensor) -> Objective:
         """L_T = Σ_k L1(Y_k^T, Y)."""
