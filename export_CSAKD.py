@@ -25,6 +25,7 @@ from utils.interrupts import StartingUp, StopAtOnce, interrupt_in
 
 with StartingUp("export_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
     from engine.deploy import EXPORTERS, PARITY_TOL, export_checkpoint
+    from utils.config import PLUGINS, add_options, import_plugins
     from utils.fileio import WriteError
 
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.onnx exporter: dynamo (torch.export, the default) or torchscript (tracing, faster)")
     p.add_argument("--tol", type=float, default=PARITY_TOL,
                    help="largest accepted |ONNX fp32 − PyTorch| on the [-1, 1] outputs")
-    return p
+    return add_options(p, [PLUGINS])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with StopAtOnce(f"nothing was written ({args.out} appears whole or not at all)"):
+            import_plugins(args.plugins or ())  # a network family of one's own
             done = export_checkpoint(args.checkpoint, args.out, args.quantize, args.calib, args.exporter, args.tol)
     except (ValueError, FileNotFoundError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)

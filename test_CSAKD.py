@@ -32,9 +32,10 @@ import sys
 from utils.interrupts import Interrupted, StartingUp, StopAtOnce
 
 with StartingUp("test_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
+    from engine.flags import build_test_parser, build_train_parser, resolve_config
     from engine.score import run_score
     from engine.testing import evaluate_run
-    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+    from utils.config import explicit_keys, load_plugins, parse_config
     from utils.fileio import WriteError
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         with StopAtOnce("no results were written (a --results folder appears whole or not at all)"):
             if "--score" in argv or any(a.startswith("--score=") for a in argv):
                 return run_score(argv)
+            load_plugins(argv)
             cfg = resolve_config(parse_config(build_test_parser(), argv, other=build_train_parser()))
             evaluate_run(cfg, frozenset(explicit_keys(build_test_parser(), argv)))
             return 0

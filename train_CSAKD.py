@@ -17,19 +17,23 @@ import sys
 from utils.interrupts import Interrupted, StartingUp
 
 with StartingUp("train_CSAKD.py"):  # Ctrl-C while torch is imported: one line, not a traceback
+    from engine.flags import build_test_parser, build_train_parser, resolve_config
     from engine.run_folder import continue_in_state_folder, find_resume_state
     from engine.state import load_training_state
     from engine.train import PeerLost, TrainingDiverged, train
-    from utils.config import build_test_parser, build_train_parser, explicit_keys, parse_config, resolve_config
+    from utils.config import explicit_keys, import_plugins, load_plugins, parse_config
     from utils.fileio import WriteError
 
 
 def load_config(argv: list[str] | None = None) -> dict:
-    """Defaults ← (the resumed run's saved config) ← YAML ← command line, resolved and checked."""
+    """Defaults ← (the resumed run's saved config) ← YAML ← command line, resolved and checked; the plugins they
+    name imported first."""
+    load_plugins(argv)
     cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser()))
     state = find_resume_state(cfg)
     if state is not None:  # a resumed run keeps its own settings unless the command line changes them
         saved = load_training_state(state, legacy=bool(cfg.get("legacy_state")))["config"]
+        import_plugins(saved.get("plugins") or ())  # the resumed run's own strategy or network
         cfg = resolve_config(parse_config(build_train_parser(), argv, other=build_test_parser(), base=saved))
         continue_in_state_folder(cfg, state, "prefix" in explicit_keys(build_train_parser(), argv))
     return cfg

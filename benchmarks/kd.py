@@ -10,7 +10,7 @@ flags are training flags (``w_feat=0``, ``kd_mode=offline,teacher_ckpt=PATH``, `
 ``true``/``false``. ``{seed}`` in a value is replaced by each run's seed, so that a frozen teacher can be the one
 trained on the same seed's data: ``kd_mode=offline,teacher_ckpt=results/t/seed{seed}/teacher/best.pth``.
 
-For every (spec, seed) the bench trains with library calls (``utils.config.resolve_train_config`` +
+For every (spec, seed) the bench trains with library calls (``engine.flags.resolve_train_config`` +
 ``engine.train.train``; no command line is built, no script imported) into its own run folder
 ``<out>/checkpoints/<run>``, then tests with ``engine.testing.evaluate_run``
 the student's ``best.pth`` — the checkpoint training selected by the lowest *validation* SAM; the test split is
@@ -76,8 +76,10 @@ from engine.fingerprint import (
     recipe_fingerprint,
     same_result,
 )
+from engine.flags import build_test_parser, build_train_parser
+from engine.options import TEST_METRICS
 from engine.run_keys import run_control
-from utils.config import TEST_METRICS, build_test_parser, build_train_parser
+from utils.config import PLUGINS, add_options, cli_only, load_plugins
 from utils.cpu import describe as describe_cpu
 from utils.fileio import FolderLock, WriteError, atomic_write_json, atomic_write_text, make_parent
 from utils.interrupts import Interrupted, StopAtOnce, signal_name
@@ -238,6 +240,7 @@ class Bench:
     metrics: tuple[str, ...]
     teacher_spec: str = TEACHER_SPEC
     teacher_seed: int = 0
+    plugins: tuple[str, ...] = ()  # --plugins: every run's (the config's own plugins: key each run reads itself)
 
     def teacher_run(self) -> Spec:
         return parse_spec(self.teacher_spec)
@@ -254,7 +257,7 @@ class Bench:
                 "record": os.path.join(self.out, "records", f"{name}.json")}
 
     def train_values(self, spec: Spec, seed: int, data_seed: int | None = None) -> dict[str, Value]:
-        """The training flags of run (spec, seed, data seed) over the bench's YAML file (``utils.config``
+        """The training flags of run (spec, seed, data seed) over the bench's YAML file (``engine.flags``
         ``resolve_train_config(bench.config, values)``)."""
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
@@ -262,16 +265,16 @@ class Bench:
         shared = {"teacher_ckpt": self.shared_teacher(data)} if spec.shared_teacher else {}
         return {"seed": str(seed), **_data_seed_value(data_seed), "prefix": name,
                 "checkpoint_dir": p["checkpoint_dir"], "log_dir": p["log_dir"], "no_progress": True,
-                **spec.train_values(seed), **shared}
+                **spec.train_values(seed), **shared, **self.plugin_values()}
 
     def test_values(self, spec: Spec, seed: int, role: str, cfg: dict, data_seed: int | None = None
                     ) -> dict[str, Value]:
-        """The test flags testing ``role`` of run (spec, seed, data seed) on the test split (``utils.config``
+        """The test flags testing ``role`` of run (spec, seed, data seed) on the test split (``engine.flags``
         ``resolve_test_config(bench.config, values)``)."""
         name = run_name(spec, seed, data_seed)
         p = self.paths(name)
         test = build_test_parser()
-        known, ignored = _actions(test), set(getattr(test, "yaml_ignored", ()))
+        known, ignored = _actions(test), cli_only(test)
         values: dict[str, Value] = {
             "seed": str(seed), **_data_seed_value(data_seed), "prefix": name, "checkpoint_dir": p["checkpoint_dir"],
             "split": "test", "test_mode": "1" if role == "teacher" else "2",
@@ -281,7 +284,10 @@ class Bench:
                 values[flag] = with_seed(value, seed)
         if role == "teacher" and cfg["kd_mode"] == "offline":
             values["checkpoint"] = cfg["teacher_ckpt"]
-        return values
+        return {**values, **self.plugin_values()}
+
+    def plugin_values(self) -> dict[str, Value]:
+        return {"plugins": list(self.plugins)} if self.plugins else {}
 
 
 def _data_seed_value(data_seed: int | None) -> dict[str, str]:
@@ -374,8 +380,8 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
     "best_epoch", "best_val_sam", "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were
     selected on)."""
     from engine import testing
+    from engine.flags import resolve_test_config, resolve_train_config
     from engine.train import train
-    from utils.config import resolve_test_config, resolve_train_config
 
     name = run_name(spec, seed, data_seed)
     p = bench.paths(name)
@@ -712,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.kd", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", required=True, help="YAML config of every run (flags as in train_CSAKD.py)")
+    add_options(p, [PLUGINS])
     p.add_argument("--strategies", nargs="+", default=[BASELINE, "csakd"], metavar="SPEC",
                    help="name[:flag=value,...]; none = the student alone")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3],
@@ -750,7 +757,7 @@ class Job:
 def prepare_runs(bench: Bench, specs: list[Spec], seeds: list[int],
                  data_seeds: list[int | None] | None = None) -> list[Job]:
     """Every (spec, seed, data seed) with its resolved training config, all checked before anything is trained."""
-    from utils.config import resolve_train_config
+    from engine.flags import resolve_train_config
 
     runs = []
     for spec in specs:
@@ -851,6 +858,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError(f"--metrics: unknown {unknown}; expected some of {','.join(TEST_METRICS)}")
         if not os.path.isfile(args.config):
             raise FileNotFoundError(f"--config {args.config}: no such file")
+        load_plugins(["--config", args.config, *(["--plugins", *args.plugins] if args.plugins else [])])
         for flag, values in (("--seeds", args.seeds), ("--data_seeds", args.data_seeds or [])):
             if len(set(values)) != len(values):
                 raise SpecError(f"{flag} {values}: a seed is given twice")
@@ -861,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         except SpecError as exc:
             raise SpecError(f"--teacher_spec: {exc}") from None
         out = args.out or os.path.join("results", "kd_bench", os.path.splitext(os.path.basename(args.config))[0])
-        bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed)
+        bench = Bench(args.config, out, metrics, args.teacher_spec, args.teacher_seed, tuple(args.plugins or ()))
         make_parent(args.json)  # an unwritable report folder fails now, not after hours of runs
         with StopAtOnce("stopped"):  # between runs and while testing; training stops itself at its next step
             report = run_bench(bench, specs, args.seeds, command, args.data_seeds, controls)

@@ -26,16 +26,18 @@ from typing import Any
 
 import torch
 
+from engine.flags import keys_where
 from engine.inference import FastPath, fast_path, prepare
 from models import build_model
+from models.family import NETWORK
 from utils.complexity import complexity
 
 from .measure import MIB, cuda_peak, official_dense_blocks, reset_peak_rss, run_in_child, synchronize, time_calls
 
 PAPER: dict[str, Any] = {"name": "paper", "bands": 172, "msi_bands": 4, "num_base_chs": 86, "num_agg_feat": 43,
                          "adaptive_fuse": 3, "student_layers": "1441", "scale": 4, "compat": None}
-MODEL_KEYS = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "student_layers", "groups",
-              "scale", "compat")
+#: The keys a network is built from: the shapes and the options of the network families.
+MODEL_KEYS = ("bands", "msi_bands", "scale", *keys_where(group=NETWORK))
 
 
 def model_config(cfg: dict) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 from .aviris import LayoutSpec, load_entry, read_split
 from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
-from .options import DATA_DEFAULTS, data_seed_of, degradation_from_cfg
+from .options import DATA_DEFAULTS, DATASETS, data_seed_of, degradation_from_cfg
 from .sample import LR_LEVELS, FusionDataset
 from .sensors import default_srf_name, resolve_srf
 from .spectral import resolve_wavelengths
@@ -40,6 +40,7 @@ def _levels(ds: FusionDataset) -> tuple[int, ...]:
     return LR_LEVELS if ds.train and ds.mixed else (ds.mis_pix,)
 
 
+@DATASETS.register("aviris")
 class AvirisDataset(FusionDataset):
     """The official layout (docs/csakd.md §1.2), or a dataset written by ``python -m data.prepare``.
 
@@ -88,6 +89,7 @@ class _SimulatedDataset(FusionDataset):
         raise NotImplementedError
 
 
+@DATASETS.register("synthetic")
 class SyntheticDataset(_SimulatedDataset):
     """Built-in scenes (``data.synthetic``), no files: ``synthetic_scenes`` = (train, val, test) counts,
     HR size ``image_size`` (square), ``bands`` bands at ``wavelengths``, HR-MSI through ``msi_srf``
@@ -132,6 +134,7 @@ class SyntheticDataset(_SimulatedDataset):
         return f"{self.kind}/{self.split}_{index:04d}", gt, msi[self.msi_bands], lr
 
 
+@DATASETS.register("realistic")
 class RealisticDataset(SyntheticDataset):
     """Scenes of measured reflectance spectra (``data.realistic``, needs colour-science), otherwise exactly the
     synthetic dataset: ``synthetic_scenes`` counts, seed streams per split (scene-disjoint), size ``image_size``,
@@ -149,6 +152,7 @@ class RealisticDataset(SyntheticDataset):
         return self._make(seed, self.size)
 
 
+@DATASETS.register("cube")
 class CubeDataset(_SimulatedDataset):
     """The user's own HR-HSI cubes, simulated on the fly with the logged degradation.
 
@@ -195,13 +199,10 @@ class CubeDataset(_SimulatedDataset):
 
 
 def build_dataset(cfg: dict, split: str) -> FusionDataset:
-    """The dataset named by ``cfg["dataset"]`` for ``split`` ("train" | "val" | "test").
+    """The dataset of the kind ``cfg["dataset"]`` (:data:`~data.options.DATASETS`) for ``split`` ("train" | "val" |
+    "test").
 
     ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` fills missing keys).
     """
     cfg = {**DATA_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k not in DATA_DEFAULTS}}
-    kinds = {"aviris": AvirisDataset, "cube": CubeDataset, "synthetic": SyntheticDataset,
-             "realistic": RealisticDataset}
-    if cfg["dataset"] not in kinds:
-        raise ValueError(f"--dataset must be one of {sorted(kinds)}, got {cfg['dataset']!r}")
-    return kinds[cfg["dataset"]](cfg, split)
+    return DATASETS.lookup(cfg["dataset"])(cfg, split)

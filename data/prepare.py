@@ -26,6 +26,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,14 +35,14 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from utils.config import check_ranges
+from utils.config import PLUGINS, Option, Range, add_options, check_ranges, declared_options, import_plugins
 from utils.fileio import WriteError, atomic_write, staged_folder
 from utils.interrupts import Interrupted, StopAtOnce
 
 from .aviris import write_entry
 from .degrade import simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
-from .options import DATA_DEFAULTS, add_degradation_args, degradation_from_cfg
+from .options import DATA_DEFAULTS, DATA_OPTIONS, add_degradation_args, degradation_from_cfg
 from .sensors import resolve_srf
 from .spectral import resolve_wavelengths
 from .synthetic import VALUE_RANGE, make_scene, scene_seed
@@ -58,32 +59,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="*", help="HR-HSI cube files or CAVE-style PNG folders (one scene each)")
     p.add_argument("--out", required=True, help="output dataset root")
-    p.add_argument("--synthetic", type=int, default=0, help="add this many built-in synthetic scenes")
-    p.add_argument("--realistic", type=int, default=0,
-                   help="add this many scenes of measured reflectance spectra (data.realistic; needs colour-science)")
-    p.add_argument("--synthetic_size", type=int, default=256, help="HR size of the synthetic and realistic scenes")
-    p.add_argument(
-        "--bands",
-        type=int,
-        default=None,
-        help="expected HSI band count (required with --synthetic/--realistic; checked against inputs)",
-    )
-    p.add_argument("--tile", type=int, default=256, help="HR patch size (multiple of --scale; 0 = whole scene)")
-    p.add_argument("--stride", type=int, default=0, help="HR patch stride (0 = --tile, non-overlapping)")
-    p.add_argument(
-        "--split_fractions",
-        nargs=3,
-        type=float,
-        default=[0.8, 0.1, 0.1],
-        metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions of the scenes per split (by scene)",
-    )
-    p.add_argument("--scale", type=int, default=DATA_DEFAULTS["scale"], help="spatial ratio HR/LR")
-    p.add_argument("--seed", type=int, default=DATA_DEFAULTS["seed"], help="seed of split, noise, synthetic")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (nothing old is kept)")
+    add_options(p, (*PREPARE_OPTIONS, PLUGINS))
     add_degradation_args(p)
     p.set_defaults(srf=None)
     return p
+
+
+_COUNT = Range(0)
+PREPARE_OPTIONS = (
+    Option("synthetic", type=int, default=0, range=_COUNT, help="add this many built-in synthetic scenes"),
+    Option("realistic", type=int, default=0, range=_COUNT,
+           help="add this many scenes of measured reflectance spectra (data.realistic; needs colour-science)"),
+    Option("synthetic_size", type=int, default=256, range=Range(1), help="HR size of the synthetic and realistic "
+                                                                         "scenes"),
+    Option("bands", type=int, range=Range(1),
+           help="expected HSI band count (required with --synthetic/--realistic; checked against inputs)"),
+    Option("tile", type=int, default=256, range=_COUNT, help="HR patch size (multiple of --scale; 0 = whole scene)"),
+    Option("stride", type=int, default=0, range=_COUNT, help="HR patch stride (0 = --tile, non-overlapping)"),
+    Option("split_fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VAL", "TEST"),
+           range=_COUNT, help="fractions of the scenes per split (by scene)"),
+    dataclasses.replace(next(o for o in DATA_OPTIONS if o.name == "scale"), group=""),
+    Option("seed", type=int, default=DATA_DEFAULTS["seed"], help="seed of split, noise, synthetic"),
+    Option("overwrite", switch=True, help="replace a non-empty --out (nothing old is kept)"),
+)
 
 
 def split_scenes(names: list[str], fractions: list[float], seed: int) -> dict[str, list[str]]:
@@ -265,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with StopAtOnce(f"no dataset was written ({args.out} appears whole or not at all)"):
-            check_ranges(vars(args))
+            check_ranges(vars(args), declared_options(build_parser()))
+            import_plugins(args.plugins or ())  # e.g. a reader of one's own cube format
             m = prepare(args)
     except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"data.prepare: error: {e}", file=sys.stderr)

@@ -49,6 +49,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from utils.registry import Registry
+
 from .colour_science import colour_science
 from .spectral import gaussian_bands, normalise_srf, resample_spectra, to_nanometres
 
@@ -177,18 +179,16 @@ class Sensor:
             raise ValueError(f"sensor {self.name}: {len(self.gnyq_ms)} MS gains for {self.bands} bands")
 
 
-SENSORS: dict[str, Sensor] = {
-    s.name: s
-    for s in (
-        Sensor("QB", 4, 11, 2047.0, (0.34, 0.32, 0.30, 0.22), 0.15),
-        Sensor("IKONOS", 4, 11, None, (0.26, 0.28, 0.29, 0.28), 0.17),
-        Sensor("GeoEye1", 4, 11, 2047.0, (0.23,) * 4, 0.16),
-        Sensor("WV2", 8, 11, 2047.0, (0.35,) * 7 + (0.27,), 0.11),
-        Sensor("WV3", 8, 11, 2047.0, (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315), 0.14),
-        Sensor("GF2", 4, 10, 1023.0, (0.3,) * 4, None),
-    )
-}
-SENSOR_NAMES = tuple(SENSORS)
+SENSORS: Registry[Sensor] = Registry("sensor", "--sensor")
+for _sensor in (
+    Sensor("QB", 4, 11, 2047.0, (0.34, 0.32, 0.30, 0.22), 0.15),
+    Sensor("IKONOS", 4, 11, None, (0.26, 0.28, 0.29, 0.28), 0.17),
+    Sensor("GeoEye1", 4, 11, 2047.0, (0.23,) * 4, 0.16),
+    Sensor("WV2", 8, 11, 2047.0, (0.35,) * 7 + (0.27,), 0.11),
+    Sensor("WV3", 8, 11, 2047.0, (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315), 0.14),
+    Sensor("GF2", 4, 10, 1023.0, (0.3,) * 4, None),
+):
+    SENSORS.add(_sensor.name, _sensor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,9 +212,7 @@ SPECTRAL_BANDS: dict[str, SpectralBands] = {
 
 def get_sensor(name: str) -> Sensor:
     """The :data:`SENSORS` entry ``name`` (exact spelling, e.g. ``"WV3"``); a ValueError lists the choices."""
-    if name not in SENSORS:
-        raise ValueError(f"--sensor {name!r}: unknown sensor; expected one of {', '.join(SENSOR_NAMES)}")
-    return SENSORS[name]
+    return SENSORS.lookup(name)
 
 
 def _gaussian(size: int, sigma: float) -> np.ndarray:

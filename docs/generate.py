@@ -4,7 +4,7 @@
     python docs/generate.py --check    # exit 1 naming every stale file (tests/test_docs.py runs this check)
 
 ``docs/flags.md`` lists every flag of ``train_CSAKD.py`` and ``test_CSAKD.py`` as their parsers group them
-(``utils.config.build_train_parser`` / ``build_test_parser``), with its default and help; ``docs/layout.md`` lists
+(``engine.flags.build_train_parser`` / ``build_test_parser``), with its default and help; ``docs/layout.md`` lists
 each package and module with the first sentence of its docstring (read with ``ast``, nothing imported), the import
 floors that ``tests/test_layers.py`` enforces and each file of ``configs/`` with its first comment. Both are
 derived, never edited by hand: after changing a flag, a docstring or a module, run the first command.
@@ -82,7 +82,7 @@ def _flag_rows(script: str, parser: argparse.ArgumentParser) -> Iterator[str]:
 def flags_md() -> str:
     """The text of ``docs/flags.md``."""
     sys.path.insert(0, str(ROOT))
-    from utils.config import build_test_parser, build_train_parser
+    from engine.flags import build_test_parser, build_train_parser
 
     parts = [BANNER, "# Flag reference\n\n",
              "Every flag of the two scripts, grouped as `--help` groups them. A YAML file given with `--config` "

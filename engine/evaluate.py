@@ -21,13 +21,14 @@ from scipy.io import savemat
 from torch import nn
 from torch.utils.data import DataLoader
 
-from utils.config import OFFICIAL_VAL_EVERY
 from utils.fileio import atomic_write
 from utils.metrics import evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
 
 from .noise import awgn
 from .runtime import DistContext, autocast, synchronize
+
+OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
 def predict(model: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor, tile: int = 0, overlap: int = 0,

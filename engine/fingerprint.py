@@ -42,7 +42,8 @@ def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4)
 def _defaults(compat: str | None) -> str:
-    from utils.config import build_train_parser, parse_config, resolve_config
+    from engine.flags import build_train_parser, resolve_config
+    from utils.config import parse_config
 
     argv = ["--compat", compat] if compat else []
     return json.dumps(_plain(resolve_config(parse_config(build_train_parser(), argv))))

@@ -56,6 +56,7 @@ from utils.fileio import (
 
 from .fingerprint import KEY as FINGERPRINTS
 from .fingerprint import changed_options, run_fingerprints, yaml_header
+from .flags import keys_where
 from .run_keys import resume_fixed, resume_may_change
 from .runtime import log
 from .state import STATE_FILE, load_training_state, save_training_state
@@ -277,7 +278,7 @@ class RunFolder:
         except OSError as exc:
             raise WriteError(getattr(exc, "filename", None) or self.path, exc) from None
         atomic_write_text(os.path.join(self.path, "config.yaml"), yaml_header(self.fingerprints) +
-                          config_to_yaml(self.cfg))
+                          config_to_yaml(self.cfg, keys_where(saved=False)))
 
     def _remove_old_run(self) -> None:
         old = [self.state_file, self.good_state_file, os.path.join(self.path, "config.yaml"),

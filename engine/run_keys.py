@@ -17,95 +17,84 @@ Questions asked of a key (a flag's ``dest``):
   different validation cadence, another recovery patience) with a warning; a resume refuses a change of any
   other result-affecting key.
 
-The lists below are private on purpose: callers ask the functions, so that the facts can move next to the
-components that own the options without touching any caller.
+Every answer is read from the options' declarations (``utils.config.Option``: ``control``, ``affects_result``,
+``teacher_only``, ``strategy``, ``arch``, ``resume``), which each component writes beside its code, gathered by
+``engine.flags.option_table``; a plugin's options are classified by their own declarations.
 """
 
 from __future__ import annotations
 
-_RUN_CONTROL = frozenset({"config", "resume", "overwrite", "no_progress", "allow_emulated_precision",
-                          "legacy_state"})
-#: Where and how a run is made, what it logs, and compatibility flags without effect.
-_RESULT_FREE = _RUN_CONTROL | frozenset({
-    "prefix", "checkpoint_dir", "log_dir", "device", "workers", "gpus", "compile", "debug", "tb_scenes",
-    "rgb_bands", "val_batch_size", "grad_log_every", "grad_checkpoint", "finetuning_step", "num_blocks",
-    "network_mode",
-})
-#: Read only with a teacher: the distillation terms and the teacher's own network, schedule and weights.
-_TEACHER_ONLY = frozenset({
-    "w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix", "block_mix_weight",
-    "teacher_layers", "teacher_ckpt", "lr_scheduler", "hkd_acf", "hkd_row_chunk", "hkd_sample_rows",
-    "psd_feat_weight",
-})
-_STRATEGY_ONLY = {
-    **dict.fromkeys(("w_kd", "w_feat", "feat_adapter", "feat_norm", "kd_warmup", "kd_decay", "block_mix",
-                     "block_mix_weight"), "csakd"),
-    **dict.fromkeys(("hkd_acf", "hkd_row_chunk", "hkd_sample_rows"), "hkd"),
-    "psd_feat_weight": "psd",
-}
-_ARCH_ONLY = {"psd_patches": "psd", "psd_patch_overlap": "psd"}
-#: Besides the teacher-only keys: which regime and strategy distil, and the seeds (pairs are made per seed).
-_RECIPE_FREE = _TEACHER_ONLY | frozenset({"kd_mode", "kd_strategy", "seed", "data_seed"})
-_RESUME_MAY_CHANGE = frozenset({"epochs", "eval_step", "nan_patience", "resume_ckpt"})
-#: Decide what a training state holds (which networks, optimisers, strategy parameters).
-_RESUME_FIXED = ("kd_mode", "kd_strategy", "arch")
-#: Every other flag of the training parser affects the result for every run (data, networks, optimisation,
-#: losses, seeds). Named here so that the classification is complete: ``tests/test_run_keys.py`` checks that each
-#: flag of the training parser is in one of these sets.
-_RESULT_FOR_ALL = frozenset({
-    "seed", "data_seed", "amp", "compat", "arch", "deterministic", "batch_size", "lr", "step_size",
-    "weight_decay", "snr", "joint_loss", "resume_ind", "w_sam", "w_beba", "kd_mode", "kd_strategy",
-    "student_init", "eval_last", "student_lr_scheduler", "w_unlabelled", "kd_augment", "w_augment", "val_metrics",
-    "bands", "msi_bands", "scale", "num_base_chs", "num_agg_feat", "adaptive_fuse", "student_layers", "groups",
-    "residual", "hkd_heads", "dataset", "root", "train_file", "val_file", "test_file", "image_size", "crop_size",
-    "synthetic_scenes", "unlabelled", "srf", "wavelengths", "layout", "key", "blur", "blur_sigma", "blur_size",
-    "phase", "border", "snr_hsi", "snr_msi", "misreg", "mis_pix", "mixed_align_opt",
-}) | _RESUME_MAY_CHANGE
+import functools
+
+from utils.config import Option
+
+from .flags import option_table, registered
+
+#: Besides the teacher-only keys, what may differ between a distilled run and the student alone it is paired with:
+#: which regime and strategy distil, and the seeds (pairs are made per seed). The bench's pairing rule, not a
+#: property of one option.
+_PAIRING_AXES = frozenset({"kd_mode", "kd_strategy", "seed", "data_seed"})
+
+
+@functools.lru_cache(maxsize=4)
+def _table(counts: tuple[int, ...]) -> dict[str, Option]:
+    return option_table("train")
+
+
+def _option(key: str) -> Option | None:
+    """The training option ``key`` (None: no flag has it); read again when a plugin registered more components."""
+    return _table(registered()).get(key)
 
 
 def run_control(key: str) -> bool:
     """Whether ``key`` only steers one command (never saved as part of what a run is)."""
-    return key in _RUN_CONTROL
+    opt = _option(key)
+    return opt is not None and opt.control
 
 
 def affects_result(key: str) -> bool:
     """Whether ``key`` can change what a run computes (True for a key nobody classified)."""
-    return key not in _RESULT_FREE
+    opt = _option(key)
+    return opt is None or opt.affects_result
 
 
 def teacher_only(key: str) -> bool:
     """Whether only a run with a teacher reads ``key``."""
-    return key in _TEACHER_ONLY
+    opt = _option(key)
+    return opt is not None and opt.teacher_only
 
 
 def strategy_only(key: str) -> str | None:
     """The one ``--kd_strategy`` that reads ``key``, or None when every strategy may."""
-    return _STRATEGY_ONLY.get(key)
+    opt = _option(key)
+    return None if opt is None else opt.strategy
 
 
 def arch_only(key: str) -> str | None:
     """The one ``--arch`` whose networks read ``key``, or None when every network family may."""
-    return _ARCH_ONLY.get(key)
+    opt = _option(key)
+    return None if opt is None else opt.arch
 
 
 def recipe_free(key: str) -> bool:
     """Whether ``key`` may differ between a distilled run and the student alone it is paired with."""
-    return key in _RECIPE_FREE
+    return teacher_only(key) or key in _PAIRING_AXES
 
 
 def resume_may_change(key: str) -> bool:
     """Whether a ``--resume`` may change ``key`` although it affects the result (with a warning)."""
-    return key in _RESUME_MAY_CHANGE or not affects_result(key)
+    opt = _option(key)
+    return not affects_result(key) or (opt is not None and opt.resume == "free")
 
 
 def resume_fixed() -> tuple[str, ...]:
     """The keys a ``--resume`` can never change: the saved state holds networks of their values."""
-    return _RESUME_FIXED
+    return tuple(name for name, opt in _table(registered()).items() if opt.resume == "fixed")
 
 
 def classified(key: str) -> bool:
-    """Whether ``key`` is named by this module (the test of its completeness asks this of every flag)."""
-    return key in _RESULT_FREE or key in _TEACHER_ONLY or key in _ARCH_ONLY or key in _RESULT_FOR_ALL
+    """Whether ``key`` is a declared training option (the test of completeness asks this of every flag)."""
+    return _option(key) is not None
 
 
 __all__ = ["affects_result", "arch_only", "classified", "recipe_free", "resume_fixed", "resume_may_change",

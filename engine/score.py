@@ -21,7 +21,7 @@ import numpy as np
 from data.formats import read_mat_arrays
 from data.pancollection import read_examples
 from data.resample import interp23tap
-from data.sensors import SENSOR_NAMES, get_sensor
+from data.sensors import SENSORS, get_sensor
 from engine.pansharpening_metrics import (
     FR_METRICS,
     PANSHARPENING_COUNT_KEYS,
@@ -40,7 +40,7 @@ def build_score_parser() -> argparse.ArgumentParser:
                                      "against a PanCollection file with the toolbox metrics (docs/pansharpening.md).")
     parser.add_argument("--score", required=True, metavar="FUSED", help="fused images (.mat H×W×C, .h5 N×C×H×W, .npy)")
     parser.add_argument("--reference", required=True, metavar="REF", help="PanCollection .h5 / .mat file")
-    parser.add_argument("--sensor", choices=SENSOR_NAMES,
+    parser.add_argument("--sensor", choices=list(SENSORS),
                         help="band count check and MTF gains (needed for pansharpening references)")
     parser.add_argument("--dim_cut", type=int, default=0,
                         help=f"border cut of the reduced-resolution indices as the toolbox ({TOOLBOX_DIM_CUT} in its "
@@ -152,7 +152,7 @@ def score(fused_path: str, reference_path: str, sensor: str | None, dim_cut: int
         return score_hsi(fused_path, reference_path, fused_key)
     if sensor is None:
         raise ValueError(f"--reference {reference_path} is a pansharpening file (keys {sorted(keys)}): --sensor is "
-                         f"needed, one of {', '.join(SENSOR_NAMES)}")
+                         f"needed, one of {', '.join(SENSORS)}")
     s = get_sensor(sensor)
     ref, ratio = read_examples(reference_path)
     if ref["ms"].shape[1] != s.bands:

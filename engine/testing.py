@@ -115,7 +115,7 @@ def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: st
 
 
 def evaluate_run(cfg: dict, given: frozenset[str] | set[str] = frozenset()) -> dict:
-    """Test one network as the resolved test configuration ``cfg`` says (``utils.config.resolve_test_config`` or
+    """Test one network as the resolved test configuration ``cfg`` says (``engine.flags.resolve_test_config`` or
     the flags of ``test_CSAKD.py``), print its table and, with ``cfg["results"]``, write the results folder.
 
     Args:

@@ -80,7 +80,7 @@ def train(cfg: dict, stop_after: int | None = None) -> dict[str, Any]:
     torchrun job, or alone).
 
     Args:
-        cfg: from ``utils.config`` (``parse_config`` + ``resolve_config``), keyed by flag names.
+        cfg: from ``utils.config.parse_config`` + ``engine.flags.resolve_config``, keyed by flag names.
         stop_after: return after completing this epoch (the run stays resumable), e.g. for jobs with a
             time limit; None trains to ``cfg["epochs"]``.
 

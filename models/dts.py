@@ -32,9 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.compat import check_compat
+from utils.config import Option, Range, str2bool
 from utils.defaults import BANDS, GROUPS, MSI_BANDS, NUM_AGG_FEAT, NUM_BASE_CHS, SCALE
 
 from .clra import CLRA, check_groups, clra_stack
+from .family import NETWORK, NETWORKS
 from .fusion import FUSION_MODES, build_fusion
 from .heads import IntermediateHeads, head_taps
 from .network import FusionNetwork
@@ -322,6 +324,49 @@ class Student(DTS):
                          layers=layers, stream_groups=(g_m, 1, num_base_chs // 2, g_m), compat=compat,
                          run_hm_stack=False, residual=residual, hkd_heads=hkd_heads)
         self.student_layers = layers
+
+    def model_config(self) -> dict:
+        return {**super().model_config(), "student_layers": list(self.student_layers)}
+
+
+def _layers(name: str, default: tuple[int, ...], help_text: str, **kw) -> Option:
+    return Option(name, type=str, default="".join(map(str, default)), group=NETWORK, help=help_text, **kw)
+
+
+DTS_OPTIONS = (
+    Option("num_agg_feat", type=int, default=NUM_AGG_FEAT, range=Range(1), group=NETWORK,
+           help="CLRA dense growth width gc"),
+    Option("adaptive_fuse", type=int, choices=range(5), default=3, official=0, group=NETWORK,
+           # the paper's CSA fusion; the official script's default is 0
+           help="fusion: 0 sum, 1 sigmoid weights, 2 cross-attention, 3 CSA, 4 concat attention"),
+    _layers("student_layers", PAPER_STUDENT_LAYERS,
+            "student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)"),
+    _layers("teacher_layers", TEACHER_LAYERS,
+            "teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)",
+            teacher_only=True),
+    Option("groups", type=int, default=GROUPS, range=Range(1), group=NETWORK, help="groups of the head conv"),
+    Option("num_blocks", type=int, default=6, group=NETWORK, affects_result=False,
+           help="accepted for compatibility; ignored, as in the official code"),
+    Option("residual", type=str2bool, default=False, group=NETWORK,
+           help="true: both networks predict the correction to the bilinearly upsampled LR-HSI (global residual "
+                "learning; not official, refused under --compat official)"),
+    # None: resolved from --kd_strategy (engine/flags.py)
+    Option("hkd_heads", type=int, range=Range(0), group=NETWORK,
+           help="K intermediate image heads on both DTS networks, saved with them (HKDSR); default 2 with "
+                "--kd_strategy hkd, else 0"),
+)
+_DTS_KWARGS = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_fuse", "groups", "scale", "compat",
+               "residual", "hkd_heads")
+
+
+@NETWORKS.register("dts", options=DTS_OPTIONS)
+def build_dts(cfg: dict, role: str) -> DTS:
+    """The DTS :class:`Teacher` or :class:`Student` of a flag dict (missing keys: the constructor defaults)."""
+    kwargs = {k: cfg[k] for k in _DTS_KWARGS if cfg.get(k) is not None}
+    layers = f"{role}_layers"
+    if layers in cfg:
+        kwargs[layers] = cfg[layers]
+    return Teacher(**kwargs) if role == "teacher" else Student(**kwargs)
 
 
 def block_mixed(student: DTS, teacher: DTS, lrhsi: torch.Tensor, hrmsi: torch.Tensor) -> torch.Tensor:

@@ -34,9 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.config import Option, Range
 from utils.defaults import BANDS, MSI_BANDS, SCALE
 
 from .dts import DTS
+from .family import NETWORK, NETWORKS
 from .network import FusionNetwork
 from .outputs import AUX_FIELDS
 from .taps import Finish, Tap
@@ -355,3 +357,24 @@ class PSDNet(FusionNetwork):
     def extra_repr(self) -> str:
         return (f"bands={self.bands}, msi_bands={self.msi_bands}, nf={self.num_base_chs}, scale={self.scale}, "
                 f"privileged={self.privileged}, patches={self.patches}, patch_overlap={self.patch_overlap}")
+
+
+PSD_OPTIONS = (
+    Option("psd_patches", type=int, nargs=3, metavar=("P1", "P2", "P3"), range=Range(1), group=NETWORK, arch="psd",
+           help="--arch psd multipatch: pieces per stage from {1, 2, 4}, e.g. 4 2 1 (default off)"),
+    Option("psd_patch_overlap", type=int, range=Range(0), group=NETWORK, arch="psd",
+           help="--arch psd multipatch: HR rows/columns neighbouring pieces share (even; default 32)"),
+)
+
+
+@NETWORKS.register("psd", options=PSD_OPTIONS)
+def build_psd(cfg: dict, role: str) -> PSDNet:
+    """A :class:`PSDNet` of a flag dict, the teacher being the privileged (GT-fed) variant, both of width
+    ``num_base_chs``; ``psd_patches``, ``psd_patch_overlap``: multipatch."""
+    kwargs = {k: cfg[k] for k in ("bands", "msi_bands", "num_base_chs", "scale") if k in cfg}
+    # "patches"/"patch_overlap": a checkpoint's own description (PSDNet.model_config) wins over the flags
+    kwargs["patches"] = cfg.get("patches") or cfg.get("psd_patches")
+    overlap = cfg.get("patch_overlap") or cfg.get("psd_patch_overlap")
+    if overlap:
+        kwargs["patch_overlap"] = overlap
+    return PSDNet(**kwargs, privileged=role == "teacher")

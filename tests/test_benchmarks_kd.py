@@ -123,22 +123,21 @@ def test_flags_only_csakd_reads_are_not_compared_for_other_strategies(tmp_path, 
 
 def test_a_new_default_of_an_hkd_only_option_retrains_only_the_hkd_runs(tmp_path, monkeypatch, capsys):
     """Reuse by run fingerprint: a finished ``none`` or ``csakd`` run does not depend on ``--hkd_acf``."""
+    import dataclasses
     import shutil
 
-    import utils.config
     from engine import fingerprint
+    from engine.strategies import STRATEGIES
 
     argv = bench_argv(tmp_path, "none", "csakd", "hkd", seeds=("1",))
     assert kd.main(argv) == 0
     first = {r["spec"]: r for r in json.loads((tmp_path / "kd.json").read_text())["runs"]}
     assert first["hkd"]["config"]["hkd_acf"] == "global"
     assert all(r[fingerprint.KEY]["run"] == kd.record_fingerprint(r) for r in first.values())
-    add_train_args = utils.config.add_train_args
-
-    def new_default(parser):
-        return add_train_args(parser).set_defaults(hkd_acf="pixel") or parser
-
-    monkeypatch.setattr(utils.config, "add_train_args", new_default)
+    # a new default in the hkd strategy's own declaration (engine/strategies/hkd.py), as an edit there would make
+    options = tuple(dataclasses.replace(o, default="pixel") if o.name == "hkd_acf" else o
+                    for o in STRATEGIES.options("hkd"))
+    monkeypatch.setitem(STRATEGIES._options, "hkd", options)
     fingerprint._defaults.cache_clear()
     trained: list[str] = []
     real_run_one = kd.run_one

@@ -17,6 +17,7 @@ from test_train_run import tiny
 
 import train_CSAKD
 from engine.cotrainer import CoTrainer
+from engine.flags import build_train_parser, resolve_config
 from engine.state import load_training_state
 from engine.strategies import STRATEGIES, build_strategy
 from engine.strategies.csakd import CSAKDStrategy
@@ -26,7 +27,7 @@ from models import Student, Teacher, build_model
 from models.describe import checkpoint_model_config
 from models.outputs import FusionOutput
 from utils.checkpoint import read_checkpoint
-from utils.config import ConfigError, build_train_parser, parse_config, resolve_config
+from utils.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ What is checked, in README.md and docs/*.md (fenced code blocks excluded):
 - every relative Markdown link points to an existing file and, for a ``#anchor``, to a heading of that file
   (GitHub's anchor rule);
 - every inline-code span that names a Python name of this repository (``engine.cotrainer.CoTrainer.step``,
-  ``utils.config.RANGES``) names a module that exists and, after it, a name that module defines (read with
+  ``utils.config.Option``) names a module that exists and, after it, a name that module defines (read with
   ``ast``, nothing imported; deeper attributes are not checked);
 - every inline-code span that names a repository path (``engine/train.py``, ``configs/x.yaml``,
   ``tests/test_faults.py::test_x``) names one that exists. A path counts as a repository path when its first
@@ -172,7 +172,7 @@ def _explained_flags(page: Path) -> list[str]:
 
 
 def test_explained_flags_exist():
-    config = importlib.import_module("utils.config")
+    config = importlib.import_module("engine.flags")
     known = {o for build in (config.build_train_parser, config.build_test_parser) for a in build()._actions
              for o in a.option_strings}
     unknown = {_rel(p): sorted(set(_explained_flags(p)) - known) for p in PAGES}

@@ -9,18 +9,12 @@ import pytest
 import torch
 
 from engine.cotrainer import CoTrainer, build_optimizers
+from engine.flags import build_test_parser, build_train_parser, resolve_config
 from engine.noise import awgn
 from engine.strategies.csakd import CSAKDStrategy
 from losses import FidelityLoss, StudentLoss, TeacherLoss
 from models import Student, Teacher
-from utils.config import (
-    ConfigError,
-    build_test_parser,
-    build_train_parser,
-    config_to_yaml,
-    parse_config,
-    resolve_config,
-)
+from utils.config import ConfigError, config_to_yaml, parse_config
 from utils.tiling import tile_starts, tiled_forward
 
 TINY = dict(bands=8, msi_bands=2, num_base_chs=8, num_agg_feat=4, adaptive_fuse=3)

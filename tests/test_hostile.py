@@ -164,7 +164,8 @@ def test_a_yaml_alias_bomb_ends_at_once_in_one_line(tmp_path: Path, capsys) -> N
 
 
 def test_a_few_aliases_are_fine_and_long_values_are_cut_in_messages(tmp_path: Path, capsys) -> None:
-    from utils.config import build_train_parser, parse_config
+    from engine.flags import build_train_parser
+    from utils.config import parse_config
 
     ok = tmp_path / "ok.yaml"
     ok.write_text("val_metrics: &m [psnr, sam]\nsynthetic_scenes: &n [4, 2, 2]\n")

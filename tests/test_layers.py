@@ -47,17 +47,9 @@ FLOOR_OF = {name: level for level, names in enumerate(FLOORS) for name in names}
 #: Top-level names of the repository that no scanned module may import (they are not floors of the library).
 NOT_IMPORTABLE = ("tests",)
 
-_OPTIONS_MOVE = "options move beside their owners, issue 19 item 1"
-
 #: (importing file, imported module) → why the upward import is still there. Exempt imports are left out of the
-#: cycle search too (they are what closes today's cycle utils → models/losses/data/engine → utils).
-EXEMPT: dict[tuple[str, str], str] = {
-    ("utils/config.py", "losses.distillation"): _OPTIONS_MOVE,
-    ("utils/config.py", "losses.progressive"): _OPTIONS_MOVE,
-    ("utils/config.py", "models"): _OPTIONS_MOVE,
-    ("utils/config.py", "data"): _OPTIONS_MOVE,
-    ("utils/config.py", "engine.strategies"): _OPTIONS_MOVE,
-}
+#: cycle search too. None since the options moved beside their owners (issue 19 item 1).
+EXEMPT: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import run_keys
-from utils.config import build_train_parser
+from engine.flags import build_train_parser
 
 TRAIN_FLAGS = sorted(a.dest for a in build_train_parser()._actions if a.dest != "help")
 

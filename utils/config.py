@@ -1,60 +1,37 @@
-"""Command-line flags and YAML configs of ``train_CSAKD.py`` and ``test_CSAKD.py`` (the one home for both).
+"""Typed option declarations, the strict YAML loader and the argparse builder of the scripts (bottom floor: this
+module imports no project code).
 
-Flag names are the official ones (docs/csakd.md §5.1, §6.2) plus this project's additions. A run's
-configuration is one plain dict keyed by the flag names (``dest``), resolved in one way only::
+Every configurable component declares its options beside its code as :class:`Option` records (the networks in
+``models``, the strategies in ``engine/strategies``, the data in ``data/options.py``, the run, optimisation and
+evaluation in ``engine/options.py``); ``engine/flags.py`` gathers them and builds each script's parser with
+:func:`add_options`. Flag names are the official ones (docs/csakd.md §5.1, §6.2) plus this project's additions. A
+run's configuration is one plain dict keyed by the flag names (``dest``), resolved in one way only::
 
-    defaults (the flag definitions)  ←  YAML file (--config FILE)  ←  command line
+    defaults (the option declarations)  ←  YAML file (--config FILE)  ←  command line
 
-YAML keys are the flag names (``batch_size: 8``, ``student_layers: "1441"``); a key that no flag of
-either script defines is an error naming the closest valid key. Keys that only the other script uses
-(``results`` in a training run, ``epochs`` in a test run) are accepted and ignored, so one YAML file
-serves both scripts. The resolved dict is saved as YAML next to the checkpoints and inside every
-checkpoint; that file is itself a valid ``--config``.
-
-``--compat official`` switches every documented deviation back to the official behaviour
-(docs/decisions.md); here that is the defaults of :data:`COMPAT_DEFAULTS` (``--adaptive_fuse``, ``--w_feat``),
-the refusal of ``--residual`` and the validation subset (every 5th batch instead of the whole set).
+YAML keys are the flag names (``batch_size: 8``, ``student_layers: "1441"``); a key that no flag of either script
+defines is an error naming the closest valid key. Keys that only the other script uses (``results`` in a training
+run, ``epochs`` in a test run) are accepted and ignored, so one YAML file serves both scripts. The resolved dict is
+saved as YAML next to the checkpoints and inside every checkpoint; that file is itself a valid ``--config``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import hashlib
+import importlib
+import importlib.util
 import math
 import os
 import re
 import reprlib
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import yaml
-
-from losses.distillation import FEATURE_NORMS
-from losses.progressive import PSD_FEATURE_WEIGHT
-from models import ARCHS, PAPER_STUDENT_LAYERS, TEACHER_LAYERS, parse_student_layers
-from utils import defaults
-
-MODEL_DEFAULTS = {
-    "bands": defaults.BANDS,
-    "msi_bands": defaults.MSI_BANDS,
-    "num_base_chs": defaults.NUM_BASE_CHS,
-    "num_agg_feat": defaults.NUM_AGG_FEAT,
-    "adaptive_fuse": None,  # resolved by compat: COMPAT_DEFAULTS
-    "student_layers": "".join(map(str, PAPER_STUDENT_LAYERS)),
-    "teacher_layers": "".join(map(str, TEACHER_LAYERS)),
-    "groups": defaults.GROUPS,
-    "scale": defaults.SCALE,
-    "num_blocks": 6,
-    "residual": False,
-    "compat": None,
-}
-
-KD_MODES = ("online", "offline", "none")
-AMP_MODES = ("off", "bf16", "fp16")
-VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
-TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
-CONFIG_RELATIVE_KEYS = ("train_file", "val_file", "test_file")  # looked up beside the YAML file first
-OFFICIAL_VAL_EVERY = 5  # official validation scores only every 5th validation batch (docs/decisions.md #7)
 
 
 class ConfigError(ValueError):
@@ -76,39 +53,88 @@ class Range(NamedTuple):
         return (v > self.low if self.open_low else v >= self.low) and (self.high is None or v <= self.high)
 
 
-# The one place for value ranges (both scripts and data.prepare; a flag a parser lacks is skipped). Every float
-# flag is also required to be finite (`--lr inf` would train to NaN weights); lists are checked element-wise.
-RANGES: dict[str, Range] = {
-    **dict.fromkeys(("epochs", "batch_size", "val_batch_size", "eval_step", "step_size", "nan_patience", "bands",
-                     "msi_bands", "scale", "num_base_chs", "num_agg_feat", "groups", "crop_size", "blur_size",
-                     "hkd_row_chunk", "hkd_sample_rows", "psd_patches"), Range(1)),
-    **dict.fromkeys(("weight_decay", "w_sam", "w_beba", "w_kd", "w_feat", "workers",
-                     "tile", "tile_overlap", "warmup", "tb_scenes", "image_size", "resume_ind", "phase", "rgb_bands",
-                     "synthetic_scenes", "blur_sigma", "misreg", "gpus", "finetuning_step",
-                     "unlabelled", "w_unlabelled", "w_augment", "kd_warmup", "grad_log_every", "hkd_heads",
-                     "psd_feat_weight", "psd_patch_overlap",
-                     "stride", "synthetic", "realistic", "split_fractions"), Range(0)),  # the last 4: data.prepare
-    "synthetic_size": Range(1),
-    # Finite but absurd values overflow later (10^(snr/10) beyond ~3000 dB; an lr of 1e308 trains to Inf weights):
-    # bounded here so that they end at parse time, before anything is written.
-    **dict.fromkeys(("snr", "snr_hsi", "snr_msi"), Range(0, high=300)),
-    "lr": Range(0, open_low=True, high=1e3),
-    "kd_decay": Range(0, high=1),
-    "block_mix": Range(0, high=1),
-    "block_mix_weight": Range(0),
-}
+#: ``Option.official`` when the flag's default does not depend on ``--compat``.
+SAME = object()
 
 
-def parse_compat(value: str | None) -> str | None:
-    """``--compat``: ``official`` → ``"official"``; ``none``/``fixed``/empty → ``None``."""
-    if value is None or str(value).lower() in ("", "none", "null", "fixed", "corrected", "default"):
-        return None
-    if str(value).lower() == "official":
-        return "official"
-    raise argparse.ArgumentTypeError(f"--compat: expected 'official' or 'none', got {value!r}")
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One flag of the scripts and key of their YAML files, declared by the component that reads it.
+
+    ``name`` is the official name and the config key (argparse ``dest``); ``flags`` the spellings on the command line
+    (default ``--name``; aliases such as ``--SEED``). ``type``, ``choices`` (a sequence, or a registry whose names
+    are read when the parser is built), ``nargs``, ``metavar``, ``const`` and ``switch`` (``store_true``) are
+    argparse's. Every float is also required to be finite; ``range`` bounds numbers (lists element-wise).
+
+    ``official`` is the default under ``--compat official`` when it differs from ``default`` (the flag's parsed
+    default is then None, filled in by the resolution). The run metadata: ``affects_result`` False for settings
+    that cannot change what a run computes (device, workers, folders, progress bar); ``resume`` ``"free"`` for
+    settings a resumed run may change although they affect the result (``--epochs``), ``"fixed"`` for those that
+    decide what its training state holds; ``control`` for flags that steer one command and say nothing about the
+    run (``--resume``, ``--no_progress``); ``saved`` False for those left out of the run's ``config.yaml``, where
+    replaying them would repeat the command (``--resume``, ``--overwrite``); ``teacher_only`` for settings that
+    cannot change a run without a teacher; ``strategy`` / ``arch`` for settings only that ``--kd_strategy`` /
+    ``--arch`` reads. ``beside_config``: a relative path in a YAML file names a file
+    beside it first. ``from_yaml`` False: the key is read from the command line only (in a shared YAML file it is
+    the other script's setting). ``hidden``: accepted, left out of ``--help``.
+    """
+
+    name: str
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    help: str = ""
+    group: str = ""
+    flags: tuple[str, ...] = ()
+    choices: Iterable | None = None
+    nargs: int | str | None = None
+    metavar: str | tuple[str, ...] | None = None
+    const: Any = None
+    switch: bool = False
+    range: Range | None = None
+    official: Any = SAME
+    affects_result: bool = True
+    resume: str = "check"
+    control: bool = False
+    saved: bool = True
+    teacher_only: bool = False
+    strategy: str | None = None
+    arch: str | None = None
+    beside_config: bool = False
+    from_yaml: bool = True
+    hidden: bool = False
+
+    def __post_init__(self) -> None:
+        if self.switch and self.default is None:
+            object.__setattr__(self, "default", False)  # a switch is off unless given
+        if self.control and self.affects_result:
+            object.__setattr__(self, "affects_result", False)  # steering one command changes no result
+        if self.resume not in ("free", "check", "fixed"):
+            raise ValueError(f"option {self.name}: resume must be 'free', 'check' or 'fixed', got {self.resume!r}")
+
+    @property
+    def compat_dependent(self) -> bool:
+        return self.official is not SAME
+
+    def compat_default(self, compat: str | None) -> Any:
+        """The default in ``--compat`` mode ``compat`` (``"official"`` or None)."""
+        return self.official if compat == "official" and self.compat_dependent else self.default
+
+    def argparse_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``add_argument`` for this option."""
+        help_text = self.help
+        if self.compat_dependent:
+            help_text += f" (default {self.default:g}; {self.official:g} under --compat official)"
+        kwargs: dict[str, Any] = {"dest": self.name, "default": None if self.compat_dependent else self.default,
+                                  "help": argparse.SUPPRESS if self.hidden else help_text}
+        if self.switch:
+            return {**kwargs, "action": "store_true"}
+        extra = {"type": self.type, "choices": None if self.choices is None else list(self.choices),
+                 "nargs": self.nargs, "metavar": self.metavar, "const": self.const}
+        return {**kwargs, **{k: v for k, v in extra.items() if v is not None}}
 
 
-def _str2bool(value: str | bool) -> bool:
+def str2bool(value: str | bool) -> bool:
+    """A boolean flag's value: true/false, yes/no, on/off, 1/0."""
     if isinstance(value, bool):
         return value
     if str(value).lower() in ("1", "true", "yes", "on"):
@@ -118,309 +144,43 @@ def _str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
 
 
-def _metric_list(value: str | Sequence[str]) -> list[str]:
-    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
-    unknown = [n for n in names if n not in TEST_METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown}; choose from {','.join(TEST_METRICS)}")
-    return names
+def comma_list(names: Sequence[str], what: str = "metric") -> Callable[[str | Sequence[str]], list[str]]:
+    """A flag type: a comma-separated string (or a YAML list) of some of ``names``."""
+    def parse(value: str | Sequence[str]) -> list[str]:
+        chosen = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+        unknown = [n for n in chosen if n not in names]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {unknown}; choose from {','.join(names)}")
+        return chosen
+
+    parse.takes_list = True  # a YAML list is one value of this flag, not nargs
+    return parse
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Flag groups
-
-
-def add_model_args(parser: argparse.ArgumentParser, shape_flags: bool = True) -> argparse.ArgumentParser:
-    """Add the network flags (official names) to ``parser``.
-
-    ``shape_flags=False`` leaves out ``--bands``, ``--msi_bands`` and ``--scale`` for a parser that
-    already defines them with the data flags.
-    """
-    g = parser.add_argument_group("network")
-    if shape_flags:
-        g.add_argument("--bands", type=int, default=MODEL_DEFAULTS["bands"], help="HSI bands C (172 for AVIRIS)")
-        g.add_argument("--msi_bands", type=int, default=MODEL_DEFAULTS["msi_bands"], help="HR-MSI bands M (4 or 6)")
-        g.add_argument("--scale", type=int, default=MODEL_DEFAULTS["scale"], help="HR-MSI / LR-HSI size ratio")
-    g.add_argument("--num_base_chs", type=int, default=MODEL_DEFAULTS["num_base_chs"], help="stream width nf")
-    g.add_argument("--num_agg_feat", type=int, default=MODEL_DEFAULTS["num_agg_feat"],
-                   help="CLRA dense growth width gc")
-    g.add_argument("--adaptive_fuse", type=int, choices=range(5), default=MODEL_DEFAULTS["adaptive_fuse"],
-                   help="fusion: 0 sum, 1 sigmoid weights, 2 cross-attention, 3 CSA, 4 concat attention "
-                        f"({compat_default_help('adaptive_fuse')})")
-    g.add_argument("--student_layers", type=str, default=MODEL_DEFAULTS["student_layers"],
-                   help="student CLRA blocks of Z_hm, Z_mh, Z_h, Z_m, e.g. 1441 (Z_hm's count has no effect)")
-    g.add_argument("--teacher_layers", type=str, default=MODEL_DEFAULTS["teacher_layers"],
-                   help="teacher CLRA blocks of Z_hm, Z_mh, Z_h, Z_m: 6644 (teacher), 8866 (official Teacher-Large)")
-    g.add_argument("--groups", type=int, default=MODEL_DEFAULTS["groups"], help="groups of the head conv")
-    g.add_argument("--num_blocks", type=int, default=MODEL_DEFAULTS["num_blocks"],
-                   help="accepted for compatibility; ignored, as in the official code")
-    g.add_argument("--residual", type=_str2bool, default=MODEL_DEFAULTS["residual"],
-                   help="true: both networks predict the correction to the bilinearly upsampled LR-HSI (global "
-                        "residual learning; not official, refused under --compat official)")
-    g.add_argument("--compat", type=parse_compat, default=MODEL_DEFAULTS["compat"],
-                   help="'official' keeps the official code's behaviour (docs/official.md)")
-    g.add_argument("--arch", choices=ARCHS, default=None,
-                   help="network family: dts (CSAKD's DTS) or psd (PSDNet-style progressive, privileged teacher); "
-                        "default psd with --kd_strategy psd, else dts")
-    g.add_argument("--hkd_heads", type=int, default=None,
-                   help="K intermediate image heads on both DTS networks, saved with them (HKDSR); "
-                        "default 2 with --kd_strategy hkd, else 0")
-    g.add_argument("--psd_patches", type=int, nargs=3, default=None, metavar=("P1", "P2", "P3"),
-                   help="--arch psd multipatch: pieces per stage from {1, 2, 4}, e.g. 4 2 1 (default off)")
-    g.add_argument("--psd_patch_overlap", type=int, default=None,
-                   help="--arch psd multipatch: HR rows/columns neighbouring pieces share (even; default 32)")
+def add_options(parser: argparse.ArgumentParser, options: Iterable[Option],
+                groups: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Add ``options`` to ``parser`` as argparse groups titled by ``Option.group``: the titles of ``groups`` first,
+    in that order, then the others as met. Each action keeps its declaration as ``action.option``."""
+    options = list(options)
+    titles = [t for t in dict.fromkeys([*groups, *(o.group for o in options)]) if any(o.group == t for o in options)]
+    made: dict[str, Any] = {"": parser}  # no group: the parser's own options
+    for title in titles:
+        if title and title not in made:
+            made[title] = parser.add_argument_group(title)
+    for opt in options:
+        action = made[opt.group].add_argument(*(opt.flags or (f"--{opt.name}",)), **opt.argparse_kwargs())
+        action.option = opt
     return parser
 
 
-#: The one home of the defaults that depend on ``--compat``: {flag: {compat: value}} (None = corrected mode). A
-#: flag listed here has the default None on the command line, filled in by :func:`resolve_model_config`.
-COMPAT_DEFAULTS: dict[str, dict[str | None, Any]] = {
-    "adaptive_fuse": {"official": 0, None: 3},  # the paper's CSA fusion; the official script's default is 0
-    "w_feat": {"official": 0.1, None: 0.0},  # feature distillation: 0 measured best (docs/distillation.md)
-}
+def declared_options(parser: argparse.ArgumentParser) -> dict[str, Option]:
+    """{name: declaration} of the options :func:`add_options` put on ``parser``."""
+    return {a.dest: a.option for a in parser._actions if hasattr(a, "option")}
 
 
-def compat_default_help(flag: str) -> str:
-    """"default A; B under --compat official" for a flag of :data:`COMPAT_DEFAULTS` (help texts)."""
-    values = COMPAT_DEFAULTS[flag]
-    return f"default {values[None]:g}; {values['official']:g} under --compat official"
-
-
-def resolve_model_config(cfg: dict) -> dict:
-    """Fill the compat-dependent defaults (:data:`COMPAT_DEFAULTS`) and the strategy-dependent ones of a flag dict in
-    place and return it.
-
-    One rule each: ``--kd_strategy psd`` implies ``--arch psd`` (any other strategy: ``dts``); ``--kd_strategy
-    hkd`` on DTS networks implies ``--hkd_heads 2`` (otherwise 0). A contradicting explicit value is an error.
-    """
-    for flag, values in COMPAT_DEFAULTS.items():
-        if flag in cfg and cfg[flag] is None:
-            cfg[flag] = values[cfg.get("compat")]
-    if cfg.get("compat") == "official" and cfg.get("residual"):
-        raise ConfigError("--residual true: the official networks have no global skip; leave --residual out "
-                          "under --compat official")
-    if "arch" not in cfg:
-        return cfg
-    strategy = cfg.get("kd_strategy")
-    if cfg["arch"] is None:
-        cfg["arch"] = "psd" if strategy == "psd" else "dts"
-    if strategy == "psd" and cfg["arch"] != "psd":
-        raise ConfigError(f"--kd_strategy psd distils a progressive network's stages: it needs --arch psd, "
-                          f"got --arch {cfg['arch']}")
-    if cfg.get("hkd_heads") is None:
-        cfg["hkd_heads"] = 2 if strategy == "hkd" and cfg["arch"] == "dts" else 0
-    if cfg["hkd_heads"] < 0 or (cfg["arch"] == "psd" and cfg["hkd_heads"]):
-        raise ConfigError(f"--hkd_heads {cfg['hkd_heads']}: expected ≥ 0, and 0 with --arch psd (its stage images "
-                          f"are its intermediate outputs)")
-    if strategy == "hkd" and cfg["arch"] == "dts" and not cfg["hkd_heads"]:
-        raise ConfigError("--kd_strategy hkd distils intermediate images: it needs --hkd_heads K > 0 on the DTS "
-                          "networks (default 2)")
-    return cfg
-
-
-def _add_common_args(parser: argparse.ArgumentParser, official_device: str) -> None:
-    """Flags shared by both scripts: config file, seed, device, run naming, loader workers."""
-    g = parser.add_argument_group("run")
-    g.add_argument("--config", type=str, default=None, metavar="FILE.yaml",
-                   help="YAML file whose keys are flag names; the command line overrides it")
-    g.add_argument("--seed", "--SEED", dest="seed", type=int, default=defaults.SEED,
-                   help="seed of every random stream (official --SEED 1029)")
-    g.add_argument("--device", type=str, default="auto",
-                   help=f"auto | cpu | cuda | cuda:N (official default {official_device})")
-    g.add_argument("--prefix", type=str, default="KD_4bn_Band4",
-                   help="run name: checkpoints in <checkpoint_dir>/<prefix>/, TensorBoard in <log_dir>/<prefix>")
-    g.add_argument("--checkpoint_dir", type=str, default="checkpoints", help="parent folder of the run folders")
-    g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes (0 = load in the main process)")
-    g.add_argument("--amp", choices=AMP_MODES, default="off",
-                   help="mixed precision: off | bf16 | fp16 (autocast; fp16 training uses a gradient scaler); on a "
-                        "CPU without native bf16/fp16 refused (emulated: slower than fp32)")
-    g.add_argument("--allow_emulated_precision", action="store_true",
-                   help="run --amp bf16|fp16 or --precision bf16 on a CPU that would only emulate them (for testing; "
-                        "slower than fp32 there)")
-    g.add_argument("--compile", action="store_true", help="wrap the networks with torch.compile (off by default)")
-    g.add_argument("--network_mode", type=int, choices=(1,), default=1,
-                   help="official input mode; CSAKD has only mode 1 (LR-HSI + HR-MSI)")
-    g.add_argument("--DEBUG", dest="debug", type=_str2bool, nargs="?", const=True, default=False,
-                   help="accepted for compatibility; no effect")
-    g.add_argument("--gpus", type=int, default=1,
-                   help="accepted for compatibility; no effect: one process uses one device, several GPUs or "
-                        "machines are used with torchrun --nproc_per_node N (docs/distributed.md)")
-
-
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    # The data part owns its flags; add_model_args(shape_flags=False) leaves --bands/--msi_bands/--scale to it.
-    from data import add_data_args  # local import: utils must not import data at package import time
-
-    add_data_args(parser)
-
-
-def _strategy_names() -> list[str]:
-    from engine.strategies import STRATEGIES  # local import: the strategies import the losses and models
-
-    return sorted(STRATEGIES)
-
-
-def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Training flags: the official ones (docs/csakd.md §5.1) with their official meaning and defaults, then
-    this project's additions."""
-    g = parser.add_argument_group("training (official flags)")
-    g.add_argument("--batch_size", type=int, default=4,
-                   help="training batch size per process (global batch = this × processes; paper run: 8)")
-    g.add_argument("--epochs", type=int, default=600, help="training epochs (paper run: 800)")
-    g.add_argument("--lr", type=float, default=1e-4, help="initial learning rate of both networks")
-    g.add_argument("--lr_scheduler", choices=("cosine", "step"), default="cosine",
-                   help="teacher schedule: cosine to 1e-10 over the epochs, or StepLR(step_size, 0.92); "
-                        "the student always uses StepLR(step_size, 0.9)")
-    g.add_argument("--step_size", type=int, default=100, help="StepLR period in epochs")
-    g.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay of both networks")
-    g.add_argument("--snr", type=float, default=35.0,
-                   help="AWGN on the training LR-HSI in dB (independent draws for teacher and student); 0 = none")
-    g.add_argument("--eval_step", type=int, default=2, help="validate when epoch %% eval_step == 0 (epoch 0 included)")
-    g.add_argument("--joint_loss", type=int, choices=(0, 1), default=1,
-                   help="1: full losses; 0: reconstruction term only (no SAM/BEBA/distillation)")
-    g.add_argument("--resume_ind", type=int, default=0,
-                   help="official warm start: load both networks' last.pth from --resume_ckpt (or this run) "
-                        "and continue at this epoch with fresh optimisers (cosine over epochs − resume_ind)")
-    g.add_argument("--resume_ckpt", type=str, default="",
-                   help="run folder of the warm start (default: this run's); a state.pth here means --resume")
-    g.add_argument("--finetuning_step", type=int, default=300,
-                   help="accepted for compatibility; unused, as in the official training loop")
-    w = parser.add_argument_group("loss weights (official: 0.1 each)")
-    w.add_argument("--w_sam", type=float, default=0.1, help="SAM term (teacher and student)")
-    w.add_argument("--w_beba", type=float, default=0.1, help="band-energy (BEBA) term (teacher and student)")
-    w.add_argument("--w_kd", type=float, default=0.1, help="response distillation SmoothL1(S, T)")
-    w.add_argument("--w_feat", type=float, default=None,
-                   help=f"feature distillation BCE(σ(F_S), σ(F_T)) ({compat_default_help('w_feat')})")
-    h = parser.add_argument_group("related strategies (--kd_strategy hkd | psd; docs/strategies.md)")
-    h.add_argument("--hkd_acf", choices=("global", "pixel", "none"), default="global",
-                   help="hkd: adaptive channel fusion target, one weight pair per image or per pixel and band")
-    h.add_argument("--hkd_row_chunk", type=int, default=None,
-                   help="hkd: FSM similarity rows per chunk, recomputed in the backward pass (exact, less memory)")
-    h.add_argument("--hkd_sample_rows", type=int, default=None,
-                   help="hkd: FSM on this many random rows only (a deviation from HKDSR: an unbiased estimate)")
-    h.add_argument("--psd_feat_weight", type=float, default=PSD_FEATURE_WEIGHT,
-                   help="psd: weight λ of the stage-feature MSE (authors' 1e-6)")
-    n = parser.add_argument_group("training (this project)")
-    n.add_argument("--kd_mode", choices=KD_MODES, default="online",
-                   help="online: the paper's per-batch co-training; offline: frozen teacher from --teacher_ckpt; "
-                        "none: the student alone (baseline without distillation)")
-    n.add_argument("--kd_strategy", choices=_strategy_names(), default="csakd",
-                   help="distillation strategy (engine/strategies): what the student learns from the teacher; "
-                        "csakd = the paper's response + feature distillation")
-    n.add_argument("--teacher_ckpt", type=str, default="", help="teacher weights for --kd_mode offline")
-    n.add_argument("--student_init", choices=("random", "teacher"), default="random",
-                   help="teacher: start the student from the converged --teacher_ckpt wherever a module matches by "
-                        "name and shape (stems, first stream blocks, CSA fuser, head; named in the log), with "
-                        "--kd_mode none (inheritance alone) or offline (docs/distillation.md)")
-    n.add_argument("--eval_last", action="store_true",
-                   help="also validate after the last epoch (official: only when epoch %% eval_step == 0), so that "
-                        "best.pth can be the final weights")
-    n.add_argument("--student_lr_scheduler", choices=("step", "cosine"), default="step",
-                   help="student schedule: step = the official StepLR(step_size, 0.9); cosine = to 1e-10 over the "
-                        "epochs, as the teacher's (docs/distillation.md)")
-    v = parser.add_argument_group("csakd strategy variants (not official; the defaults are the paper's terms)")
-    v.add_argument("--feat_adapter", action="store_true",
-                   help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature "
-                        "term (trained with the student, saved in state.pth, not in the student's weights)")
-    v.add_argument("--feat_norm", choices=("none", *FEATURE_NORMS), default="none",
-                   help="feature term: none = official BCE; std = MSE of per-channel standardised features; "
-                        "cosine = 1 − per-pixel cosine")
-    v.add_argument("--kd_warmup", type=float, default=0.0,
-                   help="epochs of a linear warm-up of w_kd and w_feat from 0 (0 = none)")
-    v.add_argument("--kd_decay", type=float, default=0.0,
-                   help="late decay: w_kd and w_feat fall linearly to 0 over this last fraction of the epochs (the "
-                        "last epoch without distillation; 0 = none)")
-    v.add_argument("--block_mix", type=float, default=0.0,
-                   help="--kd_mode offline: probability per step that the student's stream features continue "
-                        "through the frozen teacher's remaining blocks, fuser and head, trained to the GT and the "
-                        "teacher (MiPKD-style block mixing; 0 = off)")
-    v.add_argument("--block_mix_weight", type=float, default=0.1, help="weight of the block-mixing loss")
-    v.add_argument("--w_unlabelled", type=float, default=0.1,
-                   help="weight of SmoothL1(S, T) on the --unlabelled pairs (the teacher's labels; GT for none)")
-    v.add_argument("--kd_augment", action="store_true",
-                   help="invertible-augmentation consistency: a random flip / transpose / sign inversion of the "
-                        "student's inputs, undone on its output, matched to the teacher's output on the original "
-                        "view (the GT with --kd_mode none: the teacher-free control)")
-    v.add_argument("--w_augment", type=float, default=0.1, help="weight of the --kd_augment term")
-    v.add_argument("--grad_log_every", type=int, default=0,
-                   help="every N steps log to TensorBoard grad/student/<term>: the norm of each weighted term's "
-                        "gradient on the student's parameters (one extra backward per term; 0 = off)")
-    n.add_argument("--resume", type=str, nargs="?", const="auto", default=None, metavar="STATE",
-                   help="continue exactly from a full training state (default <run>/state.pth)")
-    n.add_argument("--legacy_state", action="store_true",
-                   help="resume a training state of format version 3 or earlier (before plain-data states): trusts "
-                        "NumPy's array reconstructor to read its RNG state, and nothing else; for files you wrote")
-    n.add_argument("--overwrite", action="store_true", help="start afresh even if the run folder holds a run")
-    n.add_argument("--deterministic", action="store_true",
-                   help="deterministic kernels (bit-exact reruns and resumes on the same machine)")
-    n.add_argument("--grad_checkpoint", action="store_true", help="gradient checkpointing (less memory, slower)")
-    n.add_argument("--nan_patience", type=int, default=3,
-                   help="after this many non-finite steps in a row: restore the last good state, halve the lrs")
-    n.add_argument("--val_batch_size", type=int, default=None, help="validation batch size (default --batch_size)")
-    n.add_argument("--val_metrics", type=_metric_list, default=list(VAL_METRICS), help="comma-separated")
-    n.add_argument("--log_dir", type=str, default="runs", help="TensorBoard parent folder (run in <log_dir>/<prefix>)")
-    n.add_argument("--tb_scenes", type=int, default=2, help="validation scenes drawn to TensorBoard (0 = none)")
-    n.add_argument("--rgb_bands", type=int, nargs=3, default=None, metavar=("R", "G", "B"),
-                   help="band indices of the false-colour composites (default: nearest to 640/550/460 nm)")
-    n.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
-    return parser
-
-
-def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Flags of ``test_CSAKD.py``: the official ones (docs/csakd.md §6.2) and this project's additions."""
-    g = parser.add_argument_group("test")
-    g.add_argument("--test_mode", type=int, choices=(1, 2, 3), default=2,
-                   help="1: teacher, 2: student, 3: complexity of both (no data or checkpoint)")
-    g.add_argument("--checkpoint", type=str, default=None,
-                   help="weights (this project's or an official .pth); default <run>/<teacher|student>/best.pth")
-    g.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate")
-    g.add_argument("--batch_size", type=int, default=1, help="test batch size (official 1)")
-    g.add_argument("--results", type=str, default=None, metavar="DIR",
-                   help="write per_image.csv, summary.json and the predictions (.mat) here")
-    g.add_argument("--raw_units", action="store_true", help="save predictions de-normalised to the GT's raw units")
-    g.add_argument("--metrics", type=_metric_list, default=list(TEST_METRICS), help="comma-separated")
-    g.add_argument("--tile", type=int, default=0, help="tiled inference: LR-HSI tile side in LR pixels (0 = off)")
-    g.add_argument("--tile_overlap", type=int, default=4, help="overlap of neighbouring tiles in LR pixels")
-    g.add_argument("--warmup", type=int, default=2, help="untimed forwards before timing")
-    g.add_argument("--snr", type=float, default=0.0, help="AWGN on the test LR-HSI in dB (0 = none, official)")
-    g.add_argument("--json", type=str, default=None, help="--test_mode 3: also write the figures to this JSON file")
-    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="torch: a weight file run by PyTorch; onnxruntime: an exported .onnx --checkpoint")
-    g.add_argument("--precision", choices=("fp32", "bf16", "int8"), default=None,
-                   help="torch: fp32 (default) or bf16 weights and activations (refused on a CPU without native "
-                        "bf16); onnxruntime: must match the file (default: the file's). Not fp32: the fp32 network "
-                        "is also run on the same images")
-    g.add_argument("--reference", type=str, default=None,
-                   help="fp32 network (weight file or .onnx) for the metrics' change; default: the same weights in "
-                        "fp32, or the source checkpoint recorded in the .onnx file")
-    g.add_argument("--resume_ind", type=int, default=999,
-                   help="accepted for compatibility (official: >0 loads the checkpoint); the weights are always loaded")
-    for name, kind in (("lr", float), ("step_size", int), ("eval_step", int), ("finetuning_step", int),
-                       ("weight_decay", float), ("joint_loss", int)):
-        g.add_argument(f"--{name}", type=kind, default=None, help=argparse.SUPPRESS)  # official leftovers, unused
-    return parser
-
-
-def build_train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Co-train the CSAKD teacher and student (online distillation).")
-    _add_common_args(parser, official_device="cuda:0")
-    add_train_args(parser)
-    add_model_args(parser, shape_flags=False)
-    _add_data_flags(parser)
-    return parser
-
-
-def build_test_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Evaluate a CSAKD teacher or student, or count its complexity.")
-    _add_common_args(parser, official_device="cuda:0")
-    parser.set_defaults(prefix="KD_4bn_Band4", workers=0)
-    add_test_args(parser)
-    # In a shared YAML these keys are training settings (35 dB training noise, the training batch); the
-    # test script's flags of the same name (test-time noise, test batch) are set on the command line only.
-    parser.yaml_ignored = ("snr", "batch_size")
-    add_model_args(parser, shape_flags=False)
-    _add_data_flags(parser)
-    return parser
+def cli_only(parser: argparse.ArgumentParser) -> set[str]:
+    """The keys ``parser`` reads from the command line only (``Option.from_yaml`` False)."""
+    return {name for name, opt in declared_options(parser).items() if not opt.from_yaml}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -526,7 +286,7 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
     """Apply a flag's type and choices to a YAML value, as argparse does to a command-line string."""
     def one(v: Any) -> Any:
         v = _yaml_scalar(action, key, v, source)
-        if action.type is not None and (isinstance(v, str) or action.type is _metric_list):
+        if action.type is not None and (isinstance(v, str) or getattr(action.type, "takes_list", False)):
             try:
                 v = action.type(v)
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
@@ -549,7 +309,7 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         if isinstance(action.nargs, int) and len(values) != action.nargs:
             raise ConfigError(f"{source}: key {key!r} takes {action.nargs} values, got {_SHOWN.repr(values)}")
         return [one(v) for v in values]
-    if isinstance(value, list) and action.type is not _metric_list:
+    if isinstance(value, list) and not getattr(action.type, "takes_list", False):
         raise ConfigError(f"{source}: key {key!r} takes one value, got the list {_SHOWN.repr(value)}")
     return one(value)
 
@@ -572,30 +332,105 @@ def _yaml_scalar(action: argparse.Action, key: str, v: Any, source: str) -> Any:
     return float(v) if kind is float else v
 
 
-def check_ranges(cfg: dict) -> None:
-    """Raise ConfigError for the first value outside :data:`RANGES` and for any non-finite number."""
+def check_ranges(cfg: dict, options: Mapping[str, Option]) -> None:
+    """Raise ConfigError for the first value outside its option's ``range`` and for any non-finite number."""
     for key, value in cfg.items():
+        rule = options[key].range if key in options else None
         for v in value if isinstance(value, list | tuple) else [value]:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"--{key}: expected a finite number, got {v}")
-            rule = RANGES.get(key)
             if rule is not None and isinstance(v, int | float) and not isinstance(v, bool) and not rule.holds(v):
                 raise ConfigError(f"--{key}: expected a number {rule.describe()}, got {v}")
 
 
-def _beside_config(config: str, values: dict) -> dict:
-    """Split-list paths of a YAML file that name a file relative to the YAML file's folder, made relative to
-    the working directory (so ``configs/aviris_band4.yaml`` finds ``configs/splits/aviris/*.txt`` from any
-    folder). Other values are left as given: the dataset then looks them up as given, then under ``--root``."""
-    folder = os.path.dirname(os.path.abspath(config))
-    out = {}
-    for key in CONFIG_RELATIVE_KEYS:
-        value = values.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            candidate = os.path.join(folder, value)
-            if os.path.isfile(candidate):
-                out[key] = os.path.relpath(candidate)
-    return out
+def _beside(config: str, value: Any) -> Any:
+    """A YAML value of a ``beside_config`` option (split lists, plugin files: a path or a list of them) with each
+    relative path that names a file beside the YAML file ``config`` made relative to the working directory (so
+    ``configs/aviris_band4.yaml`` finds ``configs/splits/aviris/*.txt`` from any folder). Other paths are left as
+    given: the dataset then looks them up as given, then under ``--root``."""
+    if isinstance(value, list):
+        return [_beside(config, v) for v in value]
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        candidate = os.path.join(os.path.dirname(os.path.abspath(config)), value)
+        if os.path.isfile(candidate):
+            return os.path.relpath(candidate)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Plugins: the user's modules, imported before the parsers are built
+
+
+def plugin_name(value: str) -> str:
+    """A ``--plugins`` entry: a module name as given, a ``.py`` file as an absolute path (a run's saved config then
+    names it from any working directory)."""
+    return os.path.abspath(value) if str(value).endswith(".py") else str(value)
+
+
+#: ``--plugins`` / ``plugins:``, in every script (a relative ``.py`` path in a YAML file names a file beside it first).
+PLUGINS = Option("plugins", type=plugin_name, nargs="+", metavar="MODULE", beside_config=True,
+                 help="modules (importable names or .py files) imported before the flags are read: a strategy, "
+                      "network or dataset kind of one's own registers itself there (docs/strategies.md)")
+
+
+def load_plugins(argv: Sequence[str] | None) -> list[str]:
+    """Import the plugins ``argv`` names (:func:`plugins_of`, :func:`import_plugins`) and return them; call it before
+    the parser is built, so that their choices and options are in it."""
+    plugins = plugins_of(argv)
+    import_plugins(plugins)
+    return plugins
+
+
+def plugins_of(argv: Sequence[str] | None) -> list[str]:
+    """The plugins ``argv`` names: ``--plugins`` on the command line, else the ``plugins:`` key of its ``--config``
+    YAML file (relative ``.py`` paths looked up beside that file first)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    pre.add_argument("--plugins", nargs="+", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.plugins is not None:
+        return known.plugins
+    if not known.config or not os.path.isfile(known.config):
+        return []  # a missing --config is reported by parse_config
+    listed = load_config_file(known.config).get("plugins") or []
+    listed = [listed] if isinstance(listed, str) else listed
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise ConfigError(f"--config {known.config}: key 'plugins' = {_SHOWN.repr(listed)}; expected a list of module "
+                          f"names or .py files")
+    return _beside(known.config, listed)
+
+
+def import_plugins(plugins: Iterable[str]) -> None:
+    """Import each plugin once: a module name importable from ``PYTHONPATH`` (``my_pkg.strategy``) or a ``.py`` file.
+    A plugin that is missing or fails to import is a ConfigError naming it and the cause."""
+    for plugin in plugins:
+        try:
+            if plugin.endswith(".py"):
+                _import_file(plugin)
+            else:
+                importlib.import_module(plugin)
+        except ConfigError:
+            raise
+        except Exception as exc:  # any error of a user's module: one line naming it
+            raise ConfigError(f"--plugins {plugin}: import failed: {type(exc).__name__}: {exc}") from None
+
+
+def _import_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError(f"--plugins {path}: no such file")
+    real = os.path.realpath(path)
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(real))[0])
+    name = f"csakd_plugin_{stem}_{hashlib.sha1(real.encode()).hexdigest()[:8]}"
+    if name in sys.modules:  # imported already (a registry refuses a second registration)
+        return
+    spec = importlib.util.spec_from_file_location(name, real)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
@@ -615,7 +450,7 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     known, _ = pre.parse_known_args(argv)
     mine = _names(parser)
     theirs = _names(other) if other is not None else {}
-    for key in getattr(parser, "yaml_ignored", ()):  # same name, different meaning in this script
+    for key in cli_only(parser):  # same name, different meaning in this script
         theirs[key] = mine.pop(key)
     overrides = {k: v for k, v in (base or {}).items() if k in mine and k != "config"}
     if known.config:
@@ -632,8 +467,9 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
         for key, value in file_cfg.items():
             if key in mine:
                 action = mine[key]
+                if getattr(getattr(action, "option", None), "beside_config", False):
+                    value = _beside(known.config, value)
                 overrides[action.dest] = _convert(action, key, value, f"--config {known.config}")
-        overrides.update(_beside_config(known.config, overrides))
     flags = _names(parser)  # all of them: a value given in Python is meant for this script, as on its command line
     for key, value in (values or {}).items():
         if key not in flags:
@@ -644,27 +480,6 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     cfg = vars(parser.parse_args(argv))
     cfg["config"] = known.config
     return cfg
-
-
-def resolve_train_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> dict:
-    """The resolved training configuration of YAML file ``config`` (or none) with ``values`` over it, as
-    ``train_CSAKD.py --config config --flag value ...`` resolves it (without ``--resume``'s saved base): the
-    argument of ``engine.train.train``."""
-    return resolve_config(parse_config(build_train_parser(), _config_argv(config), other=build_test_parser(),
-                                       values=values))
-
-
-def resolve_test_config(config: str | None = None, values: Mapping[str, Any] | None = None) -> tuple[dict, set[str]]:
-    """(the resolved test configuration, the flags set explicitly) of YAML file ``config`` with ``values`` over
-    it, as ``test_CSAKD.py`` resolves them (in a shared YAML, ``snr`` and ``batch_size`` are training settings:
-    give the test's in ``values``): the arguments of ``engine.testing.evaluate_run``."""
-    cfg = resolve_config(parse_config(build_test_parser(), _config_argv(config), other=build_train_parser(),
-                                      values=values))
-    return cfg, explicit_keys(build_test_parser(), _config_argv(config)) | set(values or {})
-
-
-def _config_argv(config: str | None) -> list[str]:
-    return ["--config", config] if config else []
 
 
 def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
@@ -687,43 +502,6 @@ def explicit_keys(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     return given
 
 
-def resolve_config(cfg: dict) -> dict:
-    """Normalise a parsed flag dict in place (compat-dependent defaults, canonical forms) and check it."""
-    resolve_model_config(cfg)
-    for key in ("student_layers", "teacher_layers"):
-        if key not in cfg:
-            continue
-        try:
-            layers = parse_student_layers(cfg[key], key)
-        except ValueError as exc:
-            raise ConfigError(f"--{exc}") from None
-        cfg[key] = "".join(map(str, layers)) if max(layers) < 10 else ",".join(map(str, layers))
-    check_ranges(cfg)
-    if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
-        raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
-    if cfg.get("unlabelled") and (cfg.get("dataset") not in ("synthetic", "realistic")
-                                  or cfg.get("kd_mode") == "online"):
-        raise ConfigError(f"--unlabelled {cfg['unlabelled']}: extra scenes of --dataset synthetic or realistic, "
-                          f"labelled by a frozen teacher (--kd_mode offline) or, for the control, by their GT "
-                          f"(--kd_mode none); got --dataset {cfg.get('dataset')} --kd_mode {cfg.get('kd_mode')}")
-    if (cfg.get("unlabelled") or cfg.get("kd_augment")) and cfg.get("kd_strategy", "csakd") != "csakd":
-        raise ConfigError("--unlabelled / --kd_augment label inputs with the teacher's plain output: they need "
-                          f"--kd_strategy csakd, got {cfg.get('kd_strategy')}")
-    if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):
-        raise ConfigError("--block_mix continues the student through a frozen teacher: it needs --kd_mode offline "
-                          "(and --kd_strategy csakd)")
-    if cfg.get("student_init") == "teacher" and (cfg.get("kd_mode") == "online" or not cfg.get("teacher_ckpt")):
-        raise ConfigError("--student_init teacher copies a converged teacher: it needs --teacher_ckpt and --kd_mode "
-                          "none or offline (an online teacher starts untrained)")
-    if cfg.get("resume_ind", 0) and "epochs" in cfg and cfg["resume_ind"] >= cfg["epochs"]:
-        raise ConfigError(f"--resume_ind {cfg['resume_ind']} must be smaller than --epochs {cfg['epochs']}")
-    if cfg.get("tile") and cfg["tile"] <= 2 * cfg.get("tile_overlap", 0):
-        raise ConfigError(f"--tile {cfg['tile']} must exceed twice --tile_overlap {cfg['tile_overlap']}")
-    if "prefix" in cfg:
-        check_run_name(str(cfg["prefix"]))
-    return cfg
-
-
 def check_run_name(prefix: str) -> None:
     """``--prefix`` is one folder name: ``<checkpoint_dir>/<prefix>`` and ``<log_dir>/<prefix>`` are always a child
     of those folders, never the folder itself, a parent, another tree or an absolute path."""
@@ -741,13 +519,10 @@ def run_dir(cfg: dict) -> str:
     return os.path.join(cfg["checkpoint_dir"], cfg["prefix"])
 
 
-def config_to_yaml(cfg: dict) -> str:
-    """The flag dict as YAML (plain types), loadable again with ``--config``; the run-control flags
-    (``config``, ``resume``, ``overwrite``, ``legacy_state``) are left out so that the file describes the run,
+def config_to_yaml(cfg: dict, leave_out: Collection[str] = ()) -> str:
+    """The flag dict as YAML (plain types), loadable again with ``--config``; ``config`` (never a key) and the keys of
+    ``leave_out`` (the options not ``saved``, such as ``--resume``) are left out so that the file describes the run,
     not one command."""
-    plain = {}
-    for key, value in cfg.items():
-        if key in ("config", "resume", "overwrite", "legacy_state"):
-            continue
-        plain[key] = list(value) if isinstance(value, tuple) else value
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()
+             if k != "config" and k not in leave_out}
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)

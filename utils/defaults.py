@@ -1,5 +1,5 @@
 """The paper's model and data defaults, stated once (docs/csakd.md §5.1): the network constructors
-(``models.dts``), the flags (``utils.config.MODEL_DEFAULTS``, ``data.options.DATA_DEFAULTS``) and the
+(``models.dts``), the option declarations (``models.family``, ``data.options.DATA_DEFAULTS``) and the
 readers all take their defaults from here.
 """
 

@@ -12,10 +12,7 @@ from engine.strategies.base import STRATEGIES, DistillationStrategy, Objective, 
 def build_strategy(cfg: dict, teacher: nn.Module | None = None) -> DistillationStrategy:
     """The strategy named by ``cfg["kd_strategy"]`` (default ``csakd``), configured from ``cfg`` and, when given, the
     built ``teacher`` (a frozen teacher's widths are its file's, not the flags')."""
-    name = cfg.get("kd_strategy") or "csakd"
-    if name not in STRATEGIES:
-        raise ValueError(f"--kd_strategy {name!r}: unknown; expected one of {sorted(STRATEGIES)}")
-    return STRATEGIES[name].from_config(cfg, teacher)
+    return STRATEGIES.lookup(cfg.get("kd_strategy") or "csakd").from_config(cfg, teacher)
 
 
 __all__ = ["STRATEGIES", "DistillationStrategy", "Objective", "build_strategy", "register"]

@@ -22,17 +22,17 @@ from torch import nn
 
 from models.outputs import FusionOutput, check_needs
 from models.taps import TapRecorder, record_output, unwrap
+from utils.config import Option
+from utils.registry import Registry
 
 Objective = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (total to back-propagate, {term: detached value})
 
-STRATEGIES: dict[str, type[DistillationStrategy]] = {}
+STRATEGIES: Registry[type[DistillationStrategy]] = Registry("distillation strategy", "--kd_strategy")
 
 
 def register(cls: type[DistillationStrategy]) -> type[DistillationStrategy]:
-    """Class decorator: make ``cls`` selectable as ``--kd_strategy cls.name``."""
-    if cls.name in STRATEGIES:
-        raise ValueError(f"distillation strategy {cls.name!r} is registered twice")
-    STRATEGIES[cls.name] = cls
+    """Class decorator: make ``cls`` selectable as ``--kd_strategy cls.name``, with its flags ``cls.options``."""
+    STRATEGIES.add(cls.name, cls, cls.options)
     return cls
 
 
@@ -56,6 +56,7 @@ class DistillationStrategy(nn.Module):
 
     Class attributes:
         name: the ``--kd_strategy`` value.
+        options: the flags it reads (``utils.config.Option``; ``strategy=name`` on those no other strategy reads).
         needs: the auxiliary fields (``models.outputs.AUX_FIELDS``) both networks must give beyond their output
             tuple. They are taken by forward hooks on the submodules the network's family names for them
             (``FusionNetwork.aux_taps``), registered once per network (:meth:`tap`; the co-trainer does so before
@@ -69,6 +70,7 @@ class DistillationStrategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs) -> None:

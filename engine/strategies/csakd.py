@@ -39,11 +39,52 @@ from torch import nn
 from losses import FeatureAdapter, FeatureKDLoss, NormalisedFeatureKDLoss, StudentLoss, term_gradient_norms
 from losses.distillation import FEATURE_NORMS, decay_factor, warmup_factor
 from models.outputs import FusionOutput
+from utils.config import Option, Range
 
+from ..options import VARIANTS, WEIGHTS
 from .base import DistillationStrategy, Objective, frozen_teacher_config, register
 from .mixing import block_mixed, mixes
 
 FEAT_NORM_CHOICES = ("none", *FEATURE_NORMS)  # none = the official BCE feature term
+
+
+def _distil(name: str, group: str = VARIANTS, **kw) -> Option:
+    """An option of this strategy's distillation terms: no other strategy reads it, a run without teacher neither."""
+    return Option(name, group=group, strategy="csakd", teacher_only=True, **kw)
+
+
+_WEIGHT, _FRACTION = Range(0), Range(0, high=1)
+OPTIONS = (
+    _distil("w_kd", WEIGHTS, type=float, default=0.1, range=_WEIGHT, help="response distillation SmoothL1(S, T)"),
+    _distil("w_feat", WEIGHTS, type=float, default=0.0, official=0.1, range=_WEIGHT,
+            # 0 measured best (docs/distillation.md)
+            help="feature distillation BCE(σ(F_S), σ(F_T))"),
+    _distil("feat_adapter", switch=True,
+            help="learn a 1×1 conv from the student's fused feature to the teacher's before the feature term "
+                 "(trained with the student, saved in state.pth, not in the student's weights)"),
+    _distil("feat_norm", choices=FEAT_NORM_CHOICES, default="none",
+            help="feature term: none = official BCE; std = MSE of per-channel standardised features; cosine = 1 − "
+                 "per-pixel cosine"),
+    _distil("kd_warmup", type=float, default=0.0, range=_WEIGHT,
+            help="epochs of a linear warm-up of w_kd and w_feat from 0 (0 = none)"),
+    _distil("kd_decay", type=float, default=0.0, range=_FRACTION,
+            help="late decay: w_kd and w_feat fall linearly to 0 over this last fraction of the epochs (the last "
+                 "epoch without distillation; 0 = none)"),
+    _distil("block_mix", type=float, default=0.0, range=_FRACTION,
+            help="--kd_mode offline: probability per step that the student's stream features continue through the "
+                 "frozen teacher's remaining blocks, fuser and head, trained to the GT and the teacher (MiPKD-style "
+                 "block mixing; 0 = off)"),
+    _distil("block_mix_weight", type=float, default=0.1, range=_WEIGHT, help="weight of the block-mixing loss"),
+    # Without a teacher these label with the GT (the teacher-free control); other strategies refuse them.
+    Option("w_unlabelled", type=float, default=0.1, range=_WEIGHT, group=VARIANTS,
+           help="weight of SmoothL1(S, T) on the --unlabelled pairs (the teacher's labels; GT for none)"),
+    Option("kd_augment", switch=True, group=VARIANTS,
+           help="invertible-augmentation consistency: a random flip / transpose / sign inversion of the student's "
+                "inputs, undone on its output, matched to the teacher's output on the original view (the GT with "
+                "--kd_mode none: the teacher-free control)"),
+    Option("w_augment", type=float, default=0.1, range=_WEIGHT, group=VARIANTS,
+           help="weight of the --kd_augment term"),
+)
 
 
 def teacher_width(cfg: dict, teacher: nn.Module | None = None) -> int:
@@ -72,6 +113,7 @@ class CSAKDStrategy(DistillationStrategy):
     """
 
     name = "csakd"
+    options = OPTIONS
     needs = frozenset({"feat"})
 
     def __init__(self, w_sam: float = 0.1, w_beba: float = 0.1, w_kd: float = 0.1, w_feat: float = 0.1,

@@ -32,7 +32,9 @@ from losses.hkd import build_acf, hkd_terms
 from losses.progressive import stage_l1
 from models.heads import IntermediateHeads, heads_for_frozen
 from models.outputs import FusionOutput
+from utils.config import Option, Range
 
+from ..options import RELATED
 from .base import DistillationStrategy, Objective, frozen_teacher_config, register
 
 
@@ -49,6 +51,15 @@ class HKDStrategy(DistillationStrategy):
     """
 
     name = "hkd"
+    options = (
+        Option("hkd_acf", choices=("global", "pixel", "none"), default="global", group=RELATED, strategy="hkd",
+               teacher_only=True, help="hkd: adaptive channel fusion target, one weight pair per image or per pixel "
+                                       "and band"),
+        Option("hkd_row_chunk", type=int, range=Range(1), group=RELATED, strategy="hkd", teacher_only=True,
+               help="hkd: FSM similarity rows per chunk, recomputed in the backward pass (exact, less memory)"),
+        Option("hkd_sample_rows", type=int, range=Range(1), group=RELATED, strategy="hkd", teacher_only=True,
+               help="hkd: FSM on this many random rows only (a deviation from HKDSR: an unbiased estimate)"),
+    )
     needs = frozenset({"inter_outs"})
 
     def __init__(self, bands: int, acf: str = "global", row_chunk: int | None = None,

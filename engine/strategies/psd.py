@@ -16,7 +16,9 @@ from torch import nn
 
 from losses.progressive import PSD_FEATURE_WEIGHT, stage_feature_mse, stage_l1
 from models.outputs import FusionOutput
+from utils.config import Option, Range
 
+from ..options import RELATED
 from .base import DistillationStrategy, Objective, register
 
 
@@ -35,6 +37,9 @@ class PSDStrategy(DistillationStrategy):
     """
 
     name = "psd"
+    options = (Option("psd_feat_weight", type=float, default=PSD_FEATURE_WEIGHT, range=Range(0), group=RELATED,
+                      strategy="psd", teacher_only=True,
+                      help="psd: weight λ of the stage-feature MSE (authors' 1e-6)"),)
     needs = frozenset({"inter_outs", "stage_feats"})
 
     def __init__(self, feat_weight: float = PSD_FEATURE_WEIGHT) -> None:
