@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
+
+# A job started in the background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored; Python then
+# installs no handler, and neither do the processes the tests start, so every Ctrl-C test would fail for the
+# wrong reason. Restore Python's handler (children reset a handled signal to its default at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")
