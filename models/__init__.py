@@ -41,4 +41,4 @@ def build_model(cfg: dict, role: str) -> nn.Module:
     """
     if role not in ("teacher", "student"):
         raise ValueError(f"role: expected 'teacher' or 'student', got {role!r}")
-    return NETWORKS.lookup(cfg.get("arch") or "dts")(cfg, role)
+    return NETWORKS.lookup(cfg.get("arch") or "dts").build(cfg, role)

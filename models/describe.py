@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 from utils.checkpoint import _strip_prefixes, load_weights, read_checkpoint
 
 from .dts import TEACHER_LARGE_LAYERS, TEACHER_LAYERS, parse_student_layers
-from .network import NOT_CONSTRUCTOR_KEYS, FusionNetwork, network_class, rebuild
+from .family import network_class, rebuild
+from .network import NOT_CONSTRUCTOR_KEYS, FusionNetwork
 
 STREAMS = ("hmfeat", "mhfeat", "hfeat", "mfeat")  # Z_hm, Z_mh, Z_h, Z_m
 LAYER_KEYS = {"teacher": "teacher_layers", "student": "student_layers"}

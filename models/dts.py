@@ -104,7 +104,6 @@ class DTS(FusionNetwork):
             parameters, so the weights of both forms have the same keys).
     """
 
-    arch = "dts"
     role = "dts"
     output_modules = ("fuse", "last")
 
@@ -265,7 +264,6 @@ class Teacher(DTS):
     """
 
     role = "teacher"
-    roles = ("teacher",)
 
     def __init__(
         self,
@@ -300,7 +298,6 @@ class Student(DTS):
     """
 
     role = "student"
-    roles = ("student",)
 
     def __init__(
         self,
@@ -359,7 +356,7 @@ _DTS_KWARGS = ("bands", "msi_bands", "num_base_chs", "num_agg_feat", "adaptive_f
                "residual", "hkd_heads")
 
 
-@NETWORKS.register("dts", options=DTS_OPTIONS)
+@NETWORKS.register("dts", classes={"teacher": Teacher, "student": Student}, options=DTS_OPTIONS)
 def build_dts(cfg: dict, role: str) -> DTS:
     """The DTS :class:`Teacher` or :class:`Student` of a flag dict (missing keys: the constructor defaults)."""
     kwargs = {k: cfg[k] for k in _DTS_KWARGS if cfg.get(k) is not None}

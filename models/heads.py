@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import rebuild
+from .family import rebuild
 from .outputs import FusionOutput
 from .taps import Finish, Tap
 

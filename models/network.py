@@ -7,9 +7,8 @@ Every network family (the DTS teacher and student, :mod:`models.dts`; the PSDNet
 ==========================  ==========================================================================
 member                      meaning
 ==========================  ==========================================================================
-``arch`` (class)            the family's ``--arch`` name, saved as ``"arch"`` with the weights
-``roles`` (class)           the roles the class builds (``("teacher",)``, ``("teacher", "student")``);
-                            a class that declares them is what :func:`network_class` returns
+``arch`` (class)            the family's ``--arch`` name, saved as ``"arch"`` with the weights (set by
+                            the family's registration, :data:`models.family.NETWORKS`)
 ``role``                    ``"teacher"`` or ``"student"``
 ``bands``, ``msi_bands``    the input contract: LR-HSI (B, bands, h, w), HR-MSI (B, msi_bands, s·h, s·w)
 ``scale``                   s, the HR-MSI / LR-HSI size ratio
@@ -30,7 +29,8 @@ Constructor arguments are captured for every subclass without a hand-written lis
 ``register_to_config``): after ``__init__`` of the instance's own class, :attr:`FusionNetwork.config` holds
 every argument by name, defaults applied. A network that normalises an argument (``"1441"`` →
 ``(1, 4, 4, 1)``) stores the normalised value under the argument's own name, and that form is saved; tuples
-are saved as lists. :func:`network_class` and :func:`rebuild` turn a saved description back into a network.
+are saved as lists. :func:`models.family.network_class` and :func:`models.family.rebuild` turn a saved description
+back into a network, with the class the family registered for its role.
 
 Intermediate tensors a distillation strategy needs beyond the tuple are not outputs of the network: they are
 taken with forward hooks (:mod:`models.taps`) on the submodules the family names for them in :meth:`aux_taps`
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -51,7 +51,6 @@ from torch import nn
 from .outputs import FusionOutput, check_needs
 from .taps import Finish, Tap, TapRecorder, record_output
 
-_CLASSES: dict[tuple[str, str], type[FusionNetwork]] = {}  # (arch, role) → the class that builds it
 NOT_CONSTRUCTOR_KEYS = ("arch", "role", "large")  # keys of a saved description that are no constructor argument
 DEFAULT_ARCH = "dts"  # the family of a description without "arch" (every file saved before families existed)
 
@@ -91,12 +90,11 @@ def _capturing(init: Callable[..., None], owner: type) -> Callable[..., None]:
 class FusionNetwork(nn.Module):
     """Base class of every fusion network family; see the module docstring for the protocol.
 
-    Subclasses set ``arch`` (and ``roles`` on the classes that :func:`rebuild` should build), ``role``,
-    ``bands``, ``msi_bands``, ``scale`` (and ``privileged`` when they take the GT), and implement ``forward``.
+    Subclasses set ``role``, ``bands``, ``msi_bands``, ``scale`` (and ``privileged`` when they take the GT) and
+    implement ``forward``; registering the family (:data:`models.family.NETWORKS`) sets ``arch``.
     """
 
     arch: ClassVar[str] = ""
-    roles: ClassVar[tuple[str, ...]] = ()
     output_modules: ClassVar[tuple[str, ...]] = ()
     privileged: bool = False
     config: dict[str, Any]
@@ -109,9 +107,6 @@ class FusionNetwork(nn.Module):
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = _capturing(cls.__dict__["__init__"], cls)  # type: ignore[method-assign]
-        if "roles" in cls.__dict__:
-            for role in cls.roles:
-                _CLASSES[(cls.arch, role)] = cls
 
     def model_config(self) -> dict[str, Any]:
         """The description a weight file saves: ``{"role", "arch", **constructor arguments}`` (plain types); the
@@ -163,19 +158,3 @@ class FusionNetwork(nn.Module):
         if enabled:
             raise ValueError(f"--grad_checkpoint: not implemented for --arch {self.arch}; leave it out")
         return self
-
-
-def network_class(arch: str, role: str, name: str = "network") -> type[FusionNetwork]:
-    """The class that builds the ``role`` network of family ``arch``; a ValueError naming ``name`` (e.g. the file
-    described) and the known families otherwise."""
-    if (arch, role) not in _CLASSES:
-        known = sorted({f"{a}/{r}" for a, r in _CLASSES})
-        raise ValueError(f"{name}: holds an --arch {arch!r} {role} network, which no loaded module provides; "
-                         f"expected one of {known}")
-    return _CLASSES[(arch, role)]
-
-
-def rebuild(description: Mapping[str, Any], name: str = "network") -> FusionNetwork:
-    """A new network (fresh weights) from a saved description :meth:`FusionNetwork.model_config`."""
-    cls = network_class(description.get("arch", DEFAULT_ARCH), description["role"], name)
-    return cls(**{k: v for k, v in description.items() if k not in NOT_CONSTRUCTOR_KEYS})

@@ -38,7 +38,7 @@ from utils.config import Option, Range
 from utils.defaults import BANDS, MSI_BANDS, SCALE
 
 from .dts import DTS
-from .family import NETWORK, NETWORKS
+from .family import NETWORK, NETWORKS, ROLES
 from .network import FusionNetwork
 from .outputs import AUX_FIELDS
 from .taps import Finish, Tap
@@ -251,8 +251,6 @@ class PSDNet(FusionNetwork):
         patch_overlap: HR rows/columns two neighbouring pieces share (even, at most the size being split).
     """
 
-    arch = "psd"
-    roles = ("teacher", "student")
     output_modules = (f"heads.{STAGES - 1}",)  # the last stage's head
 
     def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
@@ -367,7 +365,7 @@ PSD_OPTIONS = (
 )
 
 
-@NETWORKS.register("psd", options=PSD_OPTIONS)
+@NETWORKS.register("psd", classes=dict.fromkeys(ROLES, PSDNet), options=PSD_OPTIONS)
 def build_psd(cfg: dict, role: str) -> PSDNet:
     """A :class:`PSDNet` of a flag dict, the teacher being the privileged (GT-fed) variant, both of width
     ``num_base_chs``; ``psd_patches``, ``psd_patch_overlap``: multipatch."""

@@ -10,7 +10,8 @@ import torch
 
 from models import PSDNet, Student, Teacher, build_model
 from models.describe import build_from_checkpoint, network_from_file
-from models.network import FusionNetwork, network_class, rebuild
+from models.family import NetworkRegistry, network_class, rebuild
+from models.network import FusionNetwork
 from utils.checkpoint import save_weights
 
 TINY = {"bands": 8, "msi_bands": 2, "num_base_chs": 8, "num_agg_feat": 4, "scale": 4}
@@ -96,3 +97,12 @@ def test_taps_record_only_inside_recording_and_name_a_missing_submodule() -> Non
     recorder.remove()
     with pytest.raises(ValueError, match=r"'hmfeat\.0': Student has no such submodule"):
         TapRecorder(net, [Tap("hmfeat.0")])  # the student builds no Z_hm blocks
+
+
+def test_a_family_registers_its_classes_once() -> None:
+    networks = NetworkRegistry("network family", "--arch")
+    with pytest.raises(ValueError, match=r"--arch dts2: the classes \{'Student': 'dts'\} are registered with other"):
+        networks.register("dts2", classes={"student": Student})
+    with pytest.raises(ValueError, match="classes must map roles"):
+        networks.register("none")
+    assert network_class("dts", "student") is Student and network_class("psd", "teacher") is PSDNet

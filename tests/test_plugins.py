@@ -28,8 +28,6 @@ from utils.config import Option, Range
 
 
 class Blend(FusionNetwork):
-    arch = "blend"
-
     def __init__(self, bands, msi_bands, scale, blend_width):
         super().__init__()
         self.bands, self.msi_bands, self.scale = bands, msi_bands, scale
@@ -43,18 +41,20 @@ class Blend(FusionNetwork):
 
 
 class BlendTeacher(Blend):
-    roles, role = ("teacher",), "teacher"
+    role = "teacher"
 
 
 class BlendStudent(Blend):
-    roles, role = ("student",), "student"
+    role = "student"
 
 
-@NETWORKS.register("blend", options=(Option("blend_width", type=int, default=6, range=Range(1), group="network",
-                                            help="blend: hidden width"),))
+CLASSES = {"teacher": BlendTeacher, "student": BlendStudent}
+
+
+@NETWORKS.register("blend", classes=CLASSES, options=(Option("blend_width", type=int, default=6, range=Range(1),
+                                                             group="network", help="blend: hidden width"),))
 def build_blend(cfg, role):
-    net = BlendTeacher if role == "teacher" else BlendStudent
-    return net(cfg["bands"], cfg["msi_bands"], cfg["scale"], cfg["blend_width"])
+    return CLASSES[role](cfg["bands"], cfg["msi_bands"], cfg["scale"], cfg["blend_width"])
 '''
 
 DATASET = '''
