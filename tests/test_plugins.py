@@ -4,6 +4,7 @@ block of docs/strategies.md, so that page cannot rot."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -155,3 +156,20 @@ def test_a_bad_plugin_is_one_line_naming_it(tmp_path: Path, capsys, plugin: str,
     assert train_CSAKD.main(["--plugins", path, "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert re.search(message, err) and len(err.splitlines()) == 1, err
+
+
+def test_the_bench_runs_plugin_components_named_by_the_config(tmp_path: Path) -> None:
+    """``benchmarks.kd`` imports the config's plugins before it checks the specs, so a plugin strategy is a spec."""
+    outside = tmp_path / "mine"
+    outside.mkdir()
+    config = write_plugins(outside)
+    config.write_text(config.read_text() + "epochs: 1\n")
+    report = tmp_path / "kd.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kd", "--config", str(config), "--strategies", "none",
+                           "l1kd", "--seeds", "1", "--out", str(tmp_path / "bench"), "--json", str(report),
+                           "--metrics", "psnr,sam"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(report.read_text())["runs"]
+    assert [r["spec"] for r in runs] == ["none", "l1kd"]
+    assert {r["config"]["arch"] for r in runs} == {"blend"} and runs[1]["config"]["kd_strategy"] == "l1kd"
