@@ -670,10 +670,13 @@ def with_shared_teacher(runs: list[dict], teacher_runs: list[dict]) -> list[dict
     inheritance alone, ``none:student_init=teacher``) given that teacher's test metrics (the teacher run of its data
     seed), so that its rows show the teacher it started from and its gap is measured against it."""
     shared = {r.get("data_seed"): r["teacher"] for r in teacher_runs if r.get("teacher") is not None}
+    if not shared:
+        return runs
+    parser = build_train_parser()  # once: parse_spec would build it for every run
     out = []
     for r in runs:
         data = r["seed"] if r.get("data_seed") is None else r["data_seed"]
-        reads_shared = r.get("teacher") is None and parse_spec(r["spec"]).shared_teacher
+        reads_shared = r.get("teacher") is None and parse_spec(r["spec"], parser).shared_teacher
         out.append({**r, "teacher": shared[data]} if reads_shared and data in shared else r)
     return out
 
