@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from tests.test_pansharpening_score import pancollection_pair
 # As --img_range 2048: integer DN survive the float32 [-1, 1] samples exactly, so the reference files below hold
 # the DN the samples encode without a rounding step.
 IMG_RANGE = 2048.0
+ROOT = Path(__file__).resolve().parents[1]
 CFG = {"scale": 4, "warmup": 0, "seed": 0}
 CPU = torch.device("cpu")
 
@@ -245,3 +247,32 @@ def test_summary_csv_and_table_of_a_pansharpening_test(tmp_path, monkeypatch, ca
     records = [{"spec": "none", "seed": s, "student": {"q2n": 0.9 + s / 100}, "teacher": None,
                 **kd.baseline_entry({"baselines": {"exp": {"q2n": 0.8}}})} for s in (1, 2)]
     assert kd.summarise(records, ["q2n"])["exp"]["q2n"] == {"mean": 0.8, "std": 0.0, "per_seed": {"1": 0.8, "2": 0.8}}
+
+
+def test_the_quick_start_networks_are_tested_at_both_resolutions(tmp_path, capsys):
+    """The built-in WV3-like scenes end to end: train one tiny epoch, then test_CSAKD.py at reduced resolution
+    (the RR indices and EXP) and at full resolution (the FR indices), each as summary.json and the table."""
+    import yaml
+
+    from engine.flags import resolve_train_config
+    from engine.train import train
+
+    settings = yaml.safe_load((ROOT / "configs" / "pansharpening_quickstart.yaml").read_text())
+    settings.update(image_size=128, crop_size=8, synthetic_scenes=[2, 1, 1], epochs=1, num_base_chs=8,
+                    num_agg_feat=4, student_layers="1111", teacher_layers="1111", tb_scenes=0,
+                    checkpoint_dir=str(tmp_path / "ck"), log_dir=str(tmp_path / "runs"), no_progress=True)
+    config = tmp_path / "pansharpening_tiny.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    train(resolve_train_config(str(config), {}))
+    shared = ["--config", str(config), "--test_mode", "2"]
+    for resolution, names, size in (("reduced", RR_METRICS, 32), ("full", FR_METRICS, 128)):
+        out = tmp_path / resolution
+        assert test_CSAKD.main([*shared, "--resolution", resolution, "--results", str(out)]) == 0, \
+            capsys.readouterr().err
+        summary = json.loads((out / "summary.json").read_text())
+        assert list(summary["baselines"]) == ["exp"] and set(summary["metrics"]) >= set(names)
+        assert set(summary["baselines"]["exp"]) >= set(names) and summary["config"]["metrics"] == list(names)
+        pred = scipy.io.loadmat(next((out / "pred").iterdir()))["pred"]
+        assert pred.shape == (size, size, 8) and pred.max() > 50  # DN (2047 for reflectance 1), H×W×C
+        table = capsys.readouterr().out
+        assert "EXP (mean)" in table and all(n in table for n in names)
