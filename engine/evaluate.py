@@ -23,7 +23,7 @@ from scipy.io import savemat
 from torch import nn
 from torch.utils.data import DataLoader
 
-from data.sensors import get_sensor
+from data.sensors import SENSORS, get_sensor
 from utils.fileio import atomic_write
 from utils.metrics import METRIC_NAMES, evaluate_batch, mean_metrics, to_unit_range
 from utils.tiling import tiled_forward
@@ -206,7 +206,10 @@ class PansharpeningScoring:
 
     def __init__(self, dataset: Any, cfg: Mapping[str, Any], metrics: Sequence[str] | None):
         self.full, self.ratio = bool(dataset.full), int(dataset.ratio)
-        self.gains = get_sensor(dataset.sensor).gnyq_ms
+        if self.full and not dataset.sensor:  # pancollection read with --img_range alone
+            raise ValueError("--sensor: the full-resolution indices D_λ^K and HQNR filter with the sensor's MS MTF; "
+                             "pass --sensor (one of " + ", ".join(SENSORS) + ")")
+        self.gains = get_sensor(dataset.sensor).gnyq_ms if self.full else ()
         self.dim_cut = 0 if self.full else int(cfg.get("dim_cut") or 0)
         own = FR_METRICS if self.full else RR_METRICS
         unknown = [m for m in metrics or () if m not in own]

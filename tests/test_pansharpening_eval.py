@@ -152,6 +152,13 @@ def test_full_resolution_sides_not_multiples_of_32_are_one_clear_error():
         evaluate(Interp23(), loader(full=True, size=48), CFG, CPU)
 
 
+def test_full_resolution_needs_the_sensor_for_its_mtf(monkeypatch):
+    monkeypatch.setattr(TinyPansharpening, "sensor", None)  # e.g. a PanCollection file read with --img_range only
+    assert evaluate(Interp23(), loader(), CFG, CPU)["images"] == 2  # reduced resolution needs no MTF
+    with pytest.raises(ValueError, match=r"--sensor: the full-resolution indices .* pass --sensor \(one of QB, "):
+        evaluate(Interp23(), loader(full=True), CFG, CPU)
+
+
 def test_metrics_flag_is_checked_against_the_data():
     rr, fr = loader().dataset, loader(full=True).dataset
     assert scoring_for(rr, CFG, ["q2n", "sam"]).names == ["q2n", "sam"]
