@@ -283,3 +283,25 @@ def test_the_quick_start_networks_are_tested_at_both_resolutions(tmp_path, capsy
         assert pred.shape == (size, size, 8) and pred.max() > 50  # DN (2047 for reflectance 1), H×W×C
         table = capsys.readouterr().out
         assert "EXP (mean)" in table and all(n in table for n in names)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["reduced", "full"])
+def test_a_pancollection_file_scored_by_the_network_test_and_by_score_alike(full, tmp_path, capsys):
+    """The user's round trip on the real dataset kind: test a network on a PanCollection file, then --score its
+    saved prediction against that file. The two agree to ~1e-8 (1e-6 allowed), not to every digit: the network's
+    references are the file's DN as the float32 samples carry them (÷ 2047), --score reads the file's float64 DN."""
+    from data import build_dataset
+    from tests.test_pansharpening_data import cfg_for, fixture_examples, write_h5
+
+    path = write_h5(tmp_path / "test_qb_multiExm1.h5", fixture_examples(n=1), full=full)
+    data = DataLoader(build_dataset(cfg_for(path, resolution="full" if full else "reduced"), "test"), batch_size=1)
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    row = evaluate(PanCopy() if full else Interp23(), data, CFG, CPU, pred_dir=str(pred_dir))["rows"][0]
+    [saved] = pred_dir.iterdir()
+    out = tmp_path / "scores.json"
+    code = test_CSAKD.main(["--score", str(saved), "--reference", str(path), "--sensor", "QB", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    scored = json.loads(out.read_text())["metrics"]
+    assert list(scored) == list(FR_METRICS if full else RR_METRICS)
+    assert scored == {k: pytest.approx(row[k], abs=1e-6) for k in scored}
