@@ -12,7 +12,8 @@ methods' networks). A privileged network (the PSD teacher) is given the test GT 
 (``engine.evaluate.predict``): its scores measure a GT-fed network, not a fusion method. The checkpoint is
 ``--checkpoint`` (this project's weight file or an official ``.pth``), by default
 ``<checkpoint_dir>/<prefix>/<role>/best.pth``. Prints a per-image metrics table and the mean next to the
-bicubic baseline; ``--results DIR`` writes ``per_image.csv``, ``summary.json`` and the predictions
+bicubic baseline (pansharpening data: the toolbox indices in DN next to the EXP baseline, docs/pansharpening.md);
+``--results DIR`` writes ``per_image.csv``, ``summary.json`` and the predictions
 ``pred/<name>.mat``. The folder is built whole beside ``DIR`` and then swapped in
 (``utils.fileio.staged_folder``): it always holds one evaluation's outputs, never a mix with an earlier one,
 and a failed run leaves the earlier results as they were. A ``DIR`` holding anything else than these outputs
