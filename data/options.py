@@ -52,11 +52,13 @@ DATA_OPTIONS = (
     _data("bands", type=int, default=defaults.BANDS, range=_POSITIVE, help="HSI bands"),
     _data("scale", type=int, default=defaults.SCALE, range=_POSITIVE, help="spatial ratio HR/LR"),
     _data("data_seed", type=int,
-          help="seed of the generated scenes and of the simulated inputs (--dataset synthetic, realistic, cube); "
+          help="seed of the generated scenes and of the simulated inputs (--dataset synthetic, realistic, cube, "
+               "synthetic_pan); "
                "default --seed. With it set, --seed drives only initialisation, batch order, augmentation and "
                "training noise"),
     _data("synthetic_scenes", type=int, nargs=3, default=[32, 8, 8], metavar=("TRAIN", "VAL", "TEST"),
-          range=_NON_NEGATIVE, help="number of generated scenes per split (--dataset synthetic and realistic)"),
+          range=_NON_NEGATIVE,
+          help="number of generated scenes per split (--dataset synthetic, realistic and synthetic_pan)"),
     _data("unlabelled", type=int, default=0, metavar="N", range=_NON_NEGATIVE,
           help="N extra training scenes (--dataset synthetic, realistic; their own seed stream) used as input pairs "
                "whose GT is never read: labelled by the frozen teacher (--kd_mode offline); with --kd_mode none "
