@@ -11,6 +11,7 @@ from .datasets import AvirisDataset, CubeDataset, RealisticDataset, SyntheticDat
 from .degrade import Degradation, add_noise, blur_decimate, shift_image, simulate_scene
 from .formats import Cube, read_cube
 from .options import DATA_DEFAULTS, add_data_args, add_degradation_args, degradation_from_cfg
+from .pansharpening import PanCollectionDataset, SyntheticPanDataset
 from .sample import FusionDataset, augment, crop_offsets, normalise_gt, seed_worker, to_signed
 from .sensors import builtin_srf, load_srf_csv, resolve_srf
 from .spectral import resolve_wavelengths
@@ -24,8 +25,10 @@ __all__ = [
     "Degradation",
     "FusionDataset",
     "LayoutSpec",
+    "PanCollectionDataset",
     "RealisticDataset",
     "SyntheticDataset",
+    "SyntheticPanDataset",
     "add_data_args",
     "add_degradation_args",
     "add_noise",

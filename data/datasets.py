@@ -202,7 +202,9 @@ def build_dataset(cfg: dict, split: str) -> FusionDataset:
     """The dataset of the kind ``cfg["dataset"]`` (:data:`~data.options.DATASETS`) for ``split`` ("train" | "val" |
     "test").
 
-    ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` fills missing keys).
+    ``cfg`` is a plain dict keyed by the flag names (``data.DATA_DEFAULTS`` and the defaults of the options the
+    kinds declare fill missing keys).
     """
-    cfg = {**DATA_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k not in DATA_DEFAULTS}}
+    base = {**DATA_DEFAULTS, **{o.name: o.default for o in DATASETS.options()}}  # the kinds' own options too
+    cfg = {**base, **{k: v for k, v in cfg.items() if v is not None or k not in base}}
     return DATASETS.lookup(cfg["dataset"])(cfg, split)

@@ -25,13 +25,16 @@ SPLITS = ("train", "val", "test", "unlabelled")  # unlabelled: extra training in
 LR_LEVELS = (0, 1, 2, 3)  # aligned + the three misaligned LR-HSIs of the official layout
 
 
-def normalise_gt(gt: np.ndarray, where: str = "GT") -> tuple[np.ndarray, float, float]:
-    """Per-image min–max to [−1, 1]: y = 2·(GT − minv)/(maxv − minv) − 1 over all bands and pixels.
+def normalise_gt(gt: np.ndarray, where: str = "GT", value_range: tuple[float, float] | None = None
+                 ) -> tuple[np.ndarray, float, float]:
+    """Min–max to [−1, 1]: y = 2·(GT − minv)/(maxv − minv) − 1 over all bands and pixels.
 
+    ``value_range`` (maxv, minv) defaults to the image's own max and min (per-image, the HSI rule); a dataset
+    passes a fixed one instead (pansharpening: (sensor scale, 0), i.e. y = 2·DN/scale − 1).
     Returns (y float32 same shape, maxv, minv) with maxv/minv in the GT's raw units (for raw-unit RMSE).
     Official: the GT normalisation of ``dataset_joint.__getitem__`` in dataset.py.
     """
-    maxv, minv = float(gt.max()), float(gt.min())
+    maxv, minv = value_range if value_range is not None else (float(gt.max()), float(gt.min()))
     if not maxv > minv:
         raise ValueError(f"{where}: GT is constant ({minv}), cannot be min-max normalised")
     y = (gt.astype(np.float32) - np.float32(minv)) * np.float32(2.0 / (maxv - minv)) - np.float32(1.0)
@@ -90,11 +93,20 @@ class FusionDataset(Dataset):
     """Base of all datasets: turns ``load(index, level)`` into the sample dict (docs/own-data.md).
 
     Sample: {"lrhsi": (C, h, w), "hrmsi": (M, H, W), "gt": (C, H, W) float32 tensors in [−1, 1],
-    "name": str, "maxv": float, "minv": float} with H = scale·h. Train split: one random crop of
-    ``crop_size`` (offsets from ``crop_offsets``) plus ``augment``; val/test: the full image.
-    LR-HSI variant: ``lrhsi{mis_pix}``; with ``mixed_align_opt`` = 1 a training sample draws one of
-    the four variants uniformly.
+    "name": str, "maxv": float, "minv": float} with H = scale·h; DN = (x + 1)/2·(maxv − minv) + minv. Train
+    split: one random crop of ``crop_size`` (offsets from ``crop_offsets``) plus ``augment``; val/test: the full
+    image. LR-HSI variant: ``lrhsi{mis_pix}``; with ``mixed_align_opt`` = 1 a training sample draws one of
+    the four variants uniformly. Pansharpening samples (``data.pansharpening``) also carry ``"lms"`` (val/test),
+    and full-resolution ones have no ``"gt"``.
+
+    Class attributes a loop may branch on: ``task`` ("fusion" here, "pansharpening"), ``sensor`` (None, or the
+    pansharpening sensor's name), ``full`` (True: full-resolution samples without GT); ``ratio`` is the HR/LR
+    ratio (= ``scale``).
     """
+
+    task = "fusion"
+    sensor: str | None = None
+    full = False
 
     def __init__(self, cfg: dict, split: str):
         if split not in SPLITS:
@@ -110,6 +122,11 @@ class FusionDataset(Dataset):
             raise ValueError(f"--mis_pix must be one of {LR_LEVELS}, got {self.mis_pix}")
         self.reseed(int(cfg.get("seed", defaults.SEED)) * 10 + SPLITS.index(split))
 
+    @property
+    def ratio(self) -> int:
+        """The HR/LR ratio of the samples (``scale``; PanCollection: 4)."""
+        return self.scale
+
     def reseed(self, seed: int) -> None:
         """Restart the augmentation RNG (called by ``seed_worker`` in each DataLoader worker)."""
         self.rng = random.Random(seed)
@@ -119,22 +136,37 @@ class FusionDataset(Dataset):
         as numpy arrays."""
         raise NotImplementedError
 
+    def gt_range(self, gt: np.ndarray | None) -> tuple[float, float]:
+        """(maxv, minv): the raw values that the GT's −1 and 1 stand for, the one normalisation hook. Default: the
+        image's own max and min (per-image min–max, official); pansharpening: (sensor scale, 0.0)."""
+        return float(gt.max()), float(gt.min())
+
     def __getitem__(self, index: int) -> dict:
         level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
-        name, gt, msi, lr = self.load(index, level)
-        y, maxv, minv = normalise_gt(gt, where=name)
-        msi, lr = to_signed(msi), to_signed(lr)
+        return self.make_sample(*self.load(index, level))
+
+    def make_sample(self, name: str, gt: np.ndarray | None, msi: np.ndarray, lr: np.ndarray,
+                    extra: dict[str, np.ndarray] | None = None) -> dict:
+        """The sample dict of loaded arrays (:meth:`load`'s), normalised, cropped and augmented for training.
+
+        ``gt`` None: a sample without GT (full-resolution pansharpening). ``extra``: more HR arrays (H, W, C) in
+        [0, 1] (pansharpening ``lms``), mapped to [−1, 1] like the inputs and cropped/augmented with them.
+        """
+        maxv, minv = self.gt_range(gt)
+        hr = {"hrmsi": to_signed(msi), **{k: to_signed(v) for k, v in (extra or {}).items()}}
+        if gt is not None:
+            hr["gt"] = normalise_gt(gt, where=name, value_range=(maxv, minv))[0]
+        lr = to_signed(lr)
         if self.train:
-            (y, msi), lr = self._crop([y, msi], lr, name)
-            y, msi, lr = augment(self.rng, y, msi, lr)
-        return {
-            "lrhsi": _chw(lr),
-            "hrmsi": _chw(msi),
-            "gt": _chw(y),
-            "name": name,
-            "maxv": maxv,
-            "minv": minv,
-        }
+            keys = sorted(hr, key=lambda k: k != "gt")  # the GT first: its size decides the crop (as before)
+            cropped, lr = self._crop([hr[k] for k in keys], lr, name)
+            *cropped, lr = augment(self.rng, *cropped, lr)
+            hr = dict(zip(keys, cropped, strict=True))
+        sample = {"lrhsi": _chw(lr), "hrmsi": _chw(hr.pop("hrmsi"))}
+        if "gt" in hr:
+            sample["gt"] = _chw(hr.pop("gt"))
+        sample.update({k: _chw(v) for k, v in hr.items()})
+        return {**sample, "name": name, "maxv": maxv, "minv": minv}
 
     def inputs_item(self, index: int) -> dict:
         """The inputs of sample ``index`` without its GT, for pairs whose GT is never read (``--unlabelled``):

@@ -18,30 +18,37 @@ SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
 def describe_split(cfg: dict, split: str) -> str:
     """How the user named a split, for messages: the split file, or the synthetic scene count."""
-    if cfg.get("dataset") == "synthetic":
-        return f"--dataset synthetic --synthetic_scenes {cfg.get('synthetic_scenes')}"
+    if cfg.get("dataset") in ("synthetic", "synthetic_pan"):
+        return f"--dataset {cfg['dataset']} --synthetic_scenes {cfg.get('synthetic_scenes')}"
     flag = SPLIT_FLAGS[split]
     return f"--{flag} {cfg.get(flag)} (--root {cfg.get('root')})"
 
 
 def check_dataset(dataset: Dataset, cfg: dict, split: str) -> None:
     """Raise a ValueError unless ``dataset`` is non-empty and its first sample has the configured shapes
-    (``bands`` LR-HSI/GT bands, ``msi_bands`` HR-MSI bands, HR size = ``scale`` × LR size)."""
+    (``bands`` LR-HSI/GT bands, ``msi_bands`` HR-MSI bands, HR size = ``scale`` × LR size) and, except in the
+    test split, a GT (full-resolution pansharpening samples have none)."""
     where = f"{split} split ({describe_split(cfg, split)})"
     if len(dataset) == 0:
         raise ValueError(f"{where}: the split is empty; expected at least one image")
     sample = dataset[0]
     name = sample.get("name", "sample 0")
-    lr, msi, gt = sample["lrhsi"], sample["hrmsi"], sample["gt"]
-    for what, x, want, flag in (("LR-HSI", lr, cfg["bands"], "--bands"), ("GT", gt, cfg["bands"], "--bands"),
-                                ("HR-MSI", msi, cfg["msi_bands"], "--msi_bands")):
+    if "gt" not in sample and split != "test":  # full-resolution pansharpening: nothing to fit or score against
+        raise ValueError(f"{where}: {name}: the samples have no GT (full-resolution data); training and "
+                         f"validation need reduced-resolution data with gt (--resolution reduced)")
+    lr, msi = sample["lrhsi"], sample["hrmsi"]
+    hr = sample.get("gt", msi)  # the HR grid: the GT's, or the HR-MSI's without GT
+    checks = [("LR-HSI", lr, cfg["bands"], "--bands"), ("HR-MSI", msi, cfg["msi_bands"], "--msi_bands")]
+    if "gt" in sample:
+        checks.insert(1, ("GT", sample["gt"], cfg["bands"], "--bands"))
+    for what, x, want, flag in checks:
         if x.shape[0] != want:
             raise ValueError(f"{where}: {name}: the {what} has {x.shape[0]} bands, but {flag} is {want} "
                              f"(shape {tuple(x.shape)}); set {flag} {x.shape[0]} or use matching data")
     s = cfg["scale"]
-    if tuple(gt.shape[-2:]) != (s * lr.shape[-2], s * lr.shape[-1]) or msi.shape[-2:] != gt.shape[-2:]:
+    if tuple(hr.shape[-2:]) != (s * lr.shape[-2], s * lr.shape[-1]) or msi.shape[-2:] != hr.shape[-2:]:
         raise ValueError(f"{where}: {name}: sizes do not match --scale {s}: LR-HSI {tuple(lr.shape[-2:])}, "
-                         f"HR-MSI {tuple(msi.shape[-2:])}, GT {tuple(gt.shape[-2:])}")
+                         f"HR-MSI {tuple(msi.shape[-2:])}, GT {tuple(hr.shape[-2:])}")
 
 
 class ShardedShuffle(Sampler[int]):
