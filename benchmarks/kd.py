@@ -15,7 +15,8 @@ For every (spec, seed) the bench trains with library calls (``engine.flags.resol
 ``<out>/checkpoints/<run>``, then tests with ``engine.testing.evaluate_run``
 the student's ``best.pth`` — the checkpoint training selected by the lowest *validation* SAM; the test split is
 never used for any choice — and, for online/offline runs, the teacher (the co-trained ``best.pth``, or the
-frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test.
+frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test (pansharpening data:
+the EXP row, the 23-tap interpolated MS, ``engine.evaluate.PansharpeningScoring``).
 
 Outputs: ``--json`` ``{"command", "runs", "summary": {row: {metric: {mean, std, per_seed}}}, "paired_vs_none":
 {spec: {metric: {mean, std, per_seed, n, ci95, n_positive, gap, gap_fraction}}}, "paired_with": {spec: student-alone
@@ -439,11 +440,19 @@ def _read_summary(folder: str) -> dict:
         return json.load(f)
 
 
+def baseline_entry(summary: dict) -> dict:
+    """The record's baseline from a test ``summary.json``: ``{"baseline": name, name: its test metrics}``, the name
+    as the test decided it for the data (``engine.evaluate.scoring_for``: ``bicubic``, or ``exp`` for
+    pansharpening)."""
+    [(name, values)] = summary["baselines"].items()
+    return {"baseline": name, name: values}
+
+
 def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | None = None) -> dict:
     """Train (spec, seed[, data seed]) afresh, test its networks' best checkpoints on the test split, save and
-    return the record ``{"spec", "seed", "data_seed", "run", "config", "student", "teacher", "bicubic",
-    "best_epoch", "best_val_sam", "bicubic_val", ...}`` (the last two: validation, the split the checkpoints were
-    selected on)."""
+    return the record ``{"spec", "seed", "data_seed", "run", "config", "student", "teacher", "baseline", <its
+    name: bicubic or exp>, "best_epoch", "best_val_sam", "bicubic_val", ...}`` (the last two: validation, the split
+    the checkpoints were selected on)."""
     from engine import testing
     from engine.flags import resolve_test_config, resolve_train_config
     from engine.train import train
@@ -470,7 +479,7 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
               "best_val_sam": {r: b["sam"] for r, b in summary["best"].items()},
               "bicubic_val": summary.get("bicubic_val"),
               "student": student["metrics"], "teacher": results["teacher"]["metrics"] if "teacher" in results else None,
-              bench.task.baseline: student["baselines"][bench.task.baseline], "test_images": student["images"],
+              **baseline_entry(student), "test_images": student["images"],
               "selection": "best.pth: lowest validation SAM during training; the test split is evaluated once",
               "cpu": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
     if bench.task.full:
@@ -566,19 +575,20 @@ def row_values(runs: list[dict], task: Task = FUSION) -> dict[str, dict[str, dic
     ``"data_seed/seed"`` for a bench over data seeds, in seed order."""
     students: dict[str, dict[str, dict[str, float]]] = {}
     teachers: dict[str, dict[str, dict[str, float]]] = {}
-    baseline: dict[str, dict[str, float]] = {}
+    baselines: dict[str, dict[str, dict[str, float]]] = {}
     full: dict[str, dict[str, dict[str, float]]] = {}
     for r in sorted(runs, key=lambda r: _label_order(record_label(r))):
         label = record_label(r)
         students.setdefault(r["spec"], {})[label] = r["student"]
         if r.get("teacher") is not None:
             teachers.setdefault(teacher_row(r["spec"], r.get("teacher_privileged", False)), {})[label] = r["teacher"]
-        baseline.setdefault(label, r[task.baseline])
+        name = r.get("baseline", task.baseline)  # records made before pansharpening all have bicubic
+        baselines.setdefault(name, {}).setdefault(label, r[name])
         if task.full:
             full.setdefault(r["spec"] + FULL, {})[label] = r["student_full"]
             full.setdefault(task.baseline + FULL, {}).setdefault(label, r[f"{task.baseline}_full"])
     order = list(dict.fromkeys(r["spec"] for r in runs))  # rows in run order
-    rows = {**{k: students[k] for k in order}, **teachers, task.baseline: baseline}
+    rows = {**{k: students[k] for k in order}, **teachers, **baselines}
     if task.full:
         rows.update({k + FULL: full[k + FULL] for k in (*order, task.baseline)})
     return rows

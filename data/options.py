@@ -37,7 +37,8 @@ def _split_list(split: str) -> Option:
 DATA_OPTIONS = (
     _data("dataset", choices=DATASETS, default="aviris",
           help="official layout | own cubes simulated on the fly | built-in synthetic scenes | scenes of measured "
-               "reflectance spectra (needs colour-science)"),
+               "reflectance spectra (needs colour-science) | PanCollection files (pansharpening) | built-in scenes "
+               "through a WV3-like sensor (pansharpening)"),
     _data("root", default="../../Fusion_data", help="dataset root (entries of the split files are relative to it)"),
     *(_split_list(split) for split in ("train", "val", "test")),
     _data("msi_bands", type=int, default=defaults.MSI_BANDS, range=_POSITIVE, help="HR-MSI bands (reads key hrmsi<M>)"),

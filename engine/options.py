@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from engine.pansharpening_metrics import FR_METRICS, RR_METRICS, TOOLBOX_DIM_CUT
 from utils import defaults
 from utils.config import PLUGINS, Option, Range, comma_list, str2bool
 
@@ -23,6 +24,9 @@ KD_MODES = ("online", "offline", "none")
 AMP_MODES = ("off", "bf16", "fp16")
 VAL_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim")
 TEST_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
+#: Every name ``--metrics`` accepts: HSI fusion's, then the pansharpening toolbox's (RR, FR); which of them a test
+#: can compute depends on its data (``engine.evaluate.test_metrics``).
+ALL_TEST_METRICS = tuple(dict.fromkeys((*TEST_METRICS, *RR_METRICS, *FR_METRICS)))
 
 _POSITIVE, _NON_NEGATIVE = Range(1), Range(0)
 
@@ -154,6 +158,11 @@ def _test(name: str, **kw) -> Option:
 #: Official training flags the official test script also accepts, unused there.
 _LEFTOVERS = ("lr", "step_size", "eval_step", "finetuning_step", "weight_decay", "joint_loss")
 
+#: Shared with ``test_CSAKD.py --score`` (``engine.score``), which has its own parser.
+DIM_CUT = _test("dim_cut", type=int, default=0, range=_NON_NEGATIVE,
+                help=f"pansharpening, reduced resolution: border pixels left out of the toolbox indices, as its "
+                     f"indexes_evaluation.m cuts them ({TOOLBOX_DIM_CUT} in its demo; 0 = none)")
+
 TEST_OPTIONS = (
     _test("test_mode", type=int, choices=(1, 2, 3), default=2,
           help="1: teacher, 2: student, 3: complexity of both (no data or checkpoint)"),
@@ -165,7 +174,10 @@ TEST_OPTIONS = (
     _test("batch_size", type=int, default=1, range=_POSITIVE, from_yaml=False, help="test batch size (official 1)"),
     _test("results", type=str, metavar="DIR", help="write per_image.csv, summary.json and the predictions (.mat) here"),
     _test("raw_units", switch=True, help="save predictions de-normalised to the GT's raw units"),
-    _test("metrics", type=comma_list(TEST_METRICS), default=list(TEST_METRICS), help="comma-separated"),
+    _test("metrics", type=comma_list(ALL_TEST_METRICS),
+          help=f"comma-separated (default: all that the data give: HSI fusion {','.join(TEST_METRICS)}; "
+               f"pansharpening {','.join(RR_METRICS)} at reduced resolution, {','.join(FR_METRICS)} at full)"),
+    DIM_CUT,
     _test("tile", type=int, default=0, range=_NON_NEGATIVE,
           help="tiled inference: LR-HSI tile side in LR pixels (0 = off)"),
     _test("tile_overlap", type=int, default=4, range=_NON_NEGATIVE, help="overlap of neighbouring tiles in LR pixels"),

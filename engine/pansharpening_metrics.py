@@ -299,3 +299,36 @@ def full_resolution(fused, ms_up, pan, gains: Sequence[float], ratio: int = RATI
     dk = d_lambda_k(fused, ms_up, gains, ratio, block)
     return {"d_lambda": dl, "d_s": ds, "qnr": (1 - dl) * (1 - ds), "d_lambda_k": dk, "hqnr": (1 - dk) * (1 - ds),
             "d_lambda_nan_blocks": dl_nan, "d_s_nan_blocks": ds_nan}
+
+
+# ---------------------------------------------------------------------------------------------------
+# One image in either resolution, and the means over images (``--score`` and ``test_CSAKD.py`` alike)
+
+
+def score_image(fused, *, gt=None, ms_up=None, pan=None, gains: Sequence[float] = (), ratio: int = RATIO,
+                dim_cut: int = 0) -> dict[str, float]:
+    """The toolbox indices of one fused (C, H, W) DN image: with ``gt`` the reduced-resolution ones
+    (:func:`reduced_resolution`), without it the full-resolution ones against ``ms_up`` (C, H, W) and ``pan``
+    (1, H, W) with the sensor's MS MTF ``gains`` (:func:`full_resolution`, NaN block counts included)."""
+    if gt is not None:
+        return reduced_resolution(fused, gt, ratio, dim_cut)
+    return full_resolution(fused, ms_up, pan, gains, ratio)
+
+
+def summarise(rows: Sequence[dict[str, float]], names: Sequence[str]) -> tuple[dict[str, float], dict[str, int]]:
+    """({index: mean over ``rows``} for ``names``, NaN and inf propagating; {count: sum over ``rows``} for the
+    :data:`PANSHARPENING_COUNT_KEYS` the rows carry, i.e. the flat blocks of the FR indices)."""
+    if not rows:
+        raise ValueError("summarise: no per-image results to average")
+    means = {k: float(np.mean([r[k] for r in rows])) for k in names}
+    counts = {k: int(sum(r[k] for r in rows)) for k in PANSHARPENING_COUNT_KEYS if k in rows[0]}
+    return means, counts
+
+
+def describe_nan_blocks(counts: dict[str, int], who: str = "") -> str | None:
+    """The report line for flat blocks (``counts`` from :func:`summarise`), None when there are none."""
+    nan = {k: v for k, v in counts.items() if v}
+    if not nan:
+        return None
+    return (f"flat blocks{f' of {who}' if who else ''} (NaN, kept as the toolbox does): "
+            + ", ".join(f"{k} {v}" for k, v in nan.items()))

@@ -22,14 +22,8 @@ from data.formats import read_mat_arrays
 from data.pancollection import read_examples
 from data.resample import interp23tap
 from data.sensors import SENSORS, get_sensor
-from engine.pansharpening_metrics import (
-    FR_METRICS,
-    PANSHARPENING_COUNT_KEYS,
-    RR_METRICS,
-    TOOLBOX_DIM_CUT,
-    full_resolution,
-    reduced_resolution,
-)
+from engine.options import DIM_CUT
+from engine.pansharpening_metrics import FR_METRICS, RR_METRICS, describe_nan_blocks, score_image, summarise
 from utils.defaults import SCALE
 from utils.fileio import atomic_write_json
 from utils.metrics import METRIC_NAMES, evaluate_batch, mean_metrics
@@ -42,9 +36,7 @@ def build_score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", required=True, metavar="REF", help="PanCollection .h5 / .mat file")
     parser.add_argument("--sensor", choices=list(SENSORS),
                         help="band count check and MTF gains (needed for pansharpening references)")
-    parser.add_argument("--dim_cut", type=int, default=0,
-                        help=f"border cut of the reduced-resolution indices as the toolbox ({TOOLBOX_DIM_CUT} in its "
-                             f"demo; 0 = none)")
+    parser.add_argument("--dim_cut", **DIM_CUT.argparse_kwargs())
     parser.add_argument("--fused_key", default=None, help="the array of FUSED to score when it holds several")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
     return parser
@@ -168,15 +160,13 @@ def score(fused_path: str, reference_path: str, sensor: str | None, dim_cut: int
         try:
             if full:
                 ms_up = ref["lms"][i] if "lms" in ref else interp23tap(ref["ms"][i], ratio)
-                values = full_resolution(fused[i], ms_up, ref["pan"][i], s.gnyq_ms, ratio)
+                values = score_image(fused[i], ms_up=ms_up, pan=ref["pan"][i], gains=s.gnyq_ms, ratio=ratio)
             else:
-                values = reduced_resolution(fused[i], ref["gt"][i], ratio, dim_cut)
+                values = score_image(fused[i], gt=ref["gt"][i], ratio=ratio, dim_cut=dim_cut)
         except ValueError as e:  # sizes the toolbox cannot score: name the files
             raise ValueError(f"--score {fused_path} against {reference_path}, image {i}: {e}") from None
         rows.append({"image": i, **values})
-    names = FR_METRICS if full else RR_METRICS
-    mean = mean_metrics([{k: r[k] for k in names} for r in rows])
-    counts = {k: sum(r[k] for r in rows) for k in PANSHARPENING_COUNT_KEYS if k in rows[0]}
+    mean, counts = summarise(rows, FR_METRICS if full else RR_METRICS)
     return {"mode": "full" if full else "reduced", "fused": fused_path, "reference": reference_path, "sensor": sensor,
             "ratio": ratio, "dim_cut": 0 if full else dim_cut, "images": len(rows), "metrics": mean,
             "nan_blocks": counts, "per_image": rows}
@@ -194,9 +184,9 @@ def format_report(result: dict) -> str:
     for row in result["per_image"]:
         lines.append(f"{row['image']:<8}" + "".join(f"{row[n]:>12.6f}" for n in names))
     lines.append(f"{'mean':<8}" + "".join(f"{result['metrics'][n]:>12.6f}" for n in names))
-    nan = {k: v for k, v in result.get("nan_blocks", {}).items() if v}
+    nan = describe_nan_blocks(result.get("nan_blocks", {}))
     if nan:
-        lines.append("flat blocks (NaN, kept as the toolbox does): " + ", ".join(f"{k} {v}" for k, v in nan.items()))
+        lines.append(nan)
     if result.get("counts", {}).get("sam_zero_pixels"):
         lines.append(f"zero spectra (no angle, left out of SAM): {result['counts']['sam_zero_pixels']}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from engine.deploy import compare_with_fp32, deployed_network, describe_change
 from engine.evaluate import evaluate, format_table
 from engine.inference import prepare
 from engine.loaders import build_loader
+from engine.pansharpening_metrics import describe_nan_blocks
 from engine.run_folder import weight_path
 from engine.runtime import check_precision, resolve_device
 from models import build_model
@@ -74,7 +75,8 @@ def results_summary(role: str, cfg: dict, result: dict, source: str, fingerprint
     configuration and ``fingerprints``, those of the run that trained the tested weights (``engine.fingerprint``;
     None for files without them)."""
     return {"model": role, "checkpoint": source, "split": cfg["split"], "images": result["images"],
-            "metrics": result["metrics"], "baselines": result["baselines"], "time_ms": result["time_ms"],
+            "metrics": result["metrics"], "baselines": result["baselines"],
+            **({"nan_blocks": result["nan_blocks"]} if "nan_blocks" in result else {}), "time_ms": result["time_ms"],
             "peak_memory_mb": result["peak_memory_mb"], "peak_memory_kind": result["peak_memory_kind"],
             "cpu": describe_cpu(), "config": {k: v for k, v in cfg.items()}, **result.get("deploy", {}),
             "fingerprints": fingerprints}
@@ -99,11 +101,16 @@ def evaluate_and_report(cfg: dict, model: torch.nn.Module, role: str, source: st
     ``compare(metrics, loader) -> dict``: the backend/precision record (``engine.deploy.compare_with_fp32``)."""
     loader = build_loader(cfg, cfg["split"], cfg["batch_size"])
     pred_dir = os.path.join(folder, "pred") if folder else None
-    result = evaluate(model, loader, cfg, device, metrics=cfg["metrics"], pred_dir=pred_dir)
+    result = evaluate(model, loader, cfg, device, metrics=cfg.get("metrics"), pred_dir=pred_dir)
+    cfg = {**cfg, "metrics": result["names"]}  # the default (None): all of the data's, recorded as such
     if compare is not None:
         result["deploy"] = compare(result["metrics"], loader)
     print(f"{role} from {source}, {result['images']} {cfg['split']} images")
-    print(format_table(result["rows"], cfg["metrics"], result["metrics"], result["baselines"]["bicubic"]))
+    print(format_table(result["rows"], result["names"], result["metrics"], *result["baselines"].values(),
+                       baseline_label=result["baseline_label"]))
+    nan_line = describe_nan_blocks(result.get("nan_blocks", {}), f"the {role}")
+    if nan_line:
+        print(nan_line)
     print(f"time {result['time_ms']:.2f} ms/image (after {cfg['warmup']} warm-up forwards, synchronised), "
           f"peak memory {result['peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
     if "deploy" in result:
