@@ -18,6 +18,13 @@ never used for any choice — and, for online/offline runs, the teacher (the co-
 frozen ``--teacher_ckpt``). The bicubic row is the LR-HSI upsampled ×scale, from the same test (pansharpening data:
 the EXP row, the 23-tap interpolated MS, ``engine.evaluate.PansharpeningScoring``).
 
+Pansharpening data (the config's dataset kind has ``task = "pansharpening"``, :data:`PANSHARPENING`): the test
+metrics are the toolbox's reduced-resolution indices (default all of ``q2n sam ergas scc q_avg psnr``), every
+student is tested a second time on the full-resolution split (``--resolution full``, no GT: ``d_lambda d_s qnr
+d_lambda_k hqnr``; rows ``<spec> (full resolution)``, paired with its student alone's), a teacher fed the GT is the
+row ``teacher (<spec>, privileged)``, and the report states which way each index is better
+(``engine.pansharpening_metrics.direction``). HSI reports are as before (docs/pansharpening.md).
+
 Outputs: ``--json`` ``{"command", "runs", "summary": {row: {metric: {mean, std, per_seed}}}, "paired_vs_none":
 {spec: {metric: {mean, std, per_seed, n, ci95, n_positive, gap, gap_fraction}}}, "paired_with": {spec: student-alone
 spec}, "paired_sigma": {spec: std of ΔPSNR}, "teacher_runs"}`` (std: sample standard deviation over seeds, null for
@@ -832,7 +839,8 @@ def plot(report: dict, path: str) -> None:
         ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
         ax.set_xlim(-0.6, len(rows) - 0.4)
         units = f"{AXIS_NAMES.get(m, m)} {ARROWS[direction(m)]}"
-        ax.set_ylabel(f"Δ{units} vs the student alone" if paired else units)
+        where = FULL if m in task.full_metrics else ""
+        ax.set_ylabel((f"Δ{units} vs the student alone" if paired else units) + where)
         ax.grid(axis="y", alpha=0.3)
     what = "paired Δ per seed, mean with t-based 95 % CI" if paired else "mean ± std over seeds"
     fig.suptitle(f"{os.path.basename(report['config'])}: test split, {what}", fontsize=9)
