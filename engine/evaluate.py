@@ -43,9 +43,10 @@ def predict(model: nn.Module, lrhsi: torch.Tensor, hrmsi: torch.Tensor, tile: in
     third input (its scores measure a GT-fed network, not a fusion method); every other network never sees it.
     """
     if getattr(model, "privileged", False):
-        if gt is None:
-            raise ValueError("the privileged PSD teacher takes the GT as input, and full-resolution data have none: "
-                             "test it at reduced resolution (--resolution reduced)")
+        if gt is None:  # a full-resolution split: nothing to feed it (the student runs there)
+            raise ValueError("the privileged PSD teacher is fed the GT at its stage-2 input, and full-resolution data "
+                             "have none (a full-resolution split, --resolution full): test the student "
+                             "(--test_mode 2) there, the teacher at reduced resolution (--resolution reduced)")
         if tile:
             raise ValueError("--tile: the privileged PSD teacher takes the whole GT; test it untiled (--tile 0)")
         with autocast(lrhsi.device, amp):

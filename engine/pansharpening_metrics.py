@@ -35,12 +35,23 @@ from scipy import ndimage
 
 from data.resample import imresize_bicubic, interp23tap
 from data.sensors import mtf_filter
-from utils.metrics import ergas, psnr, sam, uiqi
+from utils.metrics import METRIC_DIRECTIONS, ergas, psnr, sam, uiqi
 
 RR_METRICS = ("q2n", "sam", "ergas", "scc", "q_avg", "psnr")
 FR_METRICS = ("d_lambda", "d_s", "qnr", "d_lambda_k", "hqnr")
+#: Whether a larger value of an index this module adds is better ("higher") or worse ("lower"); SAM, ERGAS and
+#: PSNR are ``utils.metrics``'s (:data:`~utils.metrics.METRIC_DIRECTIONS`). :func:`direction` answers for both.
+DIRECTIONS = {"q2n": "higher", "scc": "higher", "q_avg": "higher", "d_lambda": "lower", "d_s": "lower",
+              "qnr": "higher", "d_lambda_k": "lower", "hqnr": "higher"}
 #: Per-image counts next to the indices; summed over images, not averaged.
 PANSHARPENING_COUNT_KEYS = ("d_lambda_nan_blocks", "d_s_nan_blocks")
+
+
+def direction(metric: str) -> str:
+    """"higher" or "lower": the better direction of ``metric``, a name of either task (HSI fusion's
+    ``utils.metrics.METRIC_NAMES`` or :data:`RR_METRICS` / :data:`FR_METRICS`); a KeyError for other names."""
+    return DIRECTIONS[metric] if metric in DIRECTIONS else METRIC_DIRECTIONS[metric]
+
 
 Q_BLOCK = 32  # Q2n block and shift, Q_avg window (indexes_evaluation.m: Qblocks_size)
 QNR_BLOCK = 32  # S of D_λ, D_s, D_λ^K (QNR.m / HQNR call)

@@ -21,12 +21,16 @@ module objects); every block has its own PReLU; the LR-HSI is up-sampled bilinea
 
 Multipatch (``patches=(4, 2, 1)``, off by default): stage k runs on p_k overlapping HR pieces (4 = 2 × 2,
 2 = top/bottom halves, 1 = whole) which are cross-faded back with raised-cosine weights
-(:func:`split_patches`, :func:`stitch_patches`). The authors also stitch inside stages (between their
-back-projection blocks and at each U-Net scale); here each stage's features are stitched once, at its end.
+(:func:`split_patches`, :func:`stitch_patches`). Neighbouring pieces share ``patch_overlap`` HR rows/columns;
+the default ``"auto"`` scales the authors' share to the side being split (:func:`auto_overlap`: their 32 of 264
+px, about 12 %, i.e. 8 px on PanCollection's 64-px tiles, where 32 would make each half 48 of 64 rows). The
+authors also stitch inside stages (between their back-projection blocks and at each U-Net scale); here each
+stage's features are stitched once, at its end.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Sequence
 
@@ -44,7 +48,10 @@ from .outputs import AUX_FIELDS
 from .taps import Finish, Tap
 
 ATTENTION_REDUCTION = 4  # channel bottleneck of the CAB's attention MLP (authors' value)
-PATCH_OVERLAP = 32  # HR rows/columns shared by two neighbouring pieces (authors: 8 LR rows × ratio 4)
+#: ``patch_overlap`` that scales with the side being split (:func:`auto_overlap`); an integer fixes it.
+AUTO_OVERLAP = "auto"
+#: The authors' overlap as a share of the tile side, in percent: 32 HR rows (8 LR rows × ratio 4) on 264-px tiles.
+OVERLAP_PERCENT = 12
 STAGES = 3
 #: The forward hooks that give the stage outputs: Y1, Y2 (outputs of the first two heads) and F2 (the second
 #: head's feature input).
@@ -63,8 +70,21 @@ def crossfade_weights(overlap: int, dtype: torch.dtype = torch.float32,
     return (0.5 + 0.5 * torch.cos(math.pi * i / overlap)).to(dtype)
 
 
-def _halves(x: torch.Tensor, dim: int, overlap: int) -> tuple[torch.Tensor, torch.Tensor]:
+def auto_overlap(size: int) -> int:
+    """The ``"auto"`` overlap for a side of ``size`` HR pixels: the even number nearest
+    :data:`OVERLAP_PERCENT` % of it (a tie rounded up), at least 2 — 32 for the authors' 264-px tiles, 8 for 64,
+    30 for 256, 2 for 16 and below."""
+    return max(2, 2 * ((OVERLAP_PERCENT * size // 2 + 50) // 100))
+
+
+def resolve_overlap(overlap: int | str, size: int) -> int:
+    """The overlap in HR pixels that ``overlap`` (an integer, or :data:`AUTO_OVERLAP`) gives a side of ``size``."""
+    return auto_overlap(size) if overlap == AUTO_OVERLAP else overlap
+
+
+def _halves(x: torch.Tensor, dim: int, overlap: int | str) -> tuple[torch.Tensor, torch.Tensor]:
     size = x.shape[dim]
+    overlap = resolve_overlap(overlap, size)
     _check_overlap(size, overlap, dim)
     lo, hi = size // 2 - overlap // 2, size // 2 + overlap // 2
     return x.narrow(dim, 0, hi), x.narrow(dim, lo, size - lo)
@@ -77,8 +97,9 @@ def _check_overlap(size: int, overlap: int, dim: int) -> None:
                          f"({size}), got {overlap}")
 
 
-def _join(first: torch.Tensor, second: torch.Tensor, dim: int, size: int, overlap: int) -> torch.Tensor:
+def _join(first: torch.Tensor, second: torch.Tensor, dim: int, size: int, overlap: int | str) -> torch.Tensor:
     """Cross-fade two halves made by :func:`_halves` back into ``size`` samples along ``dim``."""
+    overlap = resolve_overlap(overlap, size)
     lo = size // 2 - overlap // 2
     shape = [1] * first.dim()
     shape[dim] = overlap
@@ -89,10 +110,11 @@ def _join(first: torch.Tensor, second: torch.Tensor, dim: int, size: int, overla
     return torch.cat((first.narrow(dim, 0, lo), middle, second.narrow(dim, overlap, second.shape[dim] - overlap)), dim)
 
 
-def split_patches(x: torch.Tensor, count: int, overlap: int = PATCH_OVERLAP) -> list[torch.Tensor]:
+def split_patches(x: torch.Tensor, count: int, overlap: int | str = AUTO_OVERLAP) -> list[torch.Tensor]:
     """Split (B, C, H, W) into ``count`` overlapping pieces: 1 → [x]; 2 → [top, bottom] (each H/2 + L/2 rows);
-    4 → [top-left, top-right, bottom-left, bottom-right]. Neighbours share ``overlap`` = L rows/columns
-    centred on the middle (L even, 2 ≤ L ≤ H, W)."""
+    4 → [top-left, top-right, bottom-left, bottom-right]. Neighbours share L rows/columns centred on the
+    middle: L = ``overlap`` (even, 2 ≤ L ≤ the side being split), or with ``"auto"`` :func:`auto_overlap` of
+    that side (H for the rows, W for the columns)."""
     if count == 1:
         return [x]
     if count not in (2, 4):
@@ -103,7 +125,8 @@ def split_patches(x: torch.Tensor, count: int, overlap: int = PATCH_OVERLAP) -> 
     return pieces
 
 
-def stitch_patches(pieces: Sequence[torch.Tensor], size: tuple[int, int], overlap: int = PATCH_OVERLAP) -> torch.Tensor:
+def stitch_patches(pieces: Sequence[torch.Tensor], size: tuple[int, int],
+                   overlap: int | str = AUTO_OVERLAP) -> torch.Tensor:
     """Inverse of :func:`split_patches` for the original spatial ``size`` (H, W): overlaps are cross-faded with
     :func:`crossfade_weights`, whose two weights sum to 1 (a partition of unity), so stitching the pieces of
     one image returns it exactly. Pieces may have any channel count (images or features)."""
@@ -231,6 +254,23 @@ class UNet(nn.Module):
 # The network
 
 
+def _even_overlap(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 2 and not value % 2
+
+
+def overlap_flag(text: str) -> int | str:
+    """``--psd_patch_overlap`` value: ``auto`` or an even integer ≥ 2 (HR pixels)."""
+    if text == AUTO_OVERLAP:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if not _even_overlap(value):
+        raise argparse.ArgumentTypeError(f"expected {AUTO_OVERLAP!r} or an even number of HR pixels ≥ 2, got {text!r}")
+    return value
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -248,23 +288,24 @@ class PSDNet(FusionNetwork):
         scale: spatial ratio s between HR-MSI and LR-HSI.
         privileged: the teacher variant: ``forward`` requires the GT and feeds it to stage 2 in place of Y1.
         patches: pieces per stage, e.g. ``(4, 2, 1)`` (authors' layout); ``None`` or ``(1, 1, 1)`` = whole images.
-        patch_overlap: HR rows/columns two neighbouring pieces share (even, at most the size being split).
+        patch_overlap: HR rows/columns two neighbouring pieces share (even, at most the side being split), or
+            ``"auto"`` (default): :func:`auto_overlap` of each side, the authors' 32 px of 264 scaled to the tile.
     """
 
     output_modules = (f"heads.{STAGES - 1}",)  # the last stage's head
 
     def __init__(self, bands: int = BANDS, msi_bands: int = MSI_BANDS, num_base_chs: int = 64, scale: int = SCALE,
                  privileged: bool = False, patches: Sequence[int] | None = None,
-                 patch_overlap: int = PATCH_OVERLAP) -> None:
+                 patch_overlap: int | str = AUTO_OVERLAP) -> None:
         super().__init__()
         _check_positive(bands=bands, msi_bands=msi_bands, num_base_chs=num_base_chs, scale=scale)
         patches = tuple(patches) if patches is not None else (1,) * STAGES
         if len(patches) != STAGES or any(p not in (1, 2, 4) for p in patches):
             raise ValueError(f"patches: expected {STAGES} piece counts from {{1, 2, 4}} (e.g. (4, 2, 1)), "
                              f"got {patches}")
-        bad_overlap = not isinstance(patch_overlap, int) or patch_overlap < 2 or patch_overlap % 2
-        if any(p > 1 for p in patches) and bad_overlap:
-            raise ValueError(f"patch_overlap: expected an even number of HR pixels ≥ 2, got {patch_overlap!r}")
+        if any(p > 1 for p in patches) and patch_overlap != AUTO_OVERLAP and not _even_overlap(patch_overlap):
+            raise ValueError(f"patch_overlap: expected an even number of HR pixels ≥ 2 or {AUTO_OVERLAP!r}, "
+                             f"got {patch_overlap!r}")
         self.bands, self.msi_bands, self.num_base_chs, self.scale = bands, msi_bands, num_base_chs, scale
         self.privileged, self.patches, self.patch_overlap = bool(privileged), patches, patch_overlap
         self.role = "teacher" if self.privileged else "student"
@@ -360,8 +401,9 @@ class PSDNet(FusionNetwork):
 PSD_OPTIONS = (
     Option("psd_patches", type=int, nargs=3, metavar=("P1", "P2", "P3"), range=Range(1), group=NETWORK, arch="psd",
            help="--arch psd multipatch: pieces per stage from {1, 2, 4}, e.g. 4 2 1 (default off)"),
-    Option("psd_patch_overlap", type=int, range=Range(0), group=NETWORK, arch="psd",
-           help="--arch psd multipatch: HR rows/columns neighbouring pieces share (even; default 32)"),
+    Option("psd_patch_overlap", type=overlap_flag, range=Range(2), group=NETWORK, arch="psd", metavar="PX|auto",
+           help="--arch psd multipatch: HR rows/columns neighbouring pieces share, even, or auto (default): the "
+                "even number nearest 12 %% of the side split (authors: 32 of 264; 8 on 64-px tiles)"),
 )
 
 

@@ -192,6 +192,25 @@ def test_cli_exports_both_families(tmp_path: Path, capsys, net_cfg: dict, role: 
     assert json.loads(net.metadata["model_config"]) == model.model_config()
 
 
+# The pansharpening shapes: 8 MS bands (WV3) as LR-HSI, a PAN of one band as HR-MSI.
+PAN_PSD, PAN_DTS = {**TINY_PSD, "msi_bands": 1}, {**TINY_NET, "msi_bands": 1}
+
+
+@pytest.mark.parametrize("net_cfg", [PAN_PSD, PAN_DTS], ids=["psd-student", "dts-student"])
+def test_cli_exports_pansharpening_students(tmp_path: Path, capsys, net_cfg: dict) -> None:
+    """A PSD and a DTS student taking 8 MS bands and a one-band PAN export from their weight files, and the graph
+    reproduces PyTorch at sizes beyond the export's own check."""
+    torch.manual_seed(0)
+    model = build_model(net_cfg, "student").eval()
+    ckpt, out = tmp_path / "student.pth", tmp_path / "student.onnx"
+    save_weights(ckpt, model)
+    assert export_CSAKD.main(["--checkpoint", str(ckpt), "--out", str(out), "--exporter", "torchscript"]) == 0
+    net = OnnxNetwork(out)
+    assert check_parity(model, net, EXTRA_SIZES) < 1e-5
+    assert (net.bands, net.msi_bands, net.metadata["arch"]) == (8, 1, net_cfg.get("arch", "dts"))
+    assert json.loads(net.metadata["model_config"]) == model.model_config()
+
+
 def test_cli_refuses_the_privileged_teacher(tmp_path: Path, capsys) -> None:
     """The privileged PSD teacher takes the GT as a third input, which an ONNX fusion graph has not: one line, no
     file written."""

@@ -15,11 +15,14 @@ import pytest
 from data.resample import imresize_bicubic, interp23tap
 from data.sensors import SENSORS, frequency_response, get_sensor, mtf_filter, mtf_kernel
 from engine.pansharpening_metrics import (
+    FR_METRICS,
+    RR_METRICS,
     block_uqi,
     border_cut,
     d_lambda,
     d_lambda_k,
     d_s,
+    direction,
     full_resolution,
     q2n,
     q2n_map,
@@ -96,6 +99,20 @@ def test_identical_images_are_perfect():
     assert rr["scc"] == pytest.approx(1.0, abs=1e-12)
     assert rr["q_avg"] == pytest.approx(1.0, abs=1e-12)
     assert d_lambda(gt, gt)[0] == 0.0
+
+
+def test_every_index_has_one_better_direction_that_the_ideal_image_takes():
+    """direction() covers every RR and FR name (and the HSI ones); the GT scored against itself is at least as
+    good as a distorted image in each RR index's stated direction; QNR and HQNR rise as the D indices fall."""
+    gt, fused, _ = fixture(64, 64, 4)
+    ideal, distorted = reduced_resolution(gt, gt), reduced_resolution(fused, gt)
+    for m in RR_METRICS:
+        assert (ideal[m] >= distorted[m]) if direction(m) == "higher" else (ideal[m] <= distorted[m]), m
+    assert {direction(m) for m in FR_METRICS} == {"higher", "lower"}
+    assert {direction(m) for m in ("qnr", "hqnr")} != {direction(m) for m in ("d_lambda", "d_s", "d_lambda_k")}
+    assert (direction("psnr"), direction("rmse")) == ("higher", "lower")
+    with pytest.raises(KeyError):
+        direction("q4")
 
 
 def test_ergas_of_a_scaled_image():

@@ -3,13 +3,25 @@ other-seeds.md §3.3 on tiny shapes (LR 4×4, HR 16×16, nf 8)."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from engine.evaluate import predict
 from losses.progressive import PSD_FEATURE_WEIGHT, stage_feature_mse, stage_l1
-from models.psd import CAB, SAB, PSDNet, crossfade_weights, split_patches, stitch_patches
+from models.psd import (
+    CAB,
+    SAB,
+    PSDNet,
+    auto_overlap,
+    build_psd,
+    crossfade_weights,
+    overlap_flag,
+    split_patches,
+    stitch_patches,
+)
 from utils.checkpoint import load_weights, read_checkpoint, save_weights
 from utils.complexity import complexity
 
@@ -54,6 +66,42 @@ def test_stitch_cross_fades_the_overlap() -> None:
     out = stitch_patches([top, bottom], (16, 2), overlap=4)[0, 0, :, 0]
     torch.testing.assert_close(out[6:10], crossfade_weights(4))
     assert bool((out[:6] == 1).all()) and bool((out[10:] == 0).all())
+
+
+def test_auto_overlap_is_the_authors_share_of_the_tile() -> None:
+    """The authors share 32 HR rows on 264-px tiles (≈ 12 %); "auto" keeps that share: 8 on a 64-px tile."""
+    assert [auto_overlap(s) for s in (264, 256, 64, 32, 16, 1)] == [32, 30, 8, 4, 2, 2]
+    assert all(auto_overlap(s) % 2 == 0 for s in range(1, 600))
+
+
+@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("size", [(64, 64), (64, 48)])
+def test_auto_overlap_round_trip_at_a_64_px_tile(count: int, size: tuple[int, int]) -> None:
+    """Split and stitch with the default "auto" overlap: 8 rows shared on 64 (halves of 36 rows), 6 columns on 48
+    (halves of 27); stitching gives the tile back exactly."""
+    x = torch.randn(1, 2, *size, generator=torch.Generator().manual_seed(0))
+    pieces = split_patches(x, count)
+    rows = size[0] // 2 + auto_overlap(size[0]) // 2
+    cols = size[1] // 2 + auto_overlap(size[1]) // 2 if count == 4 else size[1]
+    assert [p.shape[-2:] for p in pieces] == [(rows, cols)] * count
+    assert torch.equal(stitch_patches(pieces, size), x)
+    assert torch.equal(stitch_patches(pieces, size, "auto"), x)
+
+
+def test_multipatch_by_default_scales_its_overlap_and_the_flag_takes_auto_or_pixels() -> None:
+    lr, hr = (torch.rand(1, BANDS, 16, 16) * 2 - 1), (torch.rand(1, 1, 64, 64) * 2 - 1)
+    model = net(msi_bands=1, patches=(4, 2, 1))
+    assert model.patch_overlap == "auto" and model.model_config()["patch_overlap"] == "auto"
+    assert model(lr, hr)[0].shape == (1, BANDS, 64, 64)  # a PAN of one band, 36-px pieces
+    flags = {"bands": BANDS, "msi_bands": 1, "num_base_chs": NF, "psd_patches": [4, 2, 1]}
+    assert build_psd(flags, "student").patch_overlap == "auto"
+    assert build_psd({**flags, "psd_patch_overlap": 8}, "student").patch_overlap == 8
+    assert (overlap_flag("auto"), overlap_flag("8")) == ("auto", 8)
+    for bad in ("3", "0", "eight"):
+        with pytest.raises(argparse.ArgumentTypeError, match="even number of HR pixels"):
+            overlap_flag(bad)
+    with pytest.raises(ValueError, match="patch_overlap"):
+        net(patches=(4, 2, 1), patch_overlap="half")
 
 
 def test_bad_patch_settings_are_rejected() -> None:
@@ -119,6 +167,15 @@ def test_privileged_teacher_needs_the_gt_and_the_student_refuses_it() -> None:
         net(privileged=True)(lr, hr, gt[:, :2])
     with pytest.raises(ValueError, match="hrmsi: expected spatial size"):
         net()(lr, hr[..., :12])
+
+
+def test_evaluation_without_a_gt_runs_the_student_and_refuses_the_privileged_teacher() -> None:
+    """Full-resolution images have no GT: the student is scored there, the GT-fed teacher cannot be."""
+    lr, hr, _ = inputs(msi=1)
+    student = net(msi_bands=1)
+    assert predict(student, lr, hr, gt=None).shape == (2, BANDS, 16, 16)
+    with pytest.raises(ValueError, match=r"full-resolution split.*test the student"):
+        predict(net(privileged=True, msi_bands=1), lr, hr, gt=None)
 
 
 def test_the_gt_reaches_stages_two_and_three_only() -> None:
