@@ -48,6 +48,7 @@ from .degrade import simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, DATA_OPTIONS, DEGRADATION_OPTIONS, add_degradation_args, degradation_from_cfg
 from .prepare_pancollection import (
+    ALSO_READS,
     PANCOLLECTION_OPTIONS,
     check_pancollection_args,
     input_paths,
@@ -132,9 +133,9 @@ def _scene_names(inputs: list[str], n_synthetic: int, n_realistic: int = 0) -> l
     return names + [f"synthetic{i:03d}" for i in range(n_synthetic)] + [f"realistic{i:03d}" for i in range(n_realistic)]
 
 
-#: Flags of the HSI fusion dataset only, and of the pansharpening files only (``--pairs``); ``--out``,
-#: ``--overwrite``, ``--plugins`` and ``--layout`` (the axis order of a cube or an MS) serve both.
-HSI_ONLY = tuple(o for o in (*PREPARE_OPTIONS, *DEGRADATION_OPTIONS) if o.name not in ("overwrite", "layout"))
+#: Flags of the HSI fusion dataset only, and of the pansharpening files only (``--pairs``); those of
+#: ``ALSO_READS`` (``--out``, ``--overwrite``, ``--plugins``, ``--layout``) serve both.
+HSI_ONLY = tuple(o for o in (*PREPARE_OPTIONS, *DEGRADATION_OPTIONS) if o.name not in ALSO_READS)
 PANSHARPENING_ONLY = PANCOLLECTION_OPTIONS
 
 

@@ -32,9 +32,11 @@ import dataclasses
 import json
 import os
 import shlex
+import sys
 from collections.abc import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from utils.config import Option, Range
 from utils.fileio import atomic_write, sha256_of
@@ -55,6 +57,9 @@ SPLITS = ("train", "valid", "test")
 SPLIT_NAMES = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 #: An MS with more bands than this is a hyperspectral cube given by mistake (the sensors have 4 or 8).
 _HYPERSPECTRAL = 16
+
+#: The flags of ``data.prepare``'s HSI mode this mode reads too (``--layout``: the MS axis order).
+ALSO_READS = ("out", "overwrite", "layout", "plugins")
 
 GROUP = "pansharpening: own PAN + MS acquisitions → PanCollection files"
 PANCOLLECTION_OPTIONS = (
@@ -265,8 +270,11 @@ def write_pancollection(args, out: str, acquisitions: list[Acquisition], digests
         return files[key]
 
     records, notes = [], []
+    if sensor.scale is None:
+        notes.append(f"{sensor.name} has no PanCollection scale: read the files with --img_range (the DN of 1.0, "
+                     f"{2 ** sensor.bits - 1} for {sensor.bits}-bit data)")
     try:
-        for acq in acquisitions:
+        for acq in tqdm(acquisitions, desc="acquisitions", unit="acq", file=sys.stderr):
             records.append(_write_acquisition(acq, args, file, tile, stride, notes))
     finally:
         written = {names[k]: f.close() for k, f in files.items()}
@@ -278,7 +286,7 @@ def write_pancollection(args, out: str, acquisitions: list[Acquisition], digests
     manifest = {
         "format": "PanCollection (data/pancollection.py)",
         "manifest_version": MANIFEST_VERSION,
-        "arguments": {k: v for k, v in sorted(vars(args).items())},
+        "arguments": {k: getattr(args, k) for k in sorted((*ALSO_READS, *(o.name for o in PANCOLLECTION_OPTIONS)))},
         "sensor": sensor.name, "bands": sensor.bands, "bits": sensor.bits, "scale": sensor.scale, "ratio": RATIO,
         "gnyq_ms": list(sensor.gnyq_ms), "gnyq_pan": sensor.gnyq_pan, "pan_blur": args.pan_blur,
         "protocol": "reduced resolution: data.wald.reduced_resolution_example of the whole acquisition (MS: MTF "
@@ -299,32 +307,37 @@ def write_pancollection(args, out: str, acquisitions: list[Acquisition], digests
 
 
 def _write_acquisition(acq: Acquisition, args, file, tile: int, stride: int, notes: list[str]) -> dict:
-    """Read, simulate and write one acquisition into its split's files; returns its manifest record."""
+    """Read, simulate and write one acquisition into its split's files (``file(key, resolution)`` gives the
+    :class:`ExampleFile` of a file key); returns its manifest record, appends its notes to ``notes``."""
     ms, pan = load_pair(acq, args.sensor, args)
-    h, w = ms.shape[1:]
-    size = tile if acq.split != "test" else args.test_tile
-    flag = "--train_tile" if acq.split != "test" else "--test_tile"
-    least = size or MIN_TEST_SIZE
-    if min(h, w) < least:
-        rule = f"{flag} {size}" if size else f"{MIN_TEST_SIZE} pixels (a whole test example: the toolbox's blocks)"
-        raise ValueError(f"{acq.where}: MS {acq.ms_path} gives a reduced-resolution image of {h}×{w} pixels "
-                         f"(after cropping to multiples of {MS_MULTIPLE}), smaller than {rule}; remove it from the "
-                         f"list{' or lower ' + flag if size else ''}")
+    test = acq.split == "test"
+    size, flag = (args.test_tile, "--test_tile") if test else (tile, "--train_tile")
+    _check_size(acq, ms.shape[1:], size, flag)
     rr = reduced_resolution_example(ms, pan, args.sensor, RATIO, args.pan_blur)
-    key = acq.split
-    counts = {key: file(key, "reduced").add(acq, tiles(rr, size, stride if key != "test" else size), flag)}
-    if key == "test":
+    counts = {acq.split: file(acq.split, "reduced").add(acq, tiles(rr, size, size if test else stride), flag)}
+    if test:
         fr = {"ms": ms, "lms": interp23tap(ms, RATIO), "pan": pan}
         counts["test_full"] = file("test_full", "full").add(acq, tiles(fr, size, size), flag)
+    ranges = {what: [float(img.min()), float(img.max())] for what, img in (("ms", ms), ("pan", pan))}
     scale = get_sensor(args.sensor).scale
-    for what, img in (("MS", ms), ("PAN", pan)):
-        lo, hi = float(img.min()), float(img.max())
-        if scale and (lo < 0 or hi > scale):
-            notes.append(f"{acq.where}: {what} values {lo:g}…{hi:g} leave 0…{scale:g}, the {args.sensor} scale "
-                         f"the reader divides by (pass --img_range when reading, or check the units)")
+    notes += [f"{acq.where}: {what.upper()} values {lo:g}…{hi:g} leave 0…{scale:g}, the {args.sensor} scale the "
+              f"reader divides by (pass --img_range when reading, or check the units)"
+              for what, (lo, hi) in ranges.items() if scale and (lo < 0 or hi > scale)]
     return {"name": acq.name, "split": acq.split, "line": acq.where, "ms": acq.ms_path, "pan": acq.pan_path,
             "ms_shape_used": list(ms.shape), "pan_shape_used": list(pan.shape), "examples": counts,
-            "ms_range": [float(ms.min()), float(ms.max())], "pan_range": [float(pan.min()), float(pan.max())]}
+            "ms_range": ranges["ms"], "pan_range": ranges["pan"]}
+
+
+def _check_size(acq: Acquisition, hw: tuple[int, int], size: int, flag: str) -> None:
+    """One ValueError if the RR image (h, w) = the cropped MS is smaller than one tile (``size``; 0: a whole
+    test example, at least the toolbox's 32-px block)."""
+    h, w = hw
+    if min(h, w) >= (size or MIN_TEST_SIZE):
+        return
+    rule = f"{flag} {size}" if size else f"{MIN_TEST_SIZE} pixels (a whole test example: the toolbox's blocks)"
+    raise ValueError(f"{acq.where}: MS {acq.ms_path} gives a reduced-resolution image of {h}×{w} pixels (after "
+                     f"cropping to multiples of {MS_MULTIPLE}), smaller than {rule}; remove it from the list"
+                     f"{' or lower ' + flag if size else ''}")
 
 
 def _software() -> dict[str, str]:
@@ -336,4 +349,5 @@ def _software() -> dict[str, str]:
 def report(manifest: dict) -> str:
     """The one line ``data.prepare`` prints after writing: the files and their example counts."""
     parts = [f"{name} {rec['examples']}" for name, rec in manifest["files"].items()]
-    return f"wrote {', '.join(parts)} examples (manifest.json lists every parameter and checksum)"
+    return (f"wrote {', '.join(parts)} examples to {manifest['arguments']['out']} (manifest.json lists every "
+            f"parameter and checksum)")

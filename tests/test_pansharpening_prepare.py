@@ -246,12 +246,15 @@ _NAN[3, 4, 5] = np.nan
     (_MS, _PAN, ("--srf", "rgb"), None, "--srf: do(es) not apply to --pairs"),
     (_MS, _PAN, ("--train_overlap", "16"), None, "--train_tile 16 and --train_overlap 16"),
     (_MS, _PAN, ("--test_tile", "48"), None, "--test_tile 48: expected 0 (whole acquisitions) or a multiple of 32"),
+    (_MS[..., :4], _PAN, ("--sensor", "GF2", "--pan_blur", "mtf"), None, "sensor GF2 has no PAN MTF gain"),
+    (_MS, _PAN, (), "train ms.npy 'pan.npy\n", "pairs.txt:1: cannot parse"),
 ])
 def test_bad_input_is_one_message_and_writes_nothing(tmp_path, capsys, ms, pan, extra, line, message):
     assert _bad(tmp_path, ms, pan, *extra, line=line or "train ms.npy pan.npy\n") == 2
     err = capsys.readouterr().err
     assert message in err, err
-    assert err.startswith("data.prepare: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]  # beside the progress bar
+    assert len(errors) == 1 and errors[0].startswith("data.prepare: error: ") and "Traceback" not in err
     assert not (tmp_path / "out").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".out")]
 
 
@@ -276,3 +279,18 @@ def test_hsi_flags_and_pansharpening_flags_do_not_mix(tmp_path, capsys):
     (tmp_path / "pairs.txt").write_text("train a.npy b.npy\n")
     assert prepare_cli.main(["cube.mat", "--pairs", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "the inputs cube.mat: do(es) not apply to --pairs" in capsys.readouterr().err
+
+
+def test_a_file_holding_both_images_needs_the_keys_and_values_beyond_the_scale_are_noted(tmp_path, capsys):
+    ms, pan = _pair(13, 32, 32, bands=4)
+    scipy.io.savemat(tmp_path / "both.mat", {"ms": ms * 2, "pan": pan})  # DN up to ~3200 for an 11-bit sensor
+    (tmp_path / "pairs.txt").write_text("train both.mat both.mat\n")
+    args = ["--pairs", str(tmp_path / "pairs.txt"), "--sensor", "QB", "--out", str(tmp_path / "o"), *TILES]
+    assert prepare_cli.main(args) == 2
+    assert "both.mat: several 2-D or 3-D arrays ['ms', 'pan']; pass --ms_key to choose the image" in \
+        capsys.readouterr().err
+    assert prepare_cli.main([*args, "--ms_key", "ms", "--pan_key", "pan"]) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "MS values" in err and "leave 0…2047, the QB scale" in err
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert len(m["notes"]) == 3 and m["acquisitions"][0]["ms_range"][1] == float((ms * 2).max())  # + no valid/test
