@@ -294,3 +294,20 @@ def test_a_file_holding_both_images_needs_the_keys_and_values_beyond_the_scale_a
     assert "note: " in err and "MS values" in err and "leave 0…2047, the QB scale" in err
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert len(m["notes"]) == 3 and m["acquisitions"][0]["ms_range"][1] == float((ms * 2).max())  # + no valid/test
+
+
+def test_score_reads_the_prepared_test_files(prepared, tmp_path, capsys):
+    """``test_CSAKD.py --score`` scores the EXP baseline (lms) against both test files as written."""
+    import h5py
+
+    import test_CSAKD
+
+    for name, mode, metric in (("test_wv3_multiExm1.h5", "reduced", "q2n"),
+                               ("test_wv3_OrigScale_multiExm1.h5", "full", "hqnr")):
+        with h5py.File(tmp_path / f"exp_{name}", "w") as f:
+            f.create_dataset("fused", data=_examples(prepared / name)["lms"])
+        out = tmp_path / f"{mode}.json"
+        assert test_CSAKD.main(["--score", str(tmp_path / f"exp_{name}"), "--reference", str(prepared / name),
+                                "--sensor", "WV3", "--json", str(out)]) == 0, capsys.readouterr().err
+        result = json.loads(out.read_text())
+        assert (result["mode"], result["images"]) == (mode, 2) and 0 < result["metrics"][metric] <= 1
