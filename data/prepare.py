@@ -155,29 +155,36 @@ def check_mode(args: argparse.Namespace) -> None:
 def prepare(args: argparse.Namespace) -> dict:
     """Write the dataset described by the parsed ``args``; returns the manifest dict."""
     check_mode(args)
-    acquisitions = read_pairs(args.pairs) if args.pairs is not None else None
-    if acquisitions is None and not args.inputs and args.synthetic <= 0 and args.realistic <= 0:
+    if args.pairs is not None:
+        return _prepare_pancollection(args)
+    if not args.inputs and args.synthetic <= 0 and args.realistic <= 0:
         raise ValueError("no input: give cube files/folders and/or --synthetic N and/or --realistic N, or "
                          "--pairs LIST (pansharpening)")
     if (args.synthetic or args.realistic) and not args.bands:
         raise ValueError("--synthetic/--realistic need --bands (e.g. 172 or 31; realistic scenes: 31)")
+    _check_out(args)
+    digests = input_digests(args.inputs)
+    # Locked and checked before any work: --overwrite replaces only a dataset this tool wrote, never the inputs.
+    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=args.inputs) as stage:
+        return _write_dataset(args, stage, digests)
+
+
+def _prepare_pancollection(args: argparse.Namespace) -> dict:
+    """:func:`prepare` with ``--pairs``: PanCollection files of the listed acquisitions, in the same staging."""
+    acquisitions = read_pairs(args.pairs)
+    check_pancollection_args(args)
+    _check_out(args)
+    paths = input_paths(acquisitions)
+    digests = input_digests(paths)
+    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=[args.pairs, *paths]) as stage:
+        return write_pancollection(args, stage, acquisitions, digests)
+
+
+def _check_out(args: argparse.Namespace) -> None:
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
-    if acquisitions is None:
-        inputs = args.inputs
-        digests = input_digests(inputs)
-    else:
-        check_pancollection_args(args)
-        inputs = input_paths(acquisitions)
-        digests = input_digests(inputs)
-        inputs = [args.pairs, *inputs]
-    # Locked and checked before any work: --overwrite replaces only a dataset this tool wrote, never the inputs.
-    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=inputs) as stage:
-        if acquisitions is not None:
-            return write_pancollection(args, stage, acquisitions, digests)
-        return _write_dataset(args, stage, digests)
 
 
 def input_digests(inputs: list[str]) -> dict[str, str]:
