@@ -1,4 +1,5 @@
-"""Read an HR-HSI cube from the common distribution formats into (H, W, C) float32 + wavelengths.
+"""Read an HR-HSI cube (float32 + wavelengths) or an image of one or more bands (float64, a pansharpening MS or
+PAN) from the common distribution formats, as (H, W, C).
 
 Supported (``read_cube``):
 

@@ -1,4 +1,5 @@
-"""``python -m data.prepare``: HR-HSI cubes (or synthetic scenes) in, a dataset in the official layout out.
+"""``python -m data.prepare``: HR-HSI cubes (or synthetic scenes) in, a dataset in the official layout out; or,
+with ``--pairs``, own PAN + MS acquisitions in, PanCollection files out.
 
 Each scene is read (``data.formats.read_cube``), simulated whole with the logged degradation
 (``data.degrade``: blur, decimation, SRFs, three misaligned LR-HSIs, per-image noise), cut into aligned
