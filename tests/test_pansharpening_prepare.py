@@ -311,3 +311,26 @@ def test_score_reads_the_prepared_test_files(prepared, tmp_path, capsys):
                                 "--sensor", "WV3", "--json", str(out)]) == 0, capsys.readouterr().err
         result = json.loads(out.read_text())
         assert (result["mode"], result["images"]) == (mode, 2) and 0 < result["metrics"][metric] <= 1
+
+
+def test_ctrl_c_while_preparing_leaves_nothing(sources, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import data.prepare_pancollection as pc
+
+    real = pc.reduced_resolution_example
+
+    def interrupted(*a, **k):  # Ctrl-C during the second acquisition, after the first one's tiles are written
+        if interrupted.calls == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        interrupted.calls += 1
+        return real(*a, **k)
+
+    interrupted.calls = 0
+    monkeypatch.setattr(pc, "reduced_resolution_example", interrupted)
+    out = tmp_path / "o"
+    assert _run(sources, out) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"data.prepare: interrupted by SIGINT: no dataset was written ({out} appears whole or not at all)")
+    assert os.listdir(tmp_path) == []
