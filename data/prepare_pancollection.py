@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -235,7 +236,7 @@ class ExampleFile:
 
 
 def check_pancollection_args(args) -> tuple[int, int]:
-    """Check the flags of this mode before any work: --sensor given, the tiling; returns the train/valid tile
+    """Check the flags of this mode before any work: --sensor given, the tiling, --name; returns the train/valid tile
     and stride in PAN pixels. One ValueError naming the flag."""
     if args.sensor is None:
         raise ValueError("--pairs needs --sensor (one of " + ", ".join(SENSORS) + ")")
@@ -243,6 +244,9 @@ def check_pancollection_args(args) -> tuple[int, int]:
     if tile % RATIO or overlap % RATIO or overlap >= tile:
         raise ValueError(f"--train_tile {tile} and --train_overlap {overlap}: expected multiples of {RATIO} with "
                          f"the overlap below the tile (PanCollection: 64 and 16)")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise ValueError(f"--name {args.name!r}: expected a file name tag of letters, digits, '_', '.' or '-' "
+                         f"(e.g. wv3)")
     if args.test_tile % 32:
         raise ValueError(f"--test_tile {args.test_tile}: expected 0 (whole acquisitions) or a multiple of 32 (the "
                          f"toolbox's full-resolution blocks)")

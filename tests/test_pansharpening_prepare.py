@@ -247,6 +247,7 @@ _NAN[3, 4, 5] = np.nan
     (_MS, _PAN, ("--train_overlap", "16"), None, "--train_tile 16 and --train_overlap 16"),
     (_MS, _PAN, ("--test_tile", "48"), None, "--test_tile 48: expected 0 (whole acquisitions) or a multiple of 32"),
     (_MS[..., :4], _PAN, ("--sensor", "GF2", "--pan_blur", "mtf"), None, "sensor GF2 has no PAN MTF gain"),
+    (_MS, _PAN, ("--name", "../wv3"), None, "--name '../wv3': expected a file name tag"),
     (_MS, _PAN, (), "train ms.npy 'pan.npy\n", "pairs.txt:1: cannot parse"),
 ])
 def test_bad_input_is_one_message_and_writes_nothing(tmp_path, capsys, ms, pan, extra, line, message):
