@@ -172,8 +172,8 @@ def prepare(args: argparse.Namespace) -> dict:
 
 def _prepare_pancollection(args: argparse.Namespace) -> dict:
     """:func:`prepare` with ``--pairs``: PanCollection files of the listed acquisitions, in the same staging."""
-    acquisitions = read_pairs(args.pairs)
     check_pancollection_args(args)
+    acquisitions = read_pairs(args.pairs)
     _check_out(args)
     paths = input_paths(acquisitions)
     digests = input_digests(paths)

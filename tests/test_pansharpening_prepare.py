@@ -280,6 +280,8 @@ def test_hsi_flags_and_pansharpening_flags_do_not_mix(tmp_path, capsys):
     (tmp_path / "pairs.txt").write_text("train a.npy b.npy\n")
     assert prepare_cli.main(["cube.mat", "--pairs", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "the inputs cube.mat: do(es) not apply to --pairs" in capsys.readouterr().err
+    assert prepare_cli.main(["--pairs", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "o")]) == 2
+    assert "--pairs needs --sensor (one of QB, IKONOS, GeoEye1, WV2, WV3, GF2)" in capsys.readouterr().err
 
 
 def test_a_file_holding_both_images_needs_the_keys_and_values_beyond_the_scale_are_noted(tmp_path, capsys):
