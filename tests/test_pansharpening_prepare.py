@@ -337,3 +337,19 @@ def test_ctrl_c_while_preparing_leaves_nothing(sources, tmp_path, monkeypatch, c
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         f"data.prepare: interrupted by SIGINT: no dataset was written ({out} appears whole or not at all)")
     assert os.listdir(tmp_path) == []
+
+
+def test_dataset_pancollection_reads_the_prepared_files(prepared):
+    """``--dataset pancollection`` (data/pansharpening.py, issue 20 item 1) reads every file as written."""
+    pytest.importorskip("data.pansharpening", reason="--dataset pancollection is not on this branch yet")
+    from data import build_dataset
+
+    cfg = {"dataset": "pancollection", "sensor": "WV3", "bands": 8, "msi_bands": 1, "root": str(prepared),
+           "crop_size": 16, "train_file": "train_wv3.h5", "val_file": "valid_wv3.h5",
+           "test_file": "test_wv3_multiExm1.h5"}
+    sizes = {"train": (28, 16), "val": (9, 16), "test": (2, 32)}
+    for split, (n, size) in sizes.items():
+        ds = build_dataset(cfg, split)
+        assert (len(ds), ds.task, ds.full, tuple(ds[0]["gt"].shape)) == (n, "pansharpening", False, (8, size, size))
+    full = build_dataset({**cfg, "test_file": "test_wv3_OrigScale_multiExm1.h5", "resolution": "full"}, "test")
+    assert full.full and "gt" not in full[0] and tuple(full[0]["hrmsi"].shape) == (1, 128, 128)
