@@ -28,13 +28,14 @@ give the same bytes.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -143,9 +144,11 @@ def input_paths(acquisitions: list[Acquisition]) -> list[str]:
     return list(dict.fromkeys(p for a in acquisitions for p in (a.ms_path, a.pan_path)))
 
 
-def load_pair(acq: Acquisition, sensor: str, args) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(acq: Acquisition, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """The acquisition's MS (C, h, w) and PAN (1, 4h, 4w) float64 DN as stored, checked (band counts, the ratio,
-    NaN: one ValueError naming the line and file), then cropped at the top left to h, w multiples of 8."""
+    NaN: one ValueError naming the line and file), then cropped at the top left to h, w multiples of 8.
+    ``args``: the parsed flags (--sensor, --layout, --ms_key, --pan_key)."""
+    sensor = args.sensor
     bands = get_sensor(sensor).bands
     ms = np.moveaxis(read_image(acq.ms_path, args.ms_key, args.layout, "--ms_key"), -1, 0)
     pan = np.moveaxis(read_image(acq.pan_path, args.pan_key, "auto", "--pan_key"), -1, 0)
@@ -235,7 +238,7 @@ class ExampleFile:
         return {"resolution": self.resolution, "examples": self.count, "shapes": shapes, "sources": self.sources}
 
 
-def check_pancollection_args(args) -> tuple[int, int]:
+def check_pancollection_args(args: argparse.Namespace) -> tuple[int, int]:
     """Check the flags of this mode before any work: --sensor given, the tiling, --name; returns the train/valid tile
     and stride in PAN pixels. One ValueError naming the flag."""
     if args.sensor is None:
@@ -259,7 +262,8 @@ def file_names(name: str) -> dict[str, str]:
             "test_full": f"test_{name}_OrigScale_multiExm1.h5"}
 
 
-def write_pancollection(args, out: str, acquisitions: list[Acquisition], digests: dict[str, str]) -> dict:
+def write_pancollection(args: argparse.Namespace, out: str, acquisitions: list[Acquisition],
+                        digests: dict[str, str]) -> dict:
     """Write the PanCollection files of ``acquisitions`` into the (staging) folder ``out``; returns the manifest.
 
     ``args``: the parsed ``data.prepare`` flags; ``digests``: SHA-256 of each input path."""
@@ -310,10 +314,11 @@ def write_pancollection(args, out: str, acquisitions: list[Acquisition], digests
     return manifest
 
 
-def _write_acquisition(acq: Acquisition, args, file, tile: int, stride: int, notes: list[str]) -> dict:
+def _write_acquisition(acq: Acquisition, args: argparse.Namespace, file: Callable[[str, str], ExampleFile],
+                       tile: int, stride: int, notes: list[str]) -> dict:
     """Read, simulate and write one acquisition into its split's files (``file(key, resolution)`` gives the
     :class:`ExampleFile` of a file key); returns its manifest record, appends its notes to ``notes``."""
-    ms, pan = load_pair(acq, args.sensor, args)
+    ms, pan = load_pair(acq, args)
     test = acq.split == "test"
     size, flag = (args.test_tile, "--test_tile") if test else (tile, "--train_tile")
     _check_size(acq, ms.shape[1:], size, flag)
