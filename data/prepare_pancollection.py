@@ -1,9 +1,9 @@
 """``python -m data.prepare --pairs LIST --sensor S --out DIR``: own full-resolution PAN + MS acquisitions in,
 PanCollection files out (the layout ``--dataset pancollection`` and ``test_CSAKD.py --score`` read).
 
-The list names one acquisition per line, ``SPLIT MS_FILE PAN_FILE`` (SPLIT ``train``, ``valid`` or ``test``;
-paths relative to the list's folder; ``#`` starts a comment; quotes for paths with spaces): the user, not a
-shuffle, decides which acquisition goes to which split, so the splits are scene-disjoint by construction. The MS
+The list names one acquisition per line, ``SPLIT MS_FILE PAN_FILE`` (SPLIT ``train``, ``valid`` (or ``val``)
+or ``test``; paths relative to the list's folder; ``#`` starts a comment; quotes for paths with spaces): the user,
+not a shuffle, decides which acquisition goes to which split, so the splits are scene-disjoint by construction. The MS
 is (h, w, C) in DN (C the sensor's bands; ``--layout chw`` for C×h×w files) and the PAN (4h, 4w), in any format
 ``data.formats.read_image`` reads. Each acquisition is cropped at the top left to MS sides that are multiples
 of 8, so that its PAN sides are multiples of 32, the toolbox's block size. Written into ``--out``:
