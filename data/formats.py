@@ -1,4 +1,5 @@
-"""Read an HR-HSI cube from the common distribution formats into (H, W, C) float32 + wavelengths.
+"""Read an HR-HSI cube (float32 + wavelengths) or an image of one or more bands (float64, a pansharpening MS or
+PAN) from the common distribution formats, as (H, W, C).
 
 Supported (``read_cube``):
 
@@ -9,6 +10,9 @@ Supported (``read_cube``):
 - multi-band TIFF (tifffile; the band axis is the one that is neither Y nor X).
 - a CAVE scene folder of per-band 16-bit PNGs (``*_ms_01.png`` … ``*_ms_31.png``), read at 16 bits
   (Pillow mode ``I;16``), not truncated to 8 bits.
+
+``read_image`` reads one image of one or more bands (a 2-D array is one band; a pansharpening MS or PAN) from
+the same formats, in float64 exactly as stored.
 
 For containers holding several arrays, ``key`` names the cube; otherwise the only 3-D numeric array is
 taken (several → an error listing them). ``layout`` gives the axis order of the array as read: "hwc"
@@ -24,6 +28,7 @@ import dataclasses
 import glob
 import os
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,6 +37,26 @@ from .spectral import resolve_wavelengths, to_nanometres
 WAVELENGTH_NAMES = ("wavelengths", "wavelength", "wl", "wavelength_nm", "lambda", "bands_nm", "wave")
 LAYOUTS = ("hwc", "chw", "auto")
 CUBE_EXTENSIONS = (".mat", ".h5", ".hdf5", ".npy", ".npz", ".hdr", ".tif", ".tiff")
+
+
+class Pick(NamedTuple):
+    """Which array of a container (.mat, .h5, .npz) a reader takes when no key is given: the only one with a
+    dimensionality in ``ndims``; ``flag`` names the option that sets the key, in the messages."""
+
+    ndims: tuple[int, ...]
+    flag: str = "--key"
+
+    @property
+    def dims(self) -> str:
+        return " or ".join(f"{n}-D" for n in self.ndims)
+
+    @property
+    def what(self) -> str:
+        return "cube" if self.ndims == (3,) else "image"
+
+
+#: What :func:`read_cube` takes: the only 3-D array.
+CUBE = Pick((3,))
 
 
 @dataclasses.dataclass
@@ -55,39 +80,11 @@ def read_cube(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"--layout must be one of {LAYOUTS}, got {layout!r}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if os.path.isdir(path):
-        arr, wl, layout = *_read_png_folder(path), "hwc"
-    else:
-        ext = os.path.splitext(path)[1].lower()
-        readers = {
-            ".mat": _read_mat,
-            ".h5": _read_h5,
-            ".hdf5": _read_h5,
-            ".npy": _read_npy,
-            ".npz": _read_npz,
-            ".hdr": _read_envi,
-            ".tif": _read_tiff,
-            ".tiff": _read_tiff,
-        }
-        if ext not in readers:
-            raise ValueError(
-                f"{path}: unsupported extension {ext!r} (expected one of {CUBE_EXTENSIONS} or a "
-                "folder of per-band PNGs)"
-            )
-        try:
-            arr, wl, fixed_layout = readers[ext](path, key)
-        except Exception as e:  # parsers raise many types on corrupt files; report one clear message
-            if isinstance(e, FileNotFoundError):
-                raise
-            msg = str(e)
-            raise ValueError(msg if msg.startswith(path) else f"{path}: cannot read ({msg})") from None
-        layout = fixed_layout or layout
+    arr, wl, fixed_layout = _read_array(path, key, CUBE)
+    layout = fixed_layout or layout
     if arr.ndim != 3:
         raise ValueError(f"{path}: expected a 3-D cube, got an array of shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    _check_real(arr, path)
     wl = None if wl is None or np.size(wl) == 0 else to_nanometres(wl, where=f"{path} (wavelengths)")
     data = _to_hwc(arr, layout, None if wl is None else wl.size, path)
     bands = data.shape[-1]
@@ -98,10 +95,70 @@ def read_cube(
             f"{path}: {wl.size} wavelengths for {bands} bands (cube shape {data.shape}, "
             f"layout {layout!r}); check --layout or --wavelengths"
         )
+    _check_finite(data, path, "cube")
+    return Cube(np.ascontiguousarray(data, dtype=np.float32), wl, path)
+
+
+def _read_array(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """The array at ``path`` as stored (file or CAVE folder), a wavelength vector stored with it, and the axis
+    order the format fixes (None: the caller's ``layout``); ``pick`` says which array of a container is taken
+    without ``key``. Raises FileNotFoundError / ValueError naming ``path``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if os.path.isdir(path):
+        return *_read_png_folder(path), "hwc"
+    ext = os.path.splitext(path)[1].lower()
+    readers = {
+        ".mat": _read_mat,
+        ".h5": _read_h5,
+        ".hdf5": _read_h5,
+        ".npy": _read_npy,
+        ".npz": _read_npz,
+        ".hdr": _read_envi,
+        ".tif": _read_tiff,
+        ".tiff": _read_tiff,
+    }
+    if ext not in readers:
+        raise ValueError(
+            f"{path}: unsupported extension {ext!r} (expected one of {CUBE_EXTENSIONS} or a "
+            "folder of per-band PNGs)"
+        )
+    try:
+        return readers[ext](path, key, pick)
+    except Exception as e:  # parsers raise many types on corrupt files; report one clear message
+        if isinstance(e, FileNotFoundError):
+            raise
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(path) else f"{path}: cannot read ({msg})") from None
+
+
+def read_image(path: str, key: str | None = None, layout: str = "hwc", key_flag: str = "--key") -> np.ndarray:
+    """An image of one or more bands at ``path`` (the formats of :func:`read_cube`; a 2-D array is one band):
+    (H, W, C) float64 in the file's units, values exactly as stored (no float32 rounding), e.g. a pansharpening
+    acquisition's MS or PAN in DN. ``key`` picks the array of a container holding several (``key_flag``: the flag
+    that sets it, for the messages), ``layout`` (hwc, chw, auto) the axis order of a 3-D one. Raises
+    FileNotFoundError / ValueError naming ``path`` (also for NaN/Inf)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"--layout must be one of {LAYOUTS}, got {layout!r}")
+    arr, _, fixed_layout = _read_array(path, key, Pick((2, 3), key_flag))
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{path}: expected a 2-D image or a 3-D stack of bands, got an array of shape {arr.shape}")
+    _check_real(arr, path)
+    data = arr[..., None] if arr.ndim == 2 else _to_hwc(arr, fixed_layout or layout, None, path)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    _check_finite(data, path, "image")
+    return data
+
+
+def _check_real(arr: np.ndarray, path: str) -> None:
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+
+
+def _check_finite(data: np.ndarray, path: str, what: str) -> None:
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
-        raise ValueError(f"{path}: the cube has {bad} NaN/Inf value(s)")
-    return Cube(np.ascontiguousarray(data, dtype=np.float32), wl, path)
+        raise ValueError(f"{path}: the {what} has {bad} NaN/Inf value(s)")
 
 
 def _to_hwc(arr: np.ndarray, layout: str, n_wl: int | None, path: str) -> np.ndarray:
@@ -122,30 +179,32 @@ def _to_hwc(arr: np.ndarray, layout: str, n_wl: int | None, path: str) -> np.nda
 
 
 def _pick(
-    arrays: dict[str, np.ndarray | object], key: str | None, path: str
+    arrays: dict[str, np.ndarray | object], key: str | None, path: str, pick: Pick
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The cube (by ``key`` or the only 3-D array) and a wavelength vector if one is stored beside it."""
+    """The cube (by ``key`` or the only array that ``pick`` admits) and a wavelength vector if one is stored
+    beside it."""
     if key is not None:
         if key not in arrays:
             raise ValueError(f"{path}: no variable {key!r} (found {sorted(arrays)})")
         cube = arrays[key]
     else:
-        cubes = [k for k, v in arrays.items() if getattr(v, "ndim", 0) == 3]
+        cubes = [k for k, v in arrays.items() if getattr(v, "ndim", 0) in pick.ndims]
         if len(cubes) != 1:
-            what = "no 3-D array" if not cubes else f"several 3-D arrays {sorted(cubes)}"
-            raise ValueError(f"{path}: {what}; pass --key to choose the cube (variables: {sorted(arrays)})")
+            what = f"no {pick.dims} array" if not cubes else f"several {pick.dims} arrays {sorted(cubes)}"
+            raise ValueError(f"{path}: {what}; pass {pick.flag} to choose the {pick.what} (variables: "
+                             f"{sorted(arrays)})")
         cube = arrays[cubes[0]]
     wl = next((arrays[k] for k in arrays if k.lower() in WAVELENGTH_NAMES), None)
     return np.asarray(cube), None if wl is None else np.asarray(wl, dtype=np.float64).reshape(-1)
 
 
-def _read_npy(path: str, key: str | None) -> tuple[np.ndarray, None, None]:
+def _read_npy(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, None, None]:
     return np.load(path, allow_pickle=False), None, None
 
 
-def _read_npz(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
+def _read_npz(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, np.ndarray | None, None]:
     with np.load(path, allow_pickle=False) as z:
-        return (*_pick({k: npz_member(z, k, path) for k in z.files}, key, path), None)
+        return (*_pick({k: npz_member(z, k, path) for k in z.files}, key, path, pick), None)
 
 
 def npz_member(z: np.lib.npyio.NpzFile, key: str, path: str) -> np.ndarray:
@@ -197,11 +256,11 @@ def read_mat_arrays(path: str) -> dict[str, np.ndarray]:
     return {k: v for k, v in mat.items() if not k.startswith("__")}
 
 
-def _read_mat(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
-    return (*_pick(read_mat_arrays(path), key, path), None)
+def _read_mat(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, np.ndarray | None, None]:
+    return (*_pick(read_mat_arrays(path), key, path, pick), None)
 
 
-def _read_h5(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
+def _read_h5(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, np.ndarray | None, None]:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -212,10 +271,10 @@ def _read_h5(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None,
         shapes = {k: d.shape for k, d in datasets.items()}
         cube_key = key
         if cube_key is None:
-            cubes = [k for k, s in shapes.items() if len(s) == 3]
+            cubes = [k for k, s in shapes.items() if len(s) in pick.ndims]
             if len(cubes) != 1:
-                what = "no 3-D dataset" if not cubes else f"several 3-D datasets {sorted(cubes)}"
-                raise ValueError(f"{path}: {what}; pass --key (datasets: {sorted(shapes)})")
+                what = f"no {pick.dims} dataset" if not cubes else f"several {pick.dims} datasets {sorted(cubes)}"
+                raise ValueError(f"{path}: {what}; pass {pick.flag} (datasets: {sorted(shapes)})")
             cube_key = cubes[0]
         if cube_key not in datasets:
             raise ValueError(f"{path}: no dataset {cube_key!r} (found {sorted(shapes)})")
@@ -227,12 +286,14 @@ def _read_h5(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None,
     return cube, None if wl is None else np.asarray(wl, dtype=np.float64).reshape(-1), None
 
 
-def _read_tiff(path: str, key: str | None) -> tuple[np.ndarray, None, str]:
+def _read_tiff(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, None, str]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         arr, axes = series.asarray(), series.axes
+    if 2 in pick.ndims and arr.ndim == 2 and sorted(axes) == ["X", "Y"]:  # one band (a PAN image)
+        return np.transpose(arr, (axes.index("Y"), axes.index("X"))), None, "hwc"
     if arr.ndim != 3 or "Y" not in axes or "X" not in axes:
         raise ValueError(
             f"{path}: expected a multi-band TIFF with Y, X and a band axis, got axes {axes!r} "
@@ -258,7 +319,7 @@ def parse_envi_header(path: str) -> dict[str, str]:
     return fields
 
 
-def _read_envi(path: str, key: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _read_envi(path: str, key: str | None, pick: Pick) -> tuple[np.ndarray, np.ndarray | None, str]:
     hdr = parse_envi_header(path)
     try:
         samples, lines, bands = (int(hdr[k]) for k in ("samples", "lines", "bands"))

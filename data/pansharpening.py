@@ -38,10 +38,11 @@ def _option(name: str, **kw) -> Option:
 
 
 #: Read by both kinds (declared once, with the first registration: a flag is declared in one place).
+SENSOR = _option("sensor", choices=SENSORS,
+                 help="pansharpening sensor: MS band count, DN scale and MTF gains (--dataset synthetic_pan: default "
+                      "WV3; pancollection: required unless --img_range)")
 SHARED_OPTIONS = (
-    _option("sensor", choices=SENSORS,
-            help="pansharpening sensor: MS band count, DN scale and MTF gains (--dataset synthetic_pan: default WV3; "
-                 "pancollection: required unless --img_range)"),
+    SENSOR,
     _option("img_range", type=float, range=Range(0, open_low=True),
             help="pansharpening: the DN that maps to 1.0 before x -> 2x-1 (default the sensor's scale: 2047, "
                  "GF2 1023)"),

@@ -1,4 +1,5 @@
-"""``python -m data.prepare``: HR-HSI cubes (or synthetic scenes) in, a dataset in the official layout out.
+"""``python -m data.prepare``: HR-HSI cubes (or synthetic scenes) in, a dataset in the official layout out; or,
+with ``--pairs``, own PAN + MS acquisitions in, PanCollection files out.
 
 Each scene is read (``data.formats.read_cube``), simulated whole with the logged degradation
 (``data.degrade``: blur, decimation, SRFs, three misaligned LR-HSIs, per-image noise), cut into aligned
@@ -15,12 +16,16 @@ small for ``--tile``, constant) is an error naming it; constant patches of a usa
 listed in the manifest. Files are byte-reproducible: the same arguments give the same files. Read the
 result with ``--dataset aviris --root <out>``.
 
+With ``--pairs LIST --sensor S`` it prepares pansharpening data instead: own full-resolution PAN + MS
+acquisitions in, PanCollection files out (``data.prepare_pancollection``), in the same staged, locked ``--out``.
+
 Examples::
 
     python -m data.prepare cave/*_ms --out data_cache/cave --srf rgb --tile 128 --snr_hsi 35
     python -m data.prepare --synthetic 24 --synthetic_size 256 --bands 172 --out data_cache/synth
     python -m data.prepare --realistic 40 --synthetic_size 128 --bands 31 --wavelengths visible31 \
         --srf camera:nikon5100@D65 --tile 64 --out data_cache/realistic31
+    python -m data.prepare --pairs wv3/pairs.txt --sensor WV3 --out data_cache/own_wv3
 """
 
 from __future__ import annotations
@@ -36,13 +41,22 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.config import PLUGINS, Option, Range, add_options, check_ranges, declared_options, import_plugins
-from utils.fileio import WriteError, atomic_write, staged_folder
+from utils.fileio import WriteError, atomic_write, sha256_of, staged_folder
 from utils.interrupts import Interrupted, StopAtOnce
 
 from .aviris import write_entry
 from .degrade import simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
-from .options import DATA_DEFAULTS, DATA_OPTIONS, add_degradation_args, degradation_from_cfg
+from .options import DATA_DEFAULTS, DATA_OPTIONS, DEGRADATION_OPTIONS, add_degradation_args, degradation_from_cfg
+from .prepare_pancollection import (
+    ALSO_READS,
+    PANCOLLECTION_OPTIONS,
+    check_pancollection_args,
+    input_paths,
+    read_pairs,
+    report,
+    write_pancollection,
+)
 from .sensors import resolve_srf
 from .spectral import resolve_wavelengths
 from .synthetic import VALUE_RANGE, make_scene, scene_seed
@@ -61,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output dataset root")
     add_options(p, (*PREPARE_OPTIONS, PLUGINS))
     add_degradation_args(p)
+    add_options(p, PANCOLLECTION_OPTIONS)
     p.set_defaults(srf=None)
     return p
 
@@ -107,16 +122,6 @@ def split_scenes(names: list[str], fractions: list[float], seed: int) -> dict[st
     return out
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def _scene_names(inputs: list[str], n_synthetic: int, n_realistic: int = 0) -> list[str]:
     names, seen = [], set()
     for path in inputs:
@@ -129,20 +134,58 @@ def _scene_names(inputs: list[str], n_synthetic: int, n_realistic: int = 0) -> l
     return names + [f"synthetic{i:03d}" for i in range(n_synthetic)] + [f"realistic{i:03d}" for i in range(n_realistic)]
 
 
+#: Flags of the HSI fusion dataset only, and of the pansharpening files only (``--pairs``); those of
+#: ``ALSO_READS`` (``--out``, ``--overwrite``, ``--plugins``, ``--layout``) serve both.
+HSI_ONLY = tuple(o for o in (*PREPARE_OPTIONS, *DEGRADATION_OPTIONS) if o.name not in ALSO_READS)
+PANSHARPENING_ONLY = PANCOLLECTION_OPTIONS
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """One ValueError if ``args`` mix the two modes: a flag (or a positional input) of the other mode given."""
+    pansharpening = args.pairs is not None
+    others = HSI_ONLY if pansharpening else PANSHARPENING_ONLY
+    given = [f"--{o.name}" for o in others if getattr(args, o.name) != o.default]
+    if pansharpening and args.inputs:
+        given.insert(0, f"the inputs {' '.join(args.inputs)}")
+    if given:
+        mode = ("--pairs (pansharpening: the acquisitions come from the list, the degradation is the sensor's)"
+                if pansharpening else "HSI fusion data (give --pairs for pansharpening)")
+        raise ValueError(f"{', '.join(given)}: do(es) not apply to {mode}")
+
+
 def prepare(args: argparse.Namespace) -> dict:
     """Write the dataset described by the parsed ``args``; returns the manifest dict."""
+    check_mode(args)
+    if args.pairs is not None:
+        return _prepare_pancollection(args)
     if not args.inputs and args.synthetic <= 0 and args.realistic <= 0:
-        raise ValueError("no input: give cube files/folders and/or --synthetic N and/or --realistic N")
+        raise ValueError("no input: give cube files/folders and/or --synthetic N and/or --realistic N, or "
+                         "--pairs LIST (pansharpening)")
     if (args.synthetic or args.realistic) and not args.bands:
         raise ValueError("--synthetic/--realistic need --bands (e.g. 172 or 31; realistic scenes: 31)")
-    if os.path.lexists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out}: exists and is not a folder")
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
+    _check_out(args)
     digests = input_digests(args.inputs)
     # Locked and checked before any work: --overwrite replaces only a dataset this tool wrote, never the inputs.
     with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=args.inputs) as stage:
         return _write_dataset(args, stage, digests)
+
+
+def _prepare_pancollection(args: argparse.Namespace) -> dict:
+    """:func:`prepare` with ``--pairs``: PanCollection files of the listed acquisitions, in the same staging."""
+    check_pancollection_args(args)
+    acquisitions = read_pairs(args.pairs)
+    _check_out(args)
+    paths = input_paths(acquisitions)
+    digests = input_digests(paths)
+    with staged_folder(args.out, f"--out {args.out}", "data.prepare", inputs=[args.pairs, *paths]) as stage:
+        return write_pancollection(args, stage, acquisitions, digests)
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: exists and is not a folder")
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(f"--out {args.out}: folder is not empty (pass --overwrite to replace it)")
 
 
 def input_digests(inputs: list[str]) -> dict[str, str]:
@@ -159,7 +202,7 @@ def input_digests(inputs: list[str]) -> dict[str, str]:
         if real in by_file:
             raise ValueError(f"{path}: the same file as the input {by_file[real]} (given twice, or a link to it); "
                              f"give each scene once, or it is two scenes that can land in two splits")
-        digest = digests[path] = _sha256(path)
+        digest = digests[path] = sha256_of(path)
         if digest in by_digest:
             raise ValueError(f"{path}: the same bytes as the input {by_digest[digest]} (SHA-256 {digest[:16]}…): a "
                              f"copy of one scene, which could land in two splits; give each scene once")
@@ -228,7 +271,7 @@ def _write_dataset(args: argparse.Namespace, out: str, digests: dict[str, str]) 
                 continue
             entry = f"{split}/{name}_{i}"
             for p in write_entry(out, entry, gt, msi, lr):
-                files[os.path.relpath(p, out)] = _sha256(p)
+                files[os.path.relpath(p, out)] = sha256_of(p)
             entries[split].append(entry)
         if sum(map(len, entries.values())) == written:  # an input is never dropped silently
             raise unusable_scene(path, (h, w), args.tile, "--tile", constant)
@@ -272,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"data.prepare: {e}", file=sys.stderr)
         return e.exit_code
+    if args.pairs is not None:
+        print(report(m))
+        for note in m["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        return 0
     print(
         f"wrote {sum(m['entries'].values())} entries {m['entries']} to {args.out} "
         "(manifest.json lists every parameter and checksum)"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from data.options import DATA, DATA_OPTIONS, DATASETS, DEGRADATION, DEGRADATION_OPTIONS
+from data.pansharpening import PANSHARPENING
 from models import NETWORKS, parse_student_layers
 from models.family import NETWORK, SHARED_OPTIONS
 from utils.config import (
@@ -34,8 +35,8 @@ from . import options as own
 from .strategies import STRATEGIES
 
 TRAIN_GROUPS = (own.RUN, own.TRAINING, own.WEIGHTS, own.RELATED, own.PROJECT, own.VARIANTS, NETWORK, DATA,
-                DEGRADATION)
-TEST_GROUPS = (own.RUN, own.TEST, NETWORK, DATA, DEGRADATION)
+                DEGRADATION, PANSHARPENING)
+TEST_GROUPS = (own.RUN, own.TEST, NETWORK, DATA, DEGRADATION, PANSHARPENING)
 
 
 def _components() -> list[Option]:
