@@ -94,7 +94,13 @@ class FusionDataset(Dataset):
     ``crop_size`` (offsets from ``crop_offsets``) plus ``augment``; val/test: the full image.
     LR-HSI variant: ``lrhsi{mis_pix}``; with ``mixed_align_opt`` = 1 a training sample draws one of
     the four variants uniformly.
+
+    ``unlabelled_flag``: the flag that gives a kind its ``unlabelled`` split (input pairs whose GT is never read):
+    ``"unlabelled"`` (N extra built-in scenes), ``"unlabelled_file"`` (a split list of own data), None (none).
     """
+
+    unlabelled_flag: str | None = None
+    without_gt: tuple[str, ...] = ()  # the names of the samples that have no GT (unlabelled input pairs)
 
     def __init__(self, cfg: dict, split: str):
         if split not in SPLITS:
@@ -119,6 +125,12 @@ class FusionDataset(Dataset):
         as numpy arrays."""
         raise NotImplementedError
 
+    def load_inputs(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """(name, HR-MSI (H, W, M), LR-HSI (H/r, W/r, C)), both in [0, 1]: :meth:`load` with its GT discarded
+        untouched; a kind whose inputs exist without a GT (a file layout) reads only them."""
+        name, _, msi, lr = self.load(index, level)
+        return name, msi, lr
+
     def __getitem__(self, index: int) -> dict:
         level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
         name, gt, msi, lr = self.load(index, level)
@@ -139,9 +151,9 @@ class FusionDataset(Dataset):
     def inputs_item(self, index: int) -> dict:
         """The inputs of sample ``index`` without its GT, for pairs whose GT is never read (``--unlabelled``):
         {"lrhsi", "hrmsi", "name"} as :meth:`__getitem__`'s (the same crop and augmentation draws, on the inputs
-        only). The GT that :meth:`load` returns is discarded untouched."""
+        only), read by :meth:`load_inputs`."""
         level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
-        name, _, msi, lr = self.load(index, level)
+        name, msi, lr = self.load_inputs(index, level)
         msi, lr = to_signed(msi), to_signed(lr)
         if self.train:
             (msi,), lr = self._crop([msi], lr, name)

@@ -10,30 +10,34 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data import build_dataset, seed_worker
+from data.datasets import SPLIT_FLAGS
 
 from .evaluate import validation_every
-
-SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
 
 def describe_split(cfg: dict, split: str) -> str:
     """How the user named a split, for messages: the split file, or the synthetic scene count."""
+    if split == "unlabelled" and cfg.get("unlabelled"):
+        return f"--unlabelled {cfg['unlabelled']} extra scenes of --dataset {cfg.get('dataset')}"
     if cfg.get("dataset") == "synthetic":
         return f"--dataset synthetic --synthetic_scenes {cfg.get('synthetic_scenes')}"
     flag = SPLIT_FLAGS[split]
     return f"--{flag} {cfg.get(flag)} (--root {cfg.get('root')})"
 
 
-def check_dataset(dataset: Dataset, cfg: dict, split: str) -> None:
+def check_dataset(dataset: Dataset, cfg: dict, split: str, first: Any = None) -> None:
     """Raise a ValueError unless ``dataset`` is non-empty and its first sample has the configured shapes
-    (``bands`` LR-HSI/GT bands, ``msi_bands`` HR-MSI bands, HR size = ``scale`` × LR size)."""
+    (``bands`` LR-HSI/GT bands, ``msi_bands`` HR-MSI bands, HR size = ``scale`` × LR size). ``first``: a callable
+    giving the sample to check (default ``dataset[0]``; a pair without GT is checked by its HR-MSI)."""
     where = f"{split} split ({describe_split(cfg, split)})"
     if len(dataset) == 0:
         raise ValueError(f"{where}: the split is empty; expected at least one image")
-    sample = dataset[0]
+    sample = dataset[0] if first is None else first()
     name = sample.get("name", "sample 0")
-    lr, msi, gt = sample["lrhsi"], sample["hrmsi"], sample["gt"]
-    for what, x, want, flag in (("LR-HSI", lr, cfg["bands"], "--bands"), ("GT", gt, cfg["bands"], "--bands"),
+    lr, msi = sample["lrhsi"], sample["hrmsi"]
+    gt = sample.get("gt", msi)
+    for what, x, want, flag in (("LR-HSI", lr, cfg["bands"], "--bands"),
+                                *((("GT", gt, cfg["bands"], "--bands"),) if "gt" in sample else ()),
                                 ("HR-MSI", msi, cfg["msi_bands"], "--msi_bands")):
         if x.shape[0] != want:
             raise ValueError(f"{where}: {name}: the {what} has {x.shape[0]} bands, but {flag} is {want} "
