@@ -18,7 +18,6 @@ import dataclasses
 import io
 import os
 import zipfile
-from typing import Any
 
 import numpy as np
 
@@ -192,7 +191,8 @@ def load_entry(
 
 
 def _check_inputs(paths: dict[str, str], spec: LayoutSpec, level: int, msi: np.ndarray | None, lr: np.ndarray | None,
-                  size: tuple[int | None, int | None], problems: list[str]) -> tuple[Any, Any]:
+                  size: tuple[int | None, int | None], problems: list[str]
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The HR-MSI and LR-HSI cut to ``spec.image_size`` as float32, their problems appended to ``problems``:
     the HR-MSI of HR ``size`` (None: any) and M bands, the LR-HSI of ``size / scale`` and C bands."""
     size_h, size_w = size
