@@ -49,8 +49,11 @@ Shared frozen teacher: a spec with ``kd_mode=offline`` (or ``student_init=teache
 distils from the teacher ``best.pth`` of one online run of ``--teacher_spec`` (default ``csakd``) at
 ``--teacher_seed`` on the same data seed, trained the first time a spec needs it and reused by every init seed and
 every such spec (so each costs a student-only run); without ``--data_seeds`` each init seed's data has its own.
-A distilled record remembers its frozen teacher's SHA-256: retraining the teacher retrains the students distilled
-from it.
+A distilled record remembers its frozen teacher by its weights (``teacher_weights_sha256``:
+``utils.checkpoint.weights_digest``, the tensors and the network description, not the file's stored paths): a
+teacher copied or moved into another ``--out`` reuses the students distilled from it, a teacher whose tensors differ
+(retrained) retrains them. Records written before hold the file's SHA-256 (``teacher_sha256``) instead: they are
+reused while the teacher file has those very bytes, else retrained.
 
 Runs made before the networks had their own initialisation streams (records without ``init_streams``) do not pair
 by initialisation: their distilled students started from other weights than their students alone. Their distilled
@@ -63,6 +66,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -70,6 +74,7 @@ import re
 import shlex
 import sys
 import textwrap
+from collections.abc import Callable
 
 from tqdm import tqdm
 
@@ -83,6 +88,7 @@ from engine.fingerprint import (
     reads_teacher_file,
     recipe_fingerprint,
     same_result,
+    teacher_digest,
 )
 from engine.flags import build_test_parser, build_train_parser
 from engine.options import TEST_METRICS
@@ -106,6 +112,10 @@ SEED_FIELD = "{seed}"
 INIT_STREAMS = "per-role"
 #: The spec whose co-trained teacher becomes the shared frozen teacher of a data seed (``--teacher_spec``).
 TEACHER_SPEC = "csakd"
+#: A distilled record's frozen teacher, by its weights (``engine.fingerprint.teacher_digest``); records written
+#: before hold :data:`LEGACY_TEACHER_KEY`, the SHA-256 of the file's bytes (stored paths included).
+TEACHER_KEY = "teacher_weights_sha256"
+LEGACY_TEACHER_KEY = "teacher_sha256"
 DEFAULT_METRICS = ("psnr", "sam", "ergas", "rmse", "ssim", "uiqi", "cc")
 DIGITS = {"psnr": 2, "sam": 2, "ergas": 2, "rmse": 4, "ssim": 3, "uiqi": 3, "cc": 4, "q2n": 4, "scc": 4, "q_avg": 4,
           "d_lambda": 4, "d_s": 4, "qnr": 4, "d_lambda_k": 4, "hqnr": 4}
@@ -395,27 +405,42 @@ def _load_record(path: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def teacher_by(record: dict) -> str:
+    """How a record knows its frozen teacher (``engine.fingerprint.TEACHER_BY``): ``"weights"``, or ``"file"`` for a
+    record written before (only :data:`LEGACY_TEACHER_KEY`)."""
+    return "file" if LEGACY_TEACHER_KEY in record and TEACHER_KEY not in record else "weights"
+
+
 def record_fingerprint(record: dict) -> str | None:
     """The run fingerprint of a record, recomputed from its stored config (the upgrade rule of
     ``engine.fingerprint``: records of any earlier layout, with or without stored fingerprints, compare alike); its
-    frozen teacher counts by the SHA-256 recorded (a record without one never matches a run reading a teacher)."""
+    frozen teacher counts by the digest recorded (a record without one never matches a run reading a teacher)."""
     config = record.get("config")
-    return fingerprint(config, record.get("teacher_sha256")) if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return None
+    by = teacher_by(record)
+    return fingerprint(config, record.get(TEACHER_KEY if by == "weights" else LEGACY_TEACHER_KEY), by)
 
 
-def _current_fingerprint(cfg: dict) -> str:
-    """The run fingerprint ``cfg`` asks for, its frozen teacher (if any) by the file's content now."""
-    return fingerprint(comparable(cfg), file_digest(cfg["teacher_ckpt"]) if reads_teacher_file(cfg) else None)
+def current_fingerprint(cfg: dict, by: str = "weights") -> str:
+    """The run fingerprint ``cfg`` asks for, its frozen teacher (if any) as it is now: by its weights, or (``by``
+    ``"file"``, to compare with a record written before) by the file's bytes."""
+    if not reads_teacher_file(cfg):
+        return fingerprint(comparable(cfg))
+    digest = teacher_digest(cfg) if by == "weights" else file_digest(cfg["teacher_ckpt"])
+    return fingerprint(comparable(cfg), digest, by)
 
 
-def _complete(bench: Bench, record: dict | None, cfg: dict, wanted: str | None = None) -> bool:
+def _complete(bench: Bench, record: dict | None, cfg: dict, wanted: Callable[[str], str] | None = None) -> bool:
     """``record`` is finished (test summaries present) with the same metrics and the run fingerprint of ``cfg``
-    (``wanted``, when already computed): the same options that affect the result and the same frozen teacher."""
+    (``wanted(by)``: :func:`current_fingerprint`, cached by the caller): the same options that affect the result and
+    the same frozen teacher."""
     if record is None or record.get("metrics_requested") != list(bench.metrics):
         return False
     if cfg.get("kd_mode") != "none" and record.get("init_streams") != INIT_STREAMS:
         return False  # made before the common random numbers: its student started from other weights
-    if record_fingerprint(record) != (wanted or _current_fingerprint(cfg)):
+    wanted = wanted or functools.partial(current_fingerprint, cfg)
+    if record_fingerprint(record) != wanted(teacher_by(record)):
         return False
     results = bench.paths(str(record.get("run")))["results"]
     return all(os.path.isfile(os.path.join(results, folder, "summary.json")) for folder in result_folders(bench, cfg))
@@ -429,7 +454,7 @@ def finished_record(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: i
     ``--w_feat`` default), runs of one strategy not on the flags only another strategy reads (``engine.run_keys``)."""
     name = run_name(spec, seed, data_seed)
     record = _load_record(bench.paths(name)["record"])
-    wanted = _current_fingerprint(cfg)
+    wanted = functools.cache(functools.partial(current_fingerprint, cfg))  # the teacher file is read once per kind
     if _complete(bench, record, cfg, wanted):
         return record
     folder = os.path.dirname(bench.paths(name)["record"])
@@ -491,9 +516,9 @@ def run_one(bench: Bench, spec: Spec, seed: int, cfg: dict, data_seed: int | Non
               "cpu": describe_cpu()}  # the host it trained on: a re-run reuses records from other hosts
     if bench.task.full:
         record.update(full_resolution_record(bench.task, results, cfg))
-    digest = file_digest(cfg["teacher_ckpt"]) if reads_teacher_file(cfg) else None
+    digest = teacher_digest(cfg)
     if digest is not None:
-        record["teacher_sha256"] = digest
+        record[TEACHER_KEY] = digest
     record[FINGERPRINTS] = fingerprints(comparable(cfg), digest)
     atomic_write_json(p["record"], record)
     return record

@@ -6,6 +6,8 @@ dataset.py): ``<root>/<e>GT.npz.npy`` (H×W×C float GT, raw units), ``<root>/<e
 ``hrmsi4``, ``hrmsi6``, …: H×W×M in [0, 1]) and ``<root>/<e>lrhsi.npz`` (keys ``lrhsi`` aligned and
 ``lrhsi1..3`` misaligned: H/r×W/r×C in [0, 1]). The same three files inside a folder ``<root>/<e>/``
 (named ``GT.npz.npy`` … or ``<basename>GT.npz.npy`` …) are accepted too. All arrays are channels-last.
+An entry of an unlabelled list (``--unlabelled_file``) is the same without the GT file: the input pair only
+(:func:`load_inputs`), H × W being the HR-MSI's.
 
 ``data.prepare`` writes this layout, so one reader serves the official data and simulated data.
 """
@@ -24,6 +26,7 @@ from utils.fileio import atomic_write
 from .formats import npz_member
 
 SUFFIXES = {"gt": "GT.npz.npy", "hrmsi": "hrmsi.npz", "lrhsi": "lrhsi.npz"}
+INPUTS = ("hrmsi", "lrhsi")  # an entry's input pair: all an unlabelled entry (--unlabelled_file) has
 
 
 def lr_key(level: int) -> str:
@@ -43,19 +46,21 @@ def resolve_split_path(path: str, root: str | None) -> str:
     return path
 
 
-def read_split(path: str, flag: str = "split file", root: str | None = None) -> list[str]:
+DEFAULT_HINT = ("the official AVIRIS lists are configs/splits/aviris/*.txt; pass --train_file/--val_file/--test_file, "
+                "or use dataset 'synthetic'")
+
+
+def read_split(path: str, flag: str = "split file", root: str | None = None, hint: str | None = None) -> list[str]:
     """Entries of a split list (blank lines and ``#`` comments skipped); a missing or empty list raises.
 
-    ``path`` is used as given, else looked up under ``root`` (``data.prepare`` writes the lists there).
+    ``path`` is used as given, else looked up under ``root`` (``data.prepare`` writes the lists there); ``hint``:
+    what a missing list should have been (default: the official AVIRIS lists).
     """
     path = resolve_split_path(path, root)
     if path and os.path.isdir(path):
         raise ValueError(f"{flag} {path}: is a folder; expected a split list file (one entry per line)")
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{flag} {path!r}: no such file (the official AVIRIS lists are configs/splits/aviris/*.txt; "
-            "pass --train_file/--val_file/--test_file, or use dataset 'synthetic')"
-        )
+        raise FileNotFoundError(f"{flag} {path!r}: no such file ({hint or DEFAULT_HINT})")
     with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first entry
         entries = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     if not entries:
@@ -63,15 +68,17 @@ def read_split(path: str, flag: str = "split file", root: str | None = None) -> 
     return entries
 
 
-def find_entry_files(root: str, entry: str) -> tuple[dict[str, str], list[str]]:
-    """Paths of the three files of ``entry`` ({"gt"|"hrmsi"|"lrhsi": path}) and the paths that are missing.
+def find_entry_files(root: str, entry: str, kinds: tuple[str, ...] = tuple(SUFFIXES)
+                     ) -> tuple[dict[str, str], list[str]]:
+    """Paths of the files ``kinds`` (default all three) of ``entry`` ({"gt"|"hrmsi"|"lrhsi": path}) and the paths
+    that are missing.
 
     The flat official naming is tried first, then a per-entry folder.
     """
-    flat = {k: os.path.join(root, entry + s) for k, s in SUFFIXES.items()}
+    flat = {k: os.path.join(root, entry + SUFFIXES[k]) for k in kinds}
     folder = os.path.join(root, entry)
     paths, missing = {}, []
-    for k, s in SUFFIXES.items():
+    for k, s in ((k, SUFFIXES[k]) for k in kinds):
         candidates = [flat[k]]
         if os.path.isdir(folder):
             candidates += [
@@ -174,6 +181,21 @@ def load_entry(
                 problems.append(f"{paths['gt']}: GT size {size_h}×{size_w} is not divisible by the scale {spec.scale}")
             elif not problems[n0:] and float(gt.max()) == float(gt.min()):
                 problems.append(f"{paths['gt']}: GT is constant ({float(gt.min())}), cannot be min-max normalised")
+    msi, lr = _check_inputs(paths, spec, level, msi, lr, (size_h, size_w), problems)
+    if problems:
+        if collect:
+            return None
+        err = FileNotFoundError if missing and len(problems) == len(missing) else ValueError
+        raise err("; ".join(problems))
+    return gt, msi, lr
+
+
+def _check_inputs(paths: dict[str, str], spec: LayoutSpec, level: int, msi: np.ndarray | None, lr: np.ndarray | None,
+                  size: tuple[int | None, int | None], problems: list[str]
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The HR-MSI and LR-HSI cut to ``spec.image_size`` as float32, their problems appended to ``problems``:
+    the HR-MSI of HR ``size`` (None: any) and M bands, the LR-HSI of ``size / scale`` and C bands."""
+    size_h, size_w = size
     if msi is not None:
         msi = np.asarray(spec.cut_hr(msi), dtype=np.float32) if msi.ndim == 3 else msi
         problems += array_problems(paths["hrmsi"], msi_key(spec.msi_bands), msi, (size_h, size_w, spec.msi_bands))
@@ -181,12 +203,35 @@ def load_entry(
         lr = np.asarray(spec.cut_lr(lr), dtype=np.float32) if lr.ndim == 3 else lr
         lr_hw = (None, None) if size_h is None else (size_h // spec.scale, size_w // spec.scale)
         problems += array_problems(paths["lrhsi"], f"{lr_key(level)} (ratio {spec.scale})", lr, (*lr_hw, spec.bands))
+    return msi, lr
+
+
+def load_inputs(root: str, entry: str, spec: LayoutSpec, level: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate the input pair of one entry without its GT (``--unlabelled_file``): (HR-MSI (H, W, M),
+    LR-HSI (H/r, W/r, C)), float32, both in [0, 1] as stored, cut as :func:`load_entry` cuts them. The GT file is
+    neither needed nor opened: H × W is the HR-MSI's (a full-resolution acquisition: no HR-HSI exists).
+
+    Raises one FileNotFoundError (an input file missing) or ValueError listing every problem of the entry.
+    """
+    paths, missing = find_entry_files(root, entry, INPUTS)
+    if missing:
+        raise FileNotFoundError("; ".join(f"entry {entry!r}: missing file {m}" for m in missing))
+    problems: list[str] = []
+    msi = _npz_array(paths["hrmsi"], msi_key(spec.msi_bands), problems)
+    lr = _npz_array(paths["lrhsi"], lr_key(level), problems)
+    size: tuple[int | None, int | None] = (None, None)
+    if msi is not None and msi.ndim == 3:
+        if spec.image_size and min(msi.shape[:2]) < spec.image_size:
+            problems.append(f"{paths['hrmsi']}: HR-MSI is {msi.shape[0]}×{msi.shape[1]}, smaller than --image_size "
+                            f"{spec.image_size}")
+        size = tuple(spec.cut_hr(msi).shape[:2])
+        if size[0] % spec.scale or size[1] % spec.scale:
+            problems.append(f"{paths['hrmsi']}: HR-MSI size {size[0]}×{size[1]} is not divisible by the scale "
+                            f"{spec.scale}")
+    msi, lr = _check_inputs(paths, spec, level, msi, lr, size, problems)
     if problems:
-        if collect:
-            return None
-        err = FileNotFoundError if missing and len(problems) == len(missing) else ValueError
-        raise err("; ".join(problems))
-    return gt, msi, lr
+        raise ValueError("; ".join(problems))
+    return msi, lr
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .aviris import LayoutSpec, load_entry, read_split
+from .aviris import INPUTS, SUFFIXES, LayoutSpec, find_entry_files, load_entry, load_inputs, read_split
 from .degrade import Degradation, simulate_scene, simulated_tiles, unusable_scene
 from .formats import read_cube
 from .options import DATA_DEFAULTS, DATASETS, data_seed_of, degradation_from_cfg
@@ -18,7 +18,11 @@ from .sensors import default_srf_name, resolve_srf
 from .spectral import resolve_wavelengths
 from .synthetic import make_scene, scene_seed
 
-SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
+#: The split list flag of each split of the file-based kinds (``aviris``, ``cube``).
+SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file", "unlabelled": "unlabelled_file"}
+UNLABELLED_STREAM = 4  # key of the simulation noise of --dataset cube's unlabelled cubes
+UNLABELLED_HINT = ("an unlabelled list holds input pairs whose GT is never read (docs/own-data.md, \"Unlabelled "
+                   "input pairs\")")
 
 
 def msi_srf(cfg: dict, wavelengths: np.ndarray) -> tuple[np.ndarray, str]:
@@ -45,7 +49,13 @@ class AvirisDataset(FusionDataset):
     """The official layout (docs/csakd.md §1.2), or a dataset written by ``python -m data.prepare``.
 
     Official: ``dataset_joint`` in dataset.py. Files are read at each access (no cache).
+
+    Split ``unlabelled`` (``--unlabelled_file``): entries of the input pair only (``<e>lrhsi.npz``,
+    ``<e>hrmsi.npz``; for a real sensor a full-resolution acquisition, of which no HR-HSI exists), read by
+    :meth:`load_inputs` without looking for a GT; ``without_gt`` names the entries that have none.
     """
+
+    unlabelled_flag = "unlabelled_file"
 
     def __init__(self, cfg: dict, split: str):
         super().__init__(cfg, split)
@@ -54,10 +64,30 @@ class AvirisDataset(FusionDataset):
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"--root {self.root}: no such folder (expected the dataset folder holding the "
                                     f"entries of --{flag}, e.g. <root>/train/Hama9_15GT.npz.npy)")
-        self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root)
+        self.where = f"--{flag} {cfg[flag]}"
+        self.entries = read_split(cfg[flag], flag="--" + flag, root=self.root,
+                                  hint=UNLABELLED_HINT if split == "unlabelled" else None)
         self.spec = LayoutSpec(
             int(cfg["bands"]), int(cfg["msi_bands"]), self.scale, int(cfg["image_size"] or 0)
         )
+        if split == "unlabelled":
+            self.without_gt = self._check_unlabelled()
+
+    def _check_unlabelled(self) -> tuple[str, ...]:
+        """The entries without a GT file, once every entry's input files are known to exist (else one error naming
+        the list and the entry, and its GT when it holds nothing else: a labelled cube, not an input pair)."""
+        without_gt = []
+        for entry in self.entries:
+            found, missing = find_entry_files(self.root, entry)
+            if not set(INPUTS) <= set(found):
+                gt_only = f" holds only a GT ({found['gt']}) and" if "gt" in found else ""
+                absent = " and ".join(m for m in missing if not m.endswith(SUFFIXES["gt"]))
+                raise FileNotFoundError(f"{self.where}: entry {entry!r}{gt_only} lacks {absent}; {UNLABELLED_HINT}: "
+                                        f"<e>lrhsi.npz (key lrhsi) and <e>hrmsi.npz (key "
+                                        f"hrmsi{self.spec.msi_bands})")
+            if "gt" not in found:
+                without_gt.append(entry)
+        return tuple(without_gt)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,6 +96,14 @@ class AvirisDataset(FusionDataset):
         entry = self.entries[index]
         gt, msi, lr = load_entry(self.root, entry, self.spec, level)
         return entry, gt, msi, lr
+
+    def load_inputs(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray]:
+        entry = self.entries[index]
+        try:
+            msi, lr = load_inputs(self.root, entry, self.spec, level)
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"{self.where}: {exc}") from None
+        return entry, msi, lr
 
 
 class _SimulatedDataset(FusionDataset):
@@ -93,7 +131,10 @@ class _SimulatedDataset(FusionDataset):
 class SyntheticDataset(_SimulatedDataset):
     """Built-in scenes (``data.synthetic``), no files: ``synthetic_scenes`` = (train, val, test) counts,
     HR size ``image_size`` (square), ``bands`` bands at ``wavelengths``, HR-MSI through ``msi_srf``
-    and LR-HSI through the logged degradation; each split draws its scenes from its own seed stream."""
+    and LR-HSI through the logged degradation; each split draws its scenes from its own seed stream
+    (``unlabelled``: the ``--unlabelled`` N extra scenes)."""
+
+    unlabelled_flag = "unlabelled"
 
     def __init__(self, cfg: dict, split: str):
         super().__init__(cfg, split)
@@ -162,15 +203,23 @@ class CubeDataset(_SimulatedDataset):
     cube that gives no tile at all (too small, constant) is an error naming it.
     Everything stays in memory: for large collections write the dataset once with ``data.prepare``
     and read it with ``dataset: aviris``.
+
+    Split ``unlabelled`` (``--unlabelled_file``): cubes too, since a cube is what the input pairs are simulated
+    from; their tiles' GT stays in memory and is never a target (``inputs_item``), and their simulation noise has
+    a stream of its own (the same cube listed for training gives other noisy inputs).
     """
+
+    unlabelled_flag = "unlabelled_file"
 
     def __init__(self, cfg: dict, split: str):
         super().__init__(cfg, split)
         flag = SPLIT_FLAGS[split]
         root = cfg["root"]
         tile = int(cfg["image_size"] or 0)
+        hint = UNLABELLED_HINT + "; for --dataset cube, cube files" if split == "unlabelled" else None
+        stream = (UNLABELLED_STREAM,) if split == "unlabelled" else ()
         self.items: list[tuple[str, np.ndarray, np.ndarray, dict[int, np.ndarray]]] = []
-        for ci, rel in enumerate(read_split(cfg[flag], flag="--" + flag, root=root)):
+        for ci, rel in enumerate(read_split(cfg[flag], flag="--" + flag, root=root, hint=hint)):
             path = rel if os.path.isabs(rel) else os.path.join(root, rel)
             cube = read_cube(
                 path, key=cfg.get("key"), layout=cfg.get("layout", "hwc"), wavelengths=cfg.get("wavelengths")
@@ -183,7 +232,7 @@ class CubeDataset(_SimulatedDataset):
             scene = simulate_scene(cube.data[:h, :w], [srf], self.deg, _levels(self), where=path)
             stem = os.path.splitext(os.path.basename(os.path.normpath(rel)))[0]
             found, constant = len(self.items), 0
-            for i, y, x, gt, msi, lr in simulated_tiles(scene, self.deg, tile, tile, (self.seed, ci)):
+            for i, y, x, gt, msi, lr in simulated_tiles(scene, self.deg, tile, tile, (self.seed, *stream, ci)):
                 if gt is None:
                     constant += 1
                 else:

@@ -63,6 +63,10 @@ DATA_OPTIONS = (
           help="N extra training scenes (--dataset synthetic, realistic; their own seed stream) used as input pairs "
                "whose GT is never read: labelled by the frozen teacher (--kd_mode offline); with --kd_mode none "
                "their GT is the control's target"),
+    _data("unlabelled_file", metavar="LIST", beside_config=True,
+          help="split list of own input pairs whose GT is never read, the --unlabelled of --dataset aviris (entries "
+               "of <e>lrhsi.npz and <e>hrmsi.npz, no GT: e.g. full-resolution acquisitions) and cube (cubes, "
+               "simulated); labelled as --unlabelled is"),
 )
 
 

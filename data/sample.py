@@ -13,6 +13,7 @@ identical between runs with the same seed and the same ``num_workers``.
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -101,12 +102,16 @@ class FusionDataset(Dataset):
 
     Class attributes a loop may branch on: ``task`` ("fusion" here, "pansharpening"), ``sensor`` (None, or the
     pansharpening sensor's name), ``full`` (True: full-resolution samples without GT); ``ratio`` is the HR/LR
-    ratio (= ``scale``).
+    ratio (= ``scale``). ``unlabelled_flag``: the flag that gives a kind its ``unlabelled`` split (input pairs whose
+    GT is never read): ``"unlabelled"`` (N extra built-in scenes), ``"unlabelled_file"`` (a split list of own
+    data), None (none).
     """
 
     task = "fusion"
     sensor: str | None = None
     full = False
+    unlabelled_flag: str | None = None
+    without_gt: tuple[str, ...] = ()  # the names of the samples that have no GT (unlabelled input pairs)
 
     def __init__(self, cfg: dict, split: str):
         if split not in SPLITS:
@@ -138,8 +143,15 @@ class FusionDataset(Dataset):
 
     def gt_range(self, gt: np.ndarray | None) -> tuple[float, float]:
         """(maxv, minv): the raw values that the GT's −1 and 1 stand for, the one normalisation hook. Default: the
-        image's own max and min (per-image min–max, official); pansharpening: (sensor scale, 0.0)."""
-        return float(gt.max()), float(gt.min())
+        image's own max and min (per-image min–max, official), NaN without a GT (none exists); pansharpening:
+        (sensor scale, 0.0)."""
+        return (float(gt.max()), float(gt.min())) if gt is not None else (math.nan, math.nan)
+
+    def load_inputs(self, index: int, level: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """(name, HR-MSI (H, W, M), LR-HSI (H/r, W/r, C)), both in [0, 1]: :meth:`load` with its GT discarded
+        untouched; a kind whose inputs exist without a GT (a file layout) reads only them."""
+        name, _, msi, lr = self.load(index, level)
+        return name, msi, lr
 
     def __getitem__(self, index: int) -> dict:
         level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
@@ -171,14 +183,11 @@ class FusionDataset(Dataset):
     def inputs_item(self, index: int) -> dict:
         """The inputs of sample ``index`` without its GT, for pairs whose GT is never read (``--unlabelled``):
         {"lrhsi", "hrmsi", "name"} as :meth:`__getitem__`'s (the same crop and augmentation draws, on the inputs
-        only). The GT that :meth:`load` returns is discarded untouched."""
+        only), read by :meth:`load_inputs`."""
         level = self.rng.choice(LR_LEVELS) if self.train and self.mixed else self.mis_pix
-        name, _, msi, lr = self.load(index, level)
-        msi, lr = to_signed(msi), to_signed(lr)
-        if self.train:
-            (msi,), lr = self._crop([msi], lr, name)
-            msi, lr = augment(self.rng, msi, lr)
-        return {"lrhsi": _chw(lr), "hrmsi": _chw(msi), "name": name}
+        name, msi, lr = self.load_inputs(index, level)
+        sample = self.make_sample(name, None, msi, lr)  # the same crop and augmentation draws as with a GT
+        return {k: sample[k] for k in ("lrhsi", "hrmsi", "name")}
 
     def _crop(self, hr: list[np.ndarray], lr: np.ndarray, name: str) -> tuple[list[np.ndarray], np.ndarray]:
         """One random ``crop_size`` window of the HR arrays ``hr`` (the first one's size) and the LR window under it."""

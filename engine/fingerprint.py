@@ -4,8 +4,10 @@
   options being every resolved option that affects the result of *this* run (``engine.run_keys``): not where or
   how it ran (device, workers, paths, logging), not the teacher-only options of a run without a teacher, not the
   options only another strategy or network family reads. A frozen teacher file (``--teacher_ckpt``, read with
-  ``--kd_mode offline`` or ``--student_init teacher``) counts by its content's SHA-256 when it is given, so a copied
-  run folder keeps its fingerprint.
+  ``--kd_mode offline`` or ``--student_init teacher``) counts by its weights when they are known
+  (:func:`teacher_digest`: the tensors and the network description, ``utils.checkpoint.weights_digest``; not the
+  file's bytes, which hold the teacher run's paths), so a copied or moved teacher, or a run folder reading it, keeps
+  the fingerprint; records written before counted it by the file's SHA-256 (``teacher_by="file"``).
 - :func:`recipe_fingerprint`: the same without what the teacher brings and the seeds (``run_keys.recipe_free``):
   a distilled run and the student alone it is compared with have the same recipe.
 
@@ -28,6 +30,8 @@ import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from utils.checkpoint import weights_digest
 
 from .run_keys import affects_result, arch_only, recipe_free, strategy_only, teacher_only
 
@@ -74,13 +78,21 @@ def _relevant(key: str, cfg: Mapping[str, Any]) -> bool:
     return (owner is None or owner == cfg.get("kd_strategy")) and (family is None or family == cfg.get("arch"))
 
 
-def result_options(cfg: Mapping[str, Any], teacher_digest: str | None = None) -> dict[str, Any]:
+#: How a known frozen teacher stands for its path in the options, by what its digest hashes: ``"weights"`` (now,
+#: :func:`teacher_digest`) or ``"file"`` (the file's bytes: ``benchmarks.kd`` records written before, their
+#: ``teacher_sha256``). The tags differ, so the two never match one another.
+TEACHER_BY = {"weights": "weights-sha256", "file": "sha256"}
+
+
+def result_options(cfg: Mapping[str, Any], teacher_digest: str | None = None,
+                   teacher_by: str = "weights") -> dict[str, Any]:
     """The options of ``cfg`` that its result depends on, absent ones at their defaults (the upgrade rule);
-    ``teacher_digest``: the SHA-256 of the teacher file it reads, which then stands for its path."""
+    ``teacher_digest``: the digest of the teacher file it reads (of kind ``teacher_by``, :data:`TEACHER_BY`),
+    which then stands for its path."""
     full = {**flag_defaults(cfg.get("compat")), **_plain(cfg)}
     options = {k: v for k, v in full.items() if _relevant(k, full)}
     if "teacher_ckpt" in options and teacher_digest:
-        options["teacher_ckpt"] = f"sha256:{teacher_digest}"
+        options["teacher_ckpt"] = f"{TEACHER_BY[teacher_by]}:{teacher_digest}"
     return options
 
 
@@ -90,9 +102,9 @@ def _digest(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fingerprint(cfg: Mapping[str, Any], teacher_digest: str | None = None) -> str:
-    """The run fingerprint of ``cfg`` (64 hex digits)."""
-    return _digest(result_options(cfg, teacher_digest))
+def fingerprint(cfg: Mapping[str, Any], teacher_digest: str | None = None, teacher_by: str = "weights") -> str:
+    """The run fingerprint of ``cfg`` (64 hex digits); the teacher as in :func:`result_options`."""
+    return _digest(result_options(cfg, teacher_digest, teacher_by))
 
 
 def recipe_fingerprint(cfg: Mapping[str, Any]) -> str:
@@ -131,8 +143,15 @@ def file_digest(path: str | os.PathLike) -> str | None:
 
 
 def teacher_digest(cfg: Mapping[str, Any]) -> str | None:
-    """The SHA-256 of the teacher file the run of ``cfg`` reads, or None (no such file, or none read)."""
-    return file_digest(cfg["teacher_ckpt"]) if reads_teacher_file(cfg) and cfg.get("teacher_ckpt") else None
+    """The identity of the teacher the run of ``cfg`` reads: ``utils.checkpoint.weights_digest`` of
+    ``--teacher_ckpt`` (its tensors and network description, not its stored paths), or None (none read, or no
+    readable weight file there yet: the run then counts it by its path, and its training says what is wrong)."""
+    if not (reads_teacher_file(cfg) and cfg.get("teacher_ckpt")):
+        return None
+    try:
+        return weights_digest(cfg["teacher_ckpt"])
+    except (OSError, ValueError):
+        return None
 
 
 def run_fingerprints(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,6 +166,6 @@ def yaml_header(prints: Mapping[str, Any]) -> str:
             f"# (engine.fingerprint: the options that affect the result; docs/training.md \"Run fingerprints\")\n")
 
 
-__all__ = ["KEY", "VERSION", "changed_options", "file_digest", "fingerprint", "fingerprints", "flag_defaults",
-           "reads_teacher_file", "recipe_fingerprint", "result_options", "run_fingerprints", "same_result",
-           "teacher_digest", "yaml_header"]
+__all__ = ["KEY", "TEACHER_BY", "VERSION", "changed_options", "file_digest", "fingerprint", "fingerprints",
+           "flag_defaults", "reads_teacher_file", "recipe_fingerprint", "result_options", "run_fingerprints",
+           "same_result", "teacher_digest", "yaml_header"]

@@ -177,16 +177,39 @@ def resolve_config(cfg: dict) -> dict:
     return cfg
 
 
+def unlabelled_flag(cfg: dict) -> str | None:
+    """The flag of ``cfg`` that asks for unlabelled input pairs (``--unlabelled N`` or ``--unlabelled_file``;
+    None without)."""
+    return next((f for f in ("unlabelled", "unlabelled_file") if cfg.get(f)), None)
+
+
+def _check_unlabelled(cfg: dict) -> None:
+    """Unlabelled pairs come from the flag the dataset kind reads (``FusionDataset.unlabelled_flag``) and are
+    labelled by a frozen teacher or, for the control, by their GT: never by a teacher that is still training."""
+    given = unlabelled_flag(cfg)
+    if given is None:
+        return
+    what = f"--{given} {cfg[given]}"
+    if cfg.get("unlabelled") and cfg.get("unlabelled_file"):
+        raise ConfigError(f"--unlabelled {cfg['unlabelled']} and --unlabelled_file {cfg['unlabelled_file']}: give "
+                          f"one (extra built-in scenes, or a list of own input pairs)")
+    kind = cfg.get("dataset")
+    wanted = getattr(DATASETS[kind], "unlabelled_flag", None) if kind in DATASETS else None
+    if given != wanted:
+        takes = f"takes them from --{wanted}" if wanted else "has no unlabelled pairs"
+        raise ConfigError(f"{what}: --dataset {kind} {takes} (--unlabelled N: extra scenes of the built-in "
+                          f"synthetic and realistic datasets; --unlabelled_file LIST: own data, aviris and cube)")
+    if cfg.get("kd_mode") == "online":
+        raise ConfigError(f"{what}: unlabelled pairs are labelled by a frozen teacher (--kd_mode offline) or, for "
+                          f"the control, by their GT (--kd_mode none); got --kd_mode online")
+
+
 def _check_combinations(cfg: dict) -> None:
     """Refuse flag combinations that cannot run (one ConfigError naming them)."""
     if cfg.get("kd_mode") == "offline" and not cfg.get("teacher_ckpt"):
         raise ConfigError("--kd_mode offline needs --teacher_ckpt (the frozen teacher's weights)")
-    if cfg.get("unlabelled") and (cfg.get("dataset") not in ("synthetic", "realistic")
-                                  or cfg.get("kd_mode") == "online"):
-        raise ConfigError(f"--unlabelled {cfg['unlabelled']}: extra scenes of --dataset synthetic or realistic, "
-                          f"labelled by a frozen teacher (--kd_mode offline) or, for the control, by their GT "
-                          f"(--kd_mode none); got --dataset {cfg.get('dataset')} --kd_mode {cfg.get('kd_mode')}")
-    if (cfg.get("unlabelled") or cfg.get("kd_augment")) and cfg.get("kd_strategy", "csakd") != "csakd":
+    _check_unlabelled(cfg)
+    if (unlabelled_flag(cfg) or cfg.get("kd_augment")) and cfg.get("kd_strategy", "csakd") != "csakd":
         raise ConfigError("--unlabelled / --kd_augment label inputs with the teacher's plain output: they need "
                           f"--kd_strategy csakd, got {cfg.get('kd_strategy')}")
     if cfg.get("block_mix") and (cfg.get("kd_mode") != "offline" or cfg.get("kd_strategy", "csakd") != "csakd"):

@@ -10,30 +10,32 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data import build_dataset, seed_worker
+from data.datasets import SPLIT_FLAGS
 
 from .evaluate import validation_every
-
-SPLIT_FLAGS = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
 
 def describe_split(cfg: dict, split: str) -> str:
     """How the user named a split, for messages: the split file, or the synthetic scene count."""
+    if split == "unlabelled" and cfg.get("unlabelled"):
+        return f"--unlabelled {cfg['unlabelled']} extra scenes of --dataset {cfg.get('dataset')}"
     if cfg.get("dataset") in ("synthetic", "synthetic_pan"):
         return f"--dataset {cfg['dataset']} --synthetic_scenes {cfg.get('synthetic_scenes')}"
     flag = SPLIT_FLAGS[split]
     return f"--{flag} {cfg.get(flag)} (--root {cfg.get('root')})"
 
 
-def check_dataset(dataset: Dataset, cfg: dict, split: str) -> None:
+def check_dataset(dataset: Dataset, cfg: dict, split: str, first: Any = None) -> None:
     """Raise a ValueError unless ``dataset`` is non-empty and its first sample has the configured shapes
     (``bands`` LR-HSI/GT bands, ``msi_bands`` HR-MSI bands, HR size = ``scale`` × LR size) and, except in the
-    test split, a GT (full-resolution pansharpening samples have none)."""
+    test and unlabelled splits, a GT (full-resolution pansharpening samples have none). ``first``: a callable
+    giving the sample to check (default ``dataset[0]``; a pair without GT is checked by its HR-MSI)."""
     where = f"{split} split ({describe_split(cfg, split)})"
     if len(dataset) == 0:
         raise ValueError(f"{where}: the split is empty; expected at least one image")
-    sample = dataset[0]
+    sample = dataset[0] if first is None else first()
     name = sample.get("name", "sample 0")
-    if "gt" not in sample and split != "test":  # full-resolution pansharpening: nothing to fit or score against
+    if "gt" not in sample and split not in ("test", "unlabelled"):  # full-resolution pansharpening: nothing to fit
         raise ValueError(f"{where}: {name}: the samples have no GT (full-resolution data); training and "
                          f"validation need reduced-resolution data with gt (--resolution reduced)")
     lr, msi = sample["lrhsi"], sample["hrmsi"]

@@ -2,10 +2,14 @@
 
 Two signals a student cannot get from the GT, both against the frozen teacher's output (``--kd_mode offline``):
 
-* ``--unlabelled N``: N extra training scenes (built-in datasets: their own seed stream) whose GT is never read
-  (:class:`UnlabelledInputs` returns the inputs only). Each training step takes one batch of them besides the
-  labelled batch; the student's loss adds ``--w_unlabelled``·SmoothL1(S(x_u), T(x_u)). For real sensors these
-  pairs are full-resolution acquisitions (an LR-HSI and an HR-MSI of the same ground, with no HR-HSI).
+* ``--unlabelled N`` (built-in datasets: N extra scenes from their own seed stream) or ``--unlabelled_file LIST``
+  (own data: a split list of input pairs, ``--dataset aviris``, or of cubes, ``--dataset cube``): training pairs
+  whose GT is never read (:class:`UnlabelledInputs` returns the inputs only; an aviris entry needs no GT file).
+  Each training step takes one batch of them besides the labelled batch; the student's loss adds
+  ``--w_unlabelled``·SmoothL1(S(x_u), T(x_u)). For real sensors these pairs are full-resolution acquisitions (an
+  LR-HSI and an HR-MSI of the same ground, with no HR-HSI). Their inputs are normalised as every input
+  (x ↦ 2x − 1 of the stored [0, 1]); T(x_u) is in the teacher's output domain, its training GT's per-image
+  min–max [−1, 1] (docs/distillation.md, "Teacher labels on pairs without GT").
 * ``--kd_augment``: invertible-augmentation consistency on the labelled batch: a transform g (flip along height,
   along width, transpose, sign inversion of the [−1, 1] inputs, or a composition; :data:`TRANSFORMS`) drawn per
   step, applied to the student's inputs and undone on its output, matched to the teacher's output on the original
@@ -118,13 +122,24 @@ class UnlabelledStream:
 
 
 def unlabelled_stream(cfg: dict) -> UnlabelledStream | None:
-    """The ``--unlabelled`` batches of a run (None without): the extra scenes' inputs, with their GT only for the
-    teacher-free control (``--kd_mode none``)."""
-    if not cfg.get("unlabelled"):
-        return None
+    """The batches of the unlabelled pairs of a run (``--unlabelled`` or ``--unlabelled_file``; None without):
+    their inputs, with their GT only for the teacher-free control (``--kd_mode none``). The first pair is checked
+    now (bands, sizes; for the control, that every entry has a GT), before the run writes anything."""
     from data import build_dataset
 
-    inputs = UnlabelledInputs(build_dataset(cfg, "unlabelled"), with_gt=cfg["kd_mode"] == "none")
+    from .flags import unlabelled_flag
+    from .loaders import check_dataset, describe_split
+
+    if unlabelled_flag(cfg) is None:
+        return None
+    dataset = build_dataset(cfg, "unlabelled")
+    inputs = UnlabelledInputs(dataset, with_gt=cfg["kd_mode"] == "none")
+    if inputs.with_gt and dataset.without_gt:
+        raise ValueError(f"{describe_split(cfg, 'unlabelled')}: {len(dataset.without_gt)} entries have no GT (first "
+                         f"{dataset.without_gt[0]!r}); the teacher-free control (--kd_mode none) trains on the "
+                         f"unlabelled pairs' GT: label them with a frozen teacher (--kd_mode offline), or list "
+                         f"entries that have a GT")
+    check_dataset(dataset, cfg, "unlabelled", None if inputs.with_gt else lambda: dataset.inputs_item(0))
     return UnlabelledStream(inputs, cfg["batch_size"], derive_seed(cfg["seed"], UNLABELLED_STREAM))
 
 

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from test_train_run import TINY_YAML as TRAIN_TINY_YAML
 
 import benchmarks.kd as kd
+from utils.checkpoint import read_checkpoint, save_weights, weights_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -417,7 +419,7 @@ def test_bench_with_a_shared_frozen_teacher_end_to_end_and_resumed(tmp_path, mon
     teacher3 = str(tmp_path / "bench" / "checkpoints" / "csakd_data3_seed0" / "teacher" / "best.pth")
     for name in ("csakd_kd_mode=offline_data3_seed1", "csakd_kd_mode=offline_w_kd=0.5_data3_seed2"):
         assert by[name]["config"]["teacher_ckpt"] == teacher3 and by[name]["config"]["data_seed"] == 3
-        assert by[name]["teacher_sha256"] == kd.file_digest(teacher3)
+        assert by[name][kd.TEACHER_KEY] == weights_digest(teacher3)
     # the frozen teacher is tested on each run's test split: the same numbers for every spec and init seed
     assert by["csakd_kd_mode=offline_data3_seed1"]["teacher"] == by["csakd_kd_mode=offline_w_kd=0.5_data3_seed2"][
         "teacher"] != by["csakd_kd_mode=offline_data4_seed1"]["teacher"]
@@ -428,10 +430,55 @@ def test_bench_with_a_shared_frozen_teacher_end_to_end_and_resumed(tmp_path, mon
     Path(teacher3).write_bytes(Path(teacher3).read_bytes() + b"")  # same bytes: still finished
     trained.clear()
     assert kd.main(argv) == 0 and trained == []
+    # the same teacher trained in another --out (its file stores other paths): its students are still finished
+    held = read_checkpoint(teacher3)
+    other_paths = {**held["config"], "checkpoint_dir": str(tmp_path / "elsewhere"), "log_dir": "elsewhere/runs"}
+    torch.save({**held, "config": other_paths}, teacher3)
+    assert kd.main(argv) == 0 and trained == []
     other = tmp_path / "bench" / "checkpoints" / "csakd_data4_seed0" / "teacher" / "best.pth"
     Path(teacher3).write_bytes(other.read_bytes())
     assert kd.main(argv) == 0
     assert sorted(trained) == sorted(n for n in by if "offline" in n and "data3" in n)
+
+
+class _Held(torch.nn.Linear):
+    """A tiny network with a description, as a weight file saves it (``model_config``)."""
+
+    def __init__(self, weight: float, residual: bool = False) -> None:
+        super().__init__(2, 1, bias=False)
+        self.residual = residual
+        torch.nn.init.constant_(self.weight, weight)
+
+    def model_config(self) -> dict:
+        return {"role": "teacher", "residual": self.residual}
+
+
+def test_a_frozen_teacher_counts_by_its_weights_and_records_of_its_file_digest_still_read(tmp_path):
+    """A teacher re-saved in another folder (other stored paths: other bytes) keeps the students distilled from it;
+    other tensors or another network description retrain them; a record written before, which holds the file's
+    SHA-256, is reused while the file has those bytes and retrained otherwise, never matched by its weights."""
+    bench = kd.Bench("c.yaml", str(tmp_path), ("psnr",))
+    for role in ("student", "teacher"):
+        (tmp_path / "results" / "r" / role).mkdir(parents=True)
+        (tmp_path / "results" / "r" / role / "summary.json").write_text("{}")
+    files = {"here": (_Held(1.0), "out1"), "moved": (_Held(1.0), "out2"), "retrained": (_Held(2.0), "out1"),
+             "other_net": (_Held(1.0, residual=True), "out1")}
+    for name, (net, out) in files.items():
+        save_weights(tmp_path / out / f"{name}.pth", net, {"checkpoint_dir": out, "log_dir": f"{out}/runs"})
+
+    def cfg(name: str) -> dict:
+        return {**kd.flag_defaults(), "kd_mode": "offline", "teacher_ckpt": str(tmp_path / files[name][1] /
+                                                                                f"{name}.pth")}
+
+    assert kd.file_digest(cfg("here")["teacher_ckpt"]) != kd.file_digest(cfg("moved")["teacher_ckpt"])
+    record = {"run": "r", "metrics_requested": ["psnr"], "config": cfg("here"), "init_streams": kd.INIT_STREAMS,
+              kd.TEACHER_KEY: weights_digest(cfg("here")["teacher_ckpt"])}
+    assert [kd._complete(bench, record, cfg(n)) for n in files] == [True, True, False, False]
+    legacy = {**{k: v for k, v in record.items() if k != kd.TEACHER_KEY},
+              kd.LEGACY_TEACHER_KEY: kd.file_digest(cfg("here")["teacher_ckpt"])}
+    assert [kd._complete(bench, legacy, cfg(n)) for n in files] == [True, False, False, False]
+    unknown = {k: v for k, v in record.items() if k != kd.TEACHER_KEY}  # no digest: never matches a read teacher
+    assert [kd._complete(bench, unknown, cfg(n)) for n in files] == [False] * 4
 
 
 def test_inheritance_specs_use_the_shared_teacher_and_pair_with_the_random_student_alone(tmp_path):

@@ -28,6 +28,7 @@ builds tensors and plain containers and numbers only; a file that asks for anyth
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -221,6 +222,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise ValueError(f"checkpoint {path}: expected a dict of weights, found {type(obj).__name__}")
     verify_digest(obj, obj.get("state_dict"), path, "checkpoint")
     return dict(obj)
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """The identity of the network a weight file holds: SHA-256 of the canonical JSON of its tensors' digest
+    (:data:`DIGEST_KEY`, stored since version 2, else computed) and its saved network description (``"model"``,
+    the constructor arguments; absent in official files, whose keys and shapes say it). The run config, paths
+    included, is left out, so a copied or moved file keeps its identity and a file whose tensors differ does not.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_checkpoint` (missing, unreadable or corrupt file).
+    """
+    ckpt = read_checkpoint(path)  # verified: a stored digest is the one of the tensors it holds
+    state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), Mapping) else ckpt
+    tensors = ckpt.get(DIGEST_KEY) or tensor_digest(state)
+    text = json.dumps({"tensor_sha256": tensors, "model": ckpt.get("model")}, sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _strip_prefixes(key: str) -> tuple[str, bool]:
