@@ -34,7 +34,7 @@ from torch import nn
 
 from models.clra import concatenating_dense_blocks
 from models.network import FusionNetwork
-from utils.fileio import WriteError, make_parent, publish, remove_stale_temps, temp_name_prefix
+from utils.fileio import WriteError, make_parent, publish, remove_stale_temps, sha256_of, temp_name_prefix
 
 INPUTS = ("lrhsi", "hrmsi")
 OUTPUTS = ("hrhsi", "fused")
@@ -57,15 +57,6 @@ def require(module: str) -> Any:
                          f"(pip install -r requirements-deploy.txt)") from None
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def random_inputs(model: nn.Module, batch: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform [-1, 1] LR-HSI (batch, bands, h, w) and HR-MSI (batch, msi_bands, s·h, s·w) for ``model``."""
     g = torch.Generator().manual_seed(seed)
@@ -85,7 +76,7 @@ def network_metadata(model: FusionNetwork, checkpoint: str | os.PathLike | None 
             "msi_bands": model.msi_bands, "scale": model.scale, "model_config": json.dumps(desc), "precision": "fp32",
             FLOAT_MODULES_KEY: ",".join(model.output_modules)}
     if checkpoint is not None:
-        meta.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
+        meta.update(checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=sha256_of(checkpoint))
     return {k: str(v) for k, v in meta.items()}
 
 
@@ -456,7 +447,7 @@ def fp32_reference(cfg: dict, network: Any, load_torch: Any) -> Any | None:
     path = cfg.get("reference")
     if not path and isinstance(network, OnnxNetwork):
         recorded = network.metadata.get("checkpoint")
-        if not recorded or not os.path.isfile(recorded) or file_sha256(recorded) != network.metadata.get(
+        if not recorded or not os.path.isfile(recorded) or sha256_of(recorded) != network.metadata.get(
                 "checkpoint_sha256"):
             return None
         path = recorded

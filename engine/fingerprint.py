@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from utils.checkpoint import weights_digest
+from utils.fileio import sha256_of
 
 from .run_keys import affects_result, arch_only, recipe_free, strategy_only, teacher_only
 
@@ -132,14 +133,10 @@ def changed_options(stored: Mapping[str, Any], current: Mapping[str, Any]) -> di
 
 def file_digest(path: str | os.PathLike) -> str | None:
     """SHA-256 of a file's bytes (None when it cannot be read)."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_of(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def teacher_digest(cfg: Mapping[str, Any]) -> str | None:
