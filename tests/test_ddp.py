@@ -7,6 +7,7 @@ exactly, and a 2-process state resumes in one process."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,10 +28,34 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 DDP_YAML = TINY_YAML.replace("synthetic_scenes: [4, 2, 2]", "synthetic_scenes: [8, 3, 2]")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A rendezvous port nobody listens on, never handed out twice in this session, below the ephemeral range:
+    a port from bind(0) lies inside that range, where the client sockets of an earlier process group can take it
+    before the store listens on it (EADDRINUSE, seen in CI)."""
+    rng, low = random.Random(), _ephemeral_low()
+    for _ in range(200):
+        port = rng.randrange(20000, low) if low > 20100 else rng.randrange(1024, 65536)  # no room below: any
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free TCP port found for the test's process-group rendezvous")
 
 
 def _join(rank: int, port: int) -> None:
